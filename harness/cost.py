@@ -1,0 +1,85 @@
+"""Static cost of a network: parameters and multiply-accumulates (MACs).
+
+Convention (stated in every table): MACs count convolutions (transposed included) and
+matrix multiplies only, for one image, from ``torch.utils.flop_counter.FlopCounterMode``
+(FLOPs = 2 x MACs) run on the ``meta`` device so that it costs no compute. Norms,
+activations, pooling and interpolation are not counted. ``thop`` is the cross-check; on
+PyPI it over-counts ``ConvTranspose2d`` by stride^2 and leaves buffers on the model, so it
+runs on a copy with a corrected counter (and also counts norms and interpolation).
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import variants
+
+MAC_CONVENTION = ("MACs: convolutions and matmuls only (FlopCounterMode, FLOPs = 2 x MACs), "
+                  "one image")
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _meta_model(spec) -> nn.Module:
+    spec = variants.parse(spec)
+    if spec.weights:
+        spec = spec.replace(weights=None)  # weights do not change the cost
+    with torch.device("meta"):
+        return variants.build(spec)
+
+
+def count_macs(spec, height: int, width: int) -> int:
+    """MACs for one ``height x width`` image in inference (eval) mode, on ``meta``."""
+    model = _meta_model(spec).eval()
+    spec = variants.parse(spec)
+    x = torch.empty(1, spec.in_channels, height, width, device="meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def _thop_convtranspose(m: nn.ConvTranspose2d, x, y) -> None:
+    """Every input pixel meets Cout/groups x kH x kW weights per input channel."""
+    x = x[0]
+    k = m.weight.shape[2] * m.weight.shape[3]
+    m.total_ops += torch.DoubleTensor([x.numel() * (m.out_channels // m.groups) * k])
+
+
+def count_macs_thop(model: nn.Module, in_channels: int, height: int, width: int) -> int:
+    """The thop cross-check on a copy (thop adds buffers), with the corrected counter."""
+    import thop
+
+    model = copy.deepcopy(model).cpu().float().eval()
+    x = torch.zeros(1, in_channels, height, width)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        macs, _ = thop.profile(model, inputs=(x,), verbose=False,
+                               custom_ops={nn.ConvTranspose2d: _thop_convtranspose})
+    return int(macs)
+
+
+def profile(spec, height: int = 256, width: int = 256, thop_check: bool = True) -> dict:
+    """Parameters, MACs (headline and thop), input and output shapes of one image."""
+    spec = variants.parse(spec)
+    model = _meta_model(spec).eval()
+    x = torch.empty(1, spec.in_channels, height, width, device="meta")
+    with torch.no_grad():
+        y = model(x)
+    out = {
+        "name": spec.name,
+        "spec": spec.to_dict(),
+        "params": count_params(model),
+        "macs": count_macs(spec, height, width),
+        "input_shape": list(x.shape),
+        "output_shape": list(y.shape),
+    }
+    if thop_check:
+        real = variants.build(spec.replace(weights=None) if spec.weights else spec)
+        out["macs_thop"] = count_macs_thop(real, spec.in_channels, height, width)
+    return out

@@ -1,0 +1,278 @@
+"""Architecture specs: one frozen object per network, round-tripping to a dict and a name.
+
+Two kinds of spec exist:
+
+* :class:`ArchSpec` -- the configurable U-Net family of the seed documents, one field per
+  design axis.
+* :class:`SmpSpec` -- a segmentation-models-pytorch baseline (``smp-unet-resnet34``).
+
+``parse(x)`` accepts either kind as a spec object, a dict or a readable name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+AXES: dict[str, tuple[str, ...]] = {
+    "topology": ("unet", "unetpp"),
+    "encoder": ("plain", "vgg16"),
+    "act": ("relu", "relu6"),
+    "up": ("transpose", "bilinear"),
+    "skip": ("pad", "crop"),
+    "norm": ("batch", "none"),
+    "channels": ("double", "matched"),
+}
+"""Categorical axes and their allowed values (the first is the default)."""
+
+_NORM_TOKEN = {"batch": "bn", "none": "nobn"}
+_HEAD_RE = re.compile(r"^L([1-9])$")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One member of the U-Net family.
+
+    Channel scheme (``channels``):
+
+    * ``double`` (classic U-Net, seeds 000/002/003/004): stage ``i`` has ``width * 2**i``
+      channels, the bottleneck doubles the last stage; a transposed conv halves the
+      channels it upsamples, bilinear interpolation keeps them, so with ``up="bilinear"``
+      the first conv of each decoder block sees ``c_i + c_(i+1)`` instead of ``2 c_i``
+      input channels. Nothing else changes: this is how channel counts are matched for
+      the one-factor ``bilinear`` ablation (the upsampling operator is the only factor).
+    * ``matched`` (seed 001): the bottleneck keeps the last stage's channels and each
+      decoder block outputs the channels of the next skip, so the upsampled path always
+      matches its skip and the up operator keeps channels (``ConvTranspose2d(c, c)``).
+
+    ``head`` selects the inference form of a deep-supervision UNet++: ``mean`` (the
+    "accurate" mode, mean of the head logits) or ``L1``..``L<depth>`` (the "fast" mode, a
+    network pruned to what that head needs).
+    """
+
+    topology: str = "unet"
+    encoder: str = "plain"
+    act: str = "relu"
+    up: str = "transpose"
+    skip: str = "pad"
+    norm: str = "batch"
+    channels: str = "double"
+    width: int = 64
+    depth: int = 4
+    in_channels: int = 3
+    classes: int = 1
+    deep_supervision: bool = False
+    head: str = "mean"
+    weights: str | None = None
+
+    kind = "unet"
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # --- conversions -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    @property
+    def name(self) -> str:
+        """Readable name; ``parse(spec.name) == spec`` (weights are not part of the name)."""
+        parts = [self.topology, self.encoder, self.act, self.up, self.skip,
+                 _NORM_TOKEN[self.norm]]
+        if self.channels != "double":
+            parts.append(self.channels)
+        parts += [f"w{self.width}", f"d{self.depth}", f"in{self.in_channels}",
+                  f"k{self.classes}"]
+        if self.deep_supervision:
+            parts.append("ds")
+        if self.head != "mean":
+            parts.append(self.head)
+        return "-".join(parts)
+
+    def replace(self, **changes: Any) -> "ArchSpec":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def heads(self) -> list[str]:
+        """Inference forms worth scoring: ``mean`` and, with deep supervision, L1..Ld."""
+        if not self.deep_supervision:
+            return ["mean"]
+        return ["mean"] + [f"L{k}" for k in range(1, self.depth + 1)]
+
+
+@dataclass(frozen=True)
+class SmpSpec:
+    """A segmentation-models-pytorch baseline, always built with ``encoder_weights=None``."""
+
+    arch: str = "unet"  # unet | unetpp
+    encoder: str = "resnet34"
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    in_channels: int = 3
+    classes: int = 1
+    weights: str | None = None
+
+    kind = "smp"
+    head = "mean"
+    heads = ["mean"]
+    deep_supervision = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        if self.arch not in ("unet", "unetpp"):
+            raise ValueError(f"arch: expected 'unet' or 'unetpp', got {self.arch!r}")
+        if not self.encoder:
+            raise ValueError("encoder: an smp encoder name is required (e.g. resnet34)")
+        if not self.decoder_channels or any(c < 1 for c in self.decoder_channels):
+            raise ValueError(f"decoder_channels: expected positive integers, got {self.decoder_channels}")
+        _check_positive(self, "in_channels", "classes")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["decoder_channels"] = list(self.decoder_channels)
+        return {"kind": self.kind, **d}
+
+    @property
+    def name(self) -> str:
+        parts = ["smp", self.arch, self.encoder]
+        if self.decoder_channels != SmpSpec.decoder_channels:
+            parts.append("dec" + ".".join(map(str, self.decoder_channels)))
+        if self.in_channels != 3:
+            parts.append(f"in{self.in_channels}")
+        if self.classes != 1:
+            parts.append(f"k{self.classes}")
+        return "-".join(parts)
+
+    def replace(self, **changes: Any) -> "SmpSpec":
+        return dataclasses.replace(self, **changes)
+
+
+Spec = Union[ArchSpec, SmpSpec]
+
+
+def _check_positive(spec: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(spec, n)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{n}: expected a positive integer, got {v!r}")
+
+
+def validate(spec: ArchSpec) -> None:
+    """Raise ``ValueError`` naming the axis when a combination cannot be built."""
+    for axis, allowed in AXES.items():
+        v = getattr(spec, axis)
+        if v not in allowed:
+            raise ValueError(f"{axis}: expected one of {', '.join(allowed)}; got {v!r}")
+    _check_positive(spec, "width", "depth", "in_channels", "classes")
+    if not isinstance(spec.deep_supervision, bool):
+        raise ValueError(f"deep_supervision: expected true or false, got {spec.deep_supervision!r}")
+    if spec.encoder == "vgg16" and spec.depth > 4:
+        raise ValueError(f"depth: the vgg16 encoder has 5 stages, so depth is at most 4; got {spec.depth}")
+    if spec.depth > 8:
+        raise ValueError(f"depth: at most 8 downsamplings are supported; got {spec.depth}")
+    if spec.deep_supervision and spec.topology != "unetpp":
+        raise ValueError("deep_supervision: only the nested topology 'unetpp' has several heads")
+    if spec.channels == "matched" and (spec.topology != "unet" or spec.encoder != "plain"):
+        raise ValueError("channels: 'matched' (the seed 001 scheme) is defined for topology "
+                         "'unet' with the 'plain' encoder only")
+    if spec.head != "mean":
+        m = _HEAD_RE.match(spec.head)
+        if not m:
+            raise ValueError(f"head: expected 'mean' or L1..L{spec.depth}; got {spec.head!r}")
+        if not spec.deep_supervision:
+            raise ValueError(f"head: {spec.head} (a pruned fast-mode head) needs deep_supervision")
+        if int(m.group(1)) > spec.depth:
+            raise ValueError(f"head: {spec.head} does not exist at depth {spec.depth} (L1..L{spec.depth})")
+
+
+# --- parsing ------------------------------------------------------------------------------
+_TOKENS: dict[str, tuple[str, Any]] = {}
+for _axis, _values in AXES.items():
+    for _v in _values:
+        if _axis != "norm":
+            _TOKENS[_v] = (_axis, _v)
+for _v, _tok in _NORM_TOKEN.items():
+    _TOKENS[_tok] = ("norm", _v)
+_TOKENS["ds"] = ("deep_supervision", True)
+_NUM_TOKENS = {"w": "width", "d": "depth", "in": "in_channels", "k": "classes"}
+_NUM_RE = re.compile(r"^(w|d|in|k)(\d+)$")
+
+
+def _arch_from_name(name: str) -> ArchSpec:
+    fields: dict[str, Any] = {}
+    for tok in name.split("-"):
+        if tok in _TOKENS:
+            key, value = _TOKENS[tok]
+        elif m := _NUM_RE.match(tok):
+            key, value = _NUM_TOKENS[m.group(1)], int(m.group(2))
+        elif _HEAD_RE.match(tok) or tok == "mean":
+            key, value = "head", tok
+        else:
+            raise ValueError(f"unknown token {tok!r} in spec name {name!r}")
+        if key in fields and fields[key] != value:
+            raise ValueError(f"{key}: given twice in spec name {name!r}")
+        fields[key] = value
+    return ArchSpec(**fields)
+
+
+_DEC_RE = re.compile(r"^dec\d+(\.\d+)*$")
+
+
+def _smp_from_name(name: str) -> SmpSpec:
+    parts = name.split("-")
+    if len(parts) < 3 or parts[1] not in ("unet", "unetpp"):
+        raise ValueError(f"smp spec name {name!r}: expected smp-unet-<encoder> or smp-unetpp-<encoder>")
+    fields: dict[str, Any] = {"arch": parts[1]}
+    rest = parts[2:]
+    while len(rest) > 1:
+        tok = rest[-1]
+        if _DEC_RE.match(tok):
+            fields["decoder_channels"] = tuple(int(c) for c in tok[3:].split("."))
+        elif m := re.match(r"^(in|k)(\d+)$", tok):
+            fields["in_channels" if m.group(1) == "in" else "classes"] = int(m.group(2))
+        else:
+            break
+        rest = rest[:-1]
+    fields["encoder"] = "-".join(rest)
+    return SmpSpec(**fields)
+
+
+def from_dict(d: dict[str, Any]) -> Spec:
+    d = dict(d)
+    kind = d.pop("kind", "unet")
+    cls = {"unet": ArchSpec, "smp": SmpSpec}.get(kind)
+    if cls is None:
+        raise ValueError(f"kind: expected 'unet' or 'smp', got {kind!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a field of a {kind} spec (fields: {', '.join(sorted(known))})")
+    return cls(**d)
+
+
+def from_name(name: str) -> Spec:
+    """Parse a readable name; tokens left out take their defaults (``unetpp-ds-L2``)."""
+    name = name.strip()
+    if not name:
+        raise ValueError("empty spec name")
+    if name.startswith("smp-"):
+        return _smp_from_name(name)
+    return _arch_from_name(name)
+
+
+def parse(x: Union[Spec, dict, str]) -> Spec:
+    """A spec from a spec, a dict, a preset name or a readable spec name."""
+    if isinstance(x, (ArchSpec, SmpSpec)):
+        return x
+    if isinstance(x, dict):
+        return from_dict(x)
+    if isinstance(x, str):
+        from .presets import PRESETS  # local import: presets are built from specs
+
+        if x in PRESETS:
+            return PRESETS[x]
+        try:
+            return from_name(x)
+        except ValueError as e:
+            raise ValueError(f"{x!r} is neither a preset ({', '.join(PRESETS)}) nor a valid spec name: {e}") from None
+    raise TypeError(f"cannot make a spec from {type(x).__name__}")
