@@ -53,7 +53,9 @@ def _thop_convtranspose(m: nn.ConvTranspose2d, x, y) -> None:
 
 def count_macs_thop(model: nn.Module, in_channels: int, height: int, width: int) -> int:
     """The thop cross-check on a copy (thop adds buffers), with the corrected counter."""
-    import thop
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # thop imports distutils' LooseVersion
+        import thop
 
     model = copy.deepcopy(model).cpu().float().eval()
     x = torch.zeros(1, in_channels, height, width)
