@@ -1,0 +1,28 @@
+"""Data for the harness: built-in synthetic sets and your own folders, one split rule.
+
+    from harness.data import DataSpec, load_dataset
+    ds = load_dataset(DataSpec("membranes", n_images=240, seed=0))
+    train_images, train_masks, train_ids = ds.subset("train")
+
+Images are float32 (C, H, W) in [0, 1]; masks int64 (H, W) with class indices
+0..num_classes-1 and 255 = ignore (voc only).  The split is fixed by the data seed.
+
+Modules:  spec.py (DataSpec, DataError)   dataset.py (Dataset, split rule, size check)
+          synthetic.py (membranes, shapes) folders.py (pairs, isbi, voc layouts)
+          loader.py (load_dataset and its caches)
+"""
+
+from .dataset import Dataset, check_min_size, make_splits
+from .loader import clear_memory_cache, default_cache_dir, load_dataset
+from .spec import DataError, DataSpec
+
+__all__ = [
+    "DataError",
+    "DataSpec",
+    "Dataset",
+    "check_min_size",
+    "clear_memory_cache",
+    "default_cache_dir",
+    "load_dataset",
+    "make_splits",
+]

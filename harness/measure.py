@@ -1,0 +1,129 @@
+"""Run-time cost: inference throughput and latency (median and spread after warm-up),
+peak GPU memory, and the environment every figure depends on.
+
+CPU timing uses ``torch.utils.benchmark`` with a fixed thread count; GPU timing uses CUDA
+events around each call and a synchronize."""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .protocol import Measure
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("measure.device: cuda was asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def _times_cpu(fn, measure: Measure) -> np.ndarray:
+    # torch.utils.benchmark imports cpp_extension, which warns when CUDA_HOME has no runtime
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
+    for _ in range(measure.warmup):
+        fn()
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=measure.threads)
+    m = timer.blocked_autorange(min_run_time=measure.min_run_time)
+    return np.asarray(m.times)
+
+
+def _times_cuda(fn, measure: Measure) -> np.ndarray:
+    for _ in range(max(measure.warmup, 1)):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(measure.repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return np.asarray(times)
+
+
+def time_call(fn, device: torch.device, measure: Measure) -> tuple[float, float, float]:
+    """(median, 25th, 75th percentile) seconds per call."""
+    t = _times_cuda(fn, measure) if device.type == "cuda" else _times_cpu(fn, measure)
+    return float(np.median(t)), float(np.percentile(t, 25)), float(np.percentile(t, 75))
+
+
+@torch.no_grad()
+def inference_cost(model, in_channels: int, input_hw: tuple[int, int], device: torch.device,
+                   measure: Measure, channels_last: bool, autocast=None) -> dict:
+    """Images/s at ``measure.batch_size`` and latency at batch 1 for an input of
+    ``input_hw`` (the input that predicts one image of the stated resolution)."""
+    model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = {}
+    for batch in (measure.batch_size, 1):
+        x = torch.randn(batch, in_channels, *input_hw, device=device).contiguous(memory_format=fmt)
+
+        def call():
+            if autocast is not None:
+                with autocast():
+                    return model(x)
+            return model(x)
+
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(device)
+        med, p25, p75 = time_call(call, device, measure)
+        if batch == measure.batch_size:
+            out.update(infer_img_s=batch / med, infer_img_s_iqr=batch / p25 - batch / p75, infer_batch=batch)
+            if device.type == "cuda":
+                out["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        if batch == 1:
+            out.update(latency_ms=med * 1000, latency_ms_iqr=(p75 - p25) * 1000)
+    out.setdefault("peak_mem_mb", None)
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device, threads: int, dtype: str, channels_last: bool) -> dict:
+    import segmentation_models_pytorch as smp
+    import torchvision
+
+    return {
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "threads": threads,
+        "cpu_count": os.cpu_count(),
+        "dtype": dtype,
+        "memory_format": "channels_last" if channels_last else "contiguous",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "smp": smp.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+    }

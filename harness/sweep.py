@@ -1,0 +1,191 @@
+"""Sweep files (TOML): the data set, the protocol, the measurement, the seeds, the
+baseline and the variants, expanded into run specs.
+
+```toml
+name = "cpu"
+seeds = 3                      # or an explicit list [0, 1, 2]
+[data]      # harness.data.DataSpec fields
+[protocol]  # harness.protocol.Protocol fields
+[measure]   # harness.protocol.Measure fields
+[variants]
+baseline = "unet-w16"          # a spec name, preset or table; labelled "baseline"
+one_factor = { act = ["relu6"], up = ["bilinear"] }   # one axis at a time from the baseline
+grid = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }  # every combination
+[variants.explicit]            # label = spec name, preset or table (smp baselines too)
+"unetpp-ds" = "unetpp-ds-w16"
+```
+One-factor variants are labelled ``axis=value``; grid points ``a=x,b=y``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import variants
+from .data import DataSpec
+from .protocol import Measure, Protocol
+
+SWEEP_KEYS = {"name", "description", "seeds", "data", "protocol", "measure", "variants"}
+VARIANT_KEYS = {"baseline", "one_factor", "grid", "explicit"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    spec: object          # variants.ArchSpec | variants.SmpSpec, channels not yet set
+    factor: str | None    # the axis a one-factor variant changes; "baseline" for the baseline
+    is_baseline: bool = False
+
+
+@dataclass
+class Sweep:
+    name: str
+    data: DataSpec
+    protocol: Protocol
+    measure: Measure
+    seeds: list[int]
+    variants: list[Variant]
+    description: str = ""
+    source: str = ""
+
+    @property
+    def baseline(self) -> Variant:
+        return next(v for v in self.variants if v.is_baseline)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("harness.sweeps").iterdir() if p.name.endswith(".toml"))
+
+
+def _read(source: str) -> tuple[dict, str]:
+    path = Path(source)
+    if source.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise ValueError(f"{source}: no such sweep file")
+        text, where = path.read_text(), str(path)
+    elif source in preset_names():
+        text = resources.files("harness.sweeps").joinpath(f"{source}.toml").read_text()
+        where = f"preset {source}"
+    else:
+        raise ValueError(f"{source!r} is neither a sweep preset ({', '.join(preset_names())}) nor a TOML file")
+    try:
+        return tomllib.loads(text), where
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{where}: invalid TOML: {e}") from None
+
+
+def _spec(value, where: str):
+    try:
+        return variants.parse(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _axis_value(axis: str, value):
+    if axis == "norm" and value in ("bn", "nobn"):
+        return {"bn": "batch", "nobn": "none"}[value]
+    return value
+
+
+def _expand_variants(d: dict, where: str) -> list[Variant]:
+    unknown = sorted(set(d) - VARIANT_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: variants.{unknown[0]}: unknown key (expected {', '.join(sorted(VARIANT_KEYS))})")
+    if "baseline" not in d:
+        raise ValueError(f"{where}: variants.baseline: missing (the spec every variant is compared with)")
+    base = _spec(d["baseline"], f"{where}: variants.baseline")
+    out = [Variant("baseline", base, "baseline", True)]
+    fields = {f.name for f in dataclasses.fields(variants.ArchSpec)}
+
+    def derived(changes: dict, key: str):
+        if not isinstance(base, variants.ArchSpec):
+            raise ValueError(f"{where}: variants.{key}: needs a family baseline, not {base.name}")
+        for axis in changes:
+            if axis not in fields:
+                raise ValueError(f"{where}: variants.{key}.{axis}: not an axis (expected one of {', '.join(sorted(fields))})")
+        try:
+            return base.replace(**{a: _axis_value(a, v) for a, v in changes.items()})
+        except ValueError as e:
+            raise ValueError(f"{where}: variants.{key}: {e}") from None
+
+    for axis, values in (d.get("one_factor") or {}).items():
+        for v in values if isinstance(values, list) else [values]:
+            spec = derived({axis: v}, f"one_factor.{axis}")
+            if spec != base:
+                out.append(Variant(f"{axis}={v}", spec, axis))
+    grid = d.get("grid") or {}
+    for combo in itertools.product(*[v if isinstance(v, list) else [v] for v in grid.values()]):
+        changes = dict(zip(grid, combo))
+        spec = derived(changes, "grid")
+        if spec != base:
+            label = ",".join(f"{a}={v}" for a, v in changes.items() if getattr(base, a) != _axis_value(a, v))
+            out.append(Variant(label, spec, None))
+    for label, value in (d.get("explicit") or {}).items():
+        out.append(Variant(label, _spec(value, f"{where}: variants.explicit.{label}"), None))
+    seen = set()
+    for v in out:
+        if v.label in seen:
+            raise ValueError(f"{where}: variant {v.label!r} is given twice")
+        seen.add(v.label)
+    return out
+
+
+def load_sweep(source: str) -> Sweep:
+    """A sweep from a preset name or a TOML path; errors name the file and the key."""
+    d, where = _read(source)
+    unknown = sorted(set(d) - SWEEP_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: {unknown[0]}: unknown key (expected {', '.join(sorted(SWEEP_KEYS))})")
+    for key in ("data", "variants"):
+        if key not in d:
+            raise ValueError(f"{where}: [{key}] is missing")
+    seeds = d.get("seeds", 3)
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+        seeds = list(range(seeds))
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise ValueError(f"{where}: seeds: expected a positive count or a list of integers, got {seeds!r}")
+    try:
+        data = DataSpec.from_dict(d["data"])
+        protocol = Protocol.from_dict(d.get("protocol", {}))
+        measure = Measure.from_dict(d.get("measure", {}))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: {e}") from None
+    name = d.get("name") or Path(source).stem
+    return Sweep(name=name, data=data, protocol=protocol, measure=measure, seeds=seeds,
+                 variants=_expand_variants(d["variants"], where), description=d.get("description", ""),
+                 source=where)
+
+
+def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,
+             variant_labels: list[str] | None = None, seeds: int | None = None,
+             steps: int | None = None, device: str | None = None) -> Sweep:
+    """The command line's overrides, applied to a loaded sweep."""
+    if data_dir is not None:
+        sweep.data = DataSpec(name="folder", root=str(Path(data_dir).resolve()), layout=layout or "auto",
+                              seed=sweep.data.seed)
+    elif layout is not None:
+        raise ValueError("--layout needs --data DIR")
+    if variant_labels:
+        by_label = {v.label: v for v in sweep.variants}
+        chosen = [sweep.baseline]
+        for label in variant_labels:
+            if label in by_label:
+                if not by_label[label].is_baseline:
+                    chosen.append(by_label[label])
+            else:
+                chosen.append(Variant(label, _spec(label, "--variants"), None))
+        sweep.variants = chosen
+    if seeds is not None:
+        if seeds < 1:
+            raise ValueError(f"--seeds: expected a positive count, got {seeds}")
+        sweep.seeds = list(range(seeds))
+    if steps is not None:
+        sweep.protocol = dataclasses.replace(sweep.protocol, steps=steps,
+                                             eval_every=min(sweep.protocol.eval_every, steps))
+    if device is not None:
+        sweep.measure = dataclasses.replace(sweep.measure, device=device)
+    return sweep

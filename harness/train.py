@@ -1,0 +1,192 @@
+"""Training under one protocol: patches, augmentation, loss, optimizer, schedule, model
+selection on the validation split, divergence detection."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .evaluate import input_geometry, mean_dice
+from .protocol import Protocol
+
+IGNORE = 255
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    status: str = "ok"  # ok | diverged
+    error: str | None = None
+    steps: int = 0
+    best_step: int | None = None
+    best_val_dice: float | None = None
+    train_img_s: float | None = None
+    peak_mem_mb: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def make_loss(protocol: Protocol, num_classes: int):
+    """The protocol's loss for logits (N, K, h, w) and targets (N, h, w) with 255 = ignore."""
+    import segmentation_models_pytorch as smp
+
+    binary = num_classes <= 2
+    parts = protocol.loss.split("+")
+    dice = smp.losses.DiceLoss("binary" if binary else "multiclass", from_logits=True,
+                               ignore_index=IGNORE) if "dice" in parts else None
+    xent = any(p in ("bce", "ce") for p in parts)
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        total = logits.new_zeros(())
+        if xent:
+            if binary:
+                valid = (target != IGNORE).float()
+                per_px = F.binary_cross_entropy_with_logits(logits[:, 0], (target == 1).float(), reduction="none")
+                total = total + (per_px * valid).sum() / valid.sum().clamp_min(1)
+            else:
+                total = total + F.cross_entropy(logits, target, ignore_index=IGNORE)
+        if dice is not None:
+            total = total + dice(logits, target.unsqueeze(1) if binary else target)
+        return total
+
+    return loss
+
+
+def make_optimizer(protocol: Protocol, params):
+    p = protocol
+    if p.optimizer == "adam":
+        return torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
+    if p.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
+    if p.optimizer == "rmsprop":  # seed 001's choice
+        return torch.optim.RMSprop(params, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum)
+    return torch.optim.SGD(params, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum, nesterov=p.momentum > 0)
+
+
+def lr_factor(protocol: Protocol, step: int) -> float:
+    if step < protocol.warmup:
+        return (step + 1) / protocol.warmup
+    t = (step - protocol.warmup) / max(1, protocol.steps - protocol.warmup)
+    if protocol.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if protocol.schedule == "poly":
+        return (1 - t) ** 0.9
+    return 1.0
+
+
+class PatchSampler:
+    """Random training patches. Every model is trained to predict ``out`` x ``out`` target
+    pixels; a crop-mode model sees them with its margin of mirrored context around them
+    (the paper's overlap-tile), so every variant learns from the same pixels."""
+
+    def __init__(self, images, masks, spec, patch: int, augment: bool, rng: np.random.Generator):
+        n, m = input_geometry(spec, patch)
+        self.n, self.m, self.out = n, m, n - 2 * m
+        self.augment, self.rng = augment, rng
+        self.images, self.masks = [], []
+        for im, mk in zip(images, masks):
+            h, w = mk.shape
+            ph, pw = max(0, self.out - h), max(0, self.out - w)  # too small: pad, ignore
+            mk = np.pad(mk, ((0, ph), (0, pw)), constant_values=IGNORE)
+            im = np.pad(im, ((0, 0), (m, m + ph), (m, m + pw)), mode="symmetric")
+            self.images.append(im)
+            self.masks.append(mk)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for i in self.rng.integers(len(self.images), size=size):
+            mk = self.masks[i]
+            y0 = self.rng.integers(mk.shape[0] - self.out + 1)
+            x0 = self.rng.integers(mk.shape[1] - self.out + 1)
+            x = self.images[i][:, y0:y0 + self.n, x0:x0 + self.n]
+            y = mk[y0:y0 + self.out, x0:x0 + self.out]
+            if self.augment:
+                k = int(self.rng.integers(4))
+                flip = bool(self.rng.integers(2))
+                x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
+                if flip:
+                    x, y = x[:, :, ::-1], y[:, ::-1]
+            xs.append(np.ascontiguousarray(x))
+            ys.append(np.ascontiguousarray(y))
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+
+def _heads(out) -> list[torch.Tensor]:
+    return out if isinstance(out, list) else [out]
+
+
+def fit(model: nn.Module, spec, ds, protocol: Protocol, seed: int, device: torch.device,
+        progress=None) -> FitResult:
+    """Train ``model`` in place and leave it holding the weights with the best
+    validation Dice. ``progress`` is an optional tqdm bar over steps."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    train_x, train_y, _ = ds.subset("train")
+    val_x, val_y, _ = ds.subset("val")
+    sampler = PatchSampler(train_x, train_y, spec, protocol.patch, protocol.augment, rng)
+    loss_fn = make_loss(protocol, ds.num_classes)
+    opt = make_optimizer(protocol, model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(protocol, s))
+    memory_format = torch.channels_last if protocol.channels_last else torch.contiguous_format
+    use_amp = protocol.amp == "bf16" and device.type == "cuda"
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    result = FitResult()
+    best_state = None
+    step_times, losses = [], []
+    start = time.perf_counter()
+    for step in range(protocol.steps):
+        t0 = time.perf_counter()
+        model.train()
+        x, y = sampler.batch(protocol.batch_size)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
+        with autocast():
+            heads = _heads(model(x))
+        loss = sum(loss_fn(h, y) for h in heads) / len(heads)
+        if not torch.isfinite(loss):
+            result.status, result.error = "diverged", f"loss became {loss.item()} at step {step}"
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())  # .item() synchronizes, so step times are real on GPU
+        step_times.append(time.perf_counter() - t0)
+        result.steps = step + 1
+        last = step + 1 == protocol.steps
+        if (step + 1) % protocol.eval_every == 0 or last:
+            val = mean_dice(model, spec, val_x, val_y, ds.num_classes, device,
+                            channels_last=protocol.channels_last, autocast=autocast if use_amp else None)
+            result.history.append({"step": step + 1, "loss": float(np.mean(losses)), "val_dice": val,
+                                   "lr": opt.param_groups[0]["lr"], "elapsed_s": time.perf_counter() - start})
+            losses = []
+            if result.best_val_dice is None or val > result.best_val_dice:
+                result.best_val_dice, result.best_step = val, step + 1
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if progress is not None:
+            progress.update(1)
+            if result.history:
+                progress.set_postfix(loss=f"{loss.item():.3f}", val_dice=f"{result.history[-1]['val_dice']:.3f}")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    warm = step_times[3:] or step_times
+    if warm:
+        result.train_img_s = protocol.batch_size / float(np.median(warm))
+    if cuda:
+        result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    return result

@@ -1,0 +1,181 @@
+"""The harness end to end: the smoke sweep, resume after a kill, failed and diverged runs,
+determinism, and the command line's errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import variants
+from harness.cli import main
+from harness.data import DataSpec, load_dataset
+from harness.protocol import Measure, Protocol, RunSpec
+from harness.records import load_records
+from harness.runner import run_one
+from harness.sweep import load_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_COLUMNS = ["variant", "seed", "status", "dice", "iou", "dice_global", "params", "macs",
+                 "infer_img_s", "train_img_s"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    assert main(["run", "smoke", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_smoke_sweep_end_to_end(smoke):
+    sweep = load_sweep("smoke")
+    df = pd.read_csv(smoke / "runs.csv")
+    for c in SMOKE_COLUMNS:
+        assert c in df.columns
+    n_runs = len(sweep.variants) * len(sweep.seeds)
+    assert df.key.nunique() == n_runs == len(list((smoke / "runs").glob("*.json")))
+    assert (df.status == "ok").all(), df[df.status != "ok"].error.tolist()
+    assert df.dice.between(0, 1).all() and (df.params > 0).all() and (df.macs > 0).all()
+    assert (df.infer_img_s > 0).all() and (df.train_img_s > 0).all()
+    # the deep-supervision variant has its accurate form and every pruned head as rows
+    ds_rows = df[df.variant == "unetpp-ds"]
+    assert sorted(ds_rows.form.unique()) == ["L1", "L2", "mean"]
+    macs = ds_rows.groupby("form").macs.first()
+    assert macs["L1"] < macs["L2"] <= macs["mean"]
+    # the crop variant is scored on the same test pixels as the baseline
+    recs = {(r["variant"], r["seed"]): r for r in load_records(smoke)}
+    base, crop = recs[("baseline", 0)], recs[("skip=crop", 0)]
+    assert base["forms"][0]["counts"]["images"] == crop["forms"][0]["counts"]["images"]
+    pixels = lambda r: np.asarray(r["forms"][0]["counts"]["values"])[..., :].sum(axis=(1, 2))  # noqa: E731
+    assert (pixels(base) == pixels(crop)).all()
+    # the split is the data seed's, written into each record, the same for every run
+    splits = {json.dumps(r["data"]["split_ids"], sort_keys=True) for r in recs.values()}
+    assert len(splits) == 1
+    assert all(r["env"]["threads"] == 2 and r["env"]["torch"] for r in recs.values())
+
+
+def test_resume_runs_nothing_twice(smoke, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in (smoke / "runs").glob("*.json")}
+    assert main(["run", "smoke", "--out", str(smoke), "--no-progress"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (smoke / "runs").glob("*.json")}
+    assert before == after
+    assert "already recorded" in capsys.readouterr().err
+
+
+def _tiny_data():
+    return DataSpec(name="membranes", n_images=12, size=32, seed=1)
+
+
+def _tiny_run(arch, seed=0, **protocol):
+    p = dict(steps=4, batch_size=2, patch=32, eval_every=2)
+    p.update(protocol)
+    return RunSpec(arch=arch.to_dict(), data=_tiny_data().to_dict(), protocol=Protocol(**p),
+                   measure=Measure(size=(32, 32), batch_size=2, warmup=0, min_run_time=0.01,
+                                   keep_predictions=1), seed=seed)
+
+
+def test_same_spec_and_seed_give_identical_metrics():
+    ds = load_dataset(_tiny_data())
+    arch = variants.ArchSpec(width=4, depth=2, in_channels=1)
+    a, b = (run_one(_tiny_run(arch), ds) for _ in range(2))
+    assert a["status"] == b["status"] == "ok"
+    assert a["forms"][0]["counts"] == b["forms"][0]["counts"]
+    assert a["train"]["history"][-1]["loss"] == b["train"]["history"][-1]["loss"]
+    c = run_one(_tiny_run(arch, seed=1), ds)
+    assert c["train"]["history"][-1]["loss"] != a["train"]["history"][-1]["loss"]
+
+
+def test_diverged_and_failed_runs_are_recorded_while_the_sweep_goes_on(tmp_path):
+    arch = variants.ArchSpec(width=4, depth=2, in_channels=1)
+    model = variants.build(arch)
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
+    torch.save(state, tmp_path / "nan.pth")
+    sweep = tmp_path / "div.toml"
+    sweep.write_text(f"""
+name = "div"
+seeds = 1
+[data]
+name = "membranes"
+n_images = 12
+size = 32
+seed = 1
+[protocol]
+steps = 4
+batch_size = 2
+patch = 32
+eval_every = 2
+[measure]
+size = [32, 32]
+batch_size = 2
+min_run_time = 0.01
+[variants]
+baseline = "unet-w4-d2"
+[variants.explicit]
+nan-weights = {{ kind = "unet", width = 4, depth = 2, weights = "{tmp_path / 'nan.pth'}" }}
+missing = {{ kind = "unet", width = 4, depth = 2, weights = "{tmp_path / 'nope.pth'}" }}
+""")
+    out = tmp_path / "out"
+    assert main(["run", str(sweep), "--out", str(out), "--no-progress"]) == 0
+    df = pd.read_csv(out / "runs.csv").set_index("variant")
+    assert df.loc["baseline", "status"] == "ok"
+    assert df.loc["nan-weights", "status"] == "diverged" and "loss became nan" in df.loc["nan-weights", "error"]
+    assert df.loc["missing", "status"] == "failed" and "nope.pth" in df.loc["missing", "error"]
+    # --retry-failed reruns only the failed run
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert main(["run", str(sweep), "--out", str(out), "--no-progress", "--retry-failed"]) == 0
+    changed = [n for n, t in mtimes.items() if (out / "runs" / n).stat().st_mtime_ns != t]
+    failed_key = df.loc["missing", "key"]
+    assert changed == [f"{failed_key}.json"]
+
+
+def test_resume_after_a_kill(tmp_path):
+    out = tmp_path / "killed"
+    sweep = load_sweep("smoke")
+    n_runs = len(sweep.variants) * len(sweep.seeds)
+    cmd = [sys.executable, "-m", "harness", "run", "smoke", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = list((out / "runs").glob("*.json"))
+    assert 2 <= len(done) < n_runs, "the kill should land in the middle of the sweep"
+    for p in done:  # every record that exists is whole
+        json.loads(p.read_text())
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    records = load_records(out)
+    assert len(records) == n_runs and all(rec["status"] == "ok" for rec in records)
+    assert not list((out / "runs").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "no-such-sweep"], "no-such-sweep"),
+    (["run", "smoke", "--data", "/no/such/folder"], "/no/such/folder"),
+    (["run", "smoke", "--variants", "unet-gelu"], "gelu"),
+])
+def test_run_user_errors_are_one_line_and_write_nothing(tmp_path, args, needle):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "harness", *args, "--out", str(out), "--no-progress"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and needle in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_bad_sweep_file_names_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[data]\nname = "membranes"\n[protocol]\noptimiser = "adam"\n[variants]\nbaseline = "unet"\n')
+    r = subprocess.run([sys.executable, "-m", "harness", "run", str(bad), "--out", str(tmp_path / "o")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "protocol.optimiser" in r.stderr and "bad.toml" in r.stderr
