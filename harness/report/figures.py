@@ -1,0 +1,418 @@
+"""The figures, each saved as a vector PDF (TrueType fonts embedded) and a 300-dpi PNG.
+
+1. ``accuracy_cost``    Dice vs GMACs (log x) and Dice vs inference images/s, Pareto fronts.
+2. ``ablation``         ΔDice vs the baseline with its 95% interval; filled = significant.
+3. ``curves``           validation Dice vs training step, mean over seeds, min-max band.
+4. ``qualitative``      up to 3 test images: input, ground truth, each variant's prediction.
+5. ``deep_supervision`` Dice and GMACs of the pruned heads L1..L4 and the mean of heads.
+
+Paper conventions: widths 3.3 in (one column) or 7 in (two columns), 7-8 pt text,
+seaborn's colour-blind palette with ONE colour per variant in every figure (built once
+from the sorted variant names), ``bbox_inches="tight"``. Matplotlib's object API is used
+(no pyplot state); the style is applied with ``rc_context`` so nothing global changes.
+"""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.transforms import Bbox
+
+from ..metrics import per_image_dice
+from ..records import counts_array, decode_map
+from .describe import macs_size_text
+from .stats import ALPHA, natural_key, pareto_front, per_image_dice_by_id
+
+ONE_COL, TWO_COL = 3.3, 7.0
+DPI = 300
+LABEL_PT = 7
+STYLE = {
+    "pdf.fonttype": 42, "ps.fonttype": 42,  # TrueType, embedded (no Type 3 fonts)
+    "font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7,
+    "legend.title_fontsize": 7, "figure.titlesize": 8, "figure.labelsize": 7,
+    "axes.linewidth": 0.6, "lines.linewidth": 1.0, "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6, "axes.spines.top": False, "axes.spines.right": False,
+    "savefig.dpi": DPI, "figure.dpi": 100,
+}
+
+
+@dataclass
+class FigureResult:
+    """One figure of the report: its files, or the reason it was skipped."""
+    name: str
+    title: str
+    caption: str = ""
+    files: list[Path] = field(default_factory=list)
+    note: str = ""
+
+
+def palette(variants) -> dict[str, tuple]:
+    """One colour per variant, assigned over the SORTED names (stable across figures)."""
+    names = sorted({str(v) for v in variants})
+    return dict(zip(names, sns.color_palette("colorblind", len(names))))
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+    pdf, png = out_dir / f"{name}.pdf", out_dir / f"{name}.png"
+    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})
+    fig.savefig(png, dpi=DPI, bbox_inches="tight")
+    return [pdf, png]
+
+
+def _finite(x) -> bool:
+    return x is not None and bool(np.isfinite(x))
+
+
+def _row_label(r) -> str:
+    return str(r["variant"]) + ("" if r["form"] == "mean" else f" [{r['form']}]")
+
+
+def _factor_suffix(r) -> str:
+    """" (factor)" when the row names the factor it changes and the label does not say it."""
+    f = r["factor"]
+    if not isinstance(f, str) or f in ("", "baseline") or f in str(r["variant"]):
+        return ""
+    return f" ({f})"
+
+
+def _cost_axis(ax, values, label: str) -> None:
+    """Log x axis (ticks 1-2-5, plain numbers) when the values span 3x or more, else linear."""
+    v = np.asarray(values, dtype=float)
+    if v.max() / v.min() >= 3:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        label += " (log scale)"
+    else:
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+    ax.set_xlabel(label)
+
+
+# --------------------------------------------------------------------------- labels
+
+_OFFSETS = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
+            (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top")]
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _label_points(ax, xs, ys, labels) -> None:
+    """Label points without overlaps: each label takes the first of a few positions
+    around its point (then farther out, with a leader line) that overlaps no marker,
+    no earlier label and does not leave the axes; else the least-overlapping one."""
+    fig = ax.figure
+    fig.draw_without_rendering()  # final layout and limits, so display coordinates hold
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    pts = ax.transData.transform(np.column_stack([xs, ys]))
+    r = 3.5 * fig.dpi / 72
+    taken = [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in pts]
+    for i in np.argsort(-pts[:, 1], kind="stable"):
+        best = None
+        for scale in (1.0, 3.0):
+            for dx, dy, ha, va in _OFFSETS:
+                t = ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx * scale, dy * scale),
+                                textcoords="offset points", ha=ha, va=va, fontsize=LABEL_PT,
+                                arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5",
+                                                shrinkA=0, shrinkB=3) if scale > 1 else None)
+                t.set_in_layout(False)
+                bb = t.get_window_extent(renderer)
+                cost = (sum(_overlap(bb, o) for o in taken)
+                        + bb.width * bb.height - _overlap(bb, box))
+                if best is None or cost < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (cost, t, bb)
+                else:
+                    t.remove()
+                if cost == 0:
+                    break
+            if best[0] == 0:
+                break
+        taken.append(best[2])
+
+
+# --------------------------------------------------------------------------- figures
+
+def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult:
+    res = FigureResult("accuracy_cost", "Accuracy vs cost")
+    rows = summary[(summary["form"] == "mean") & summary["dice_mean"].notna()]
+    if rows.empty:
+        res.note = "skipped: no variant has an ok run"
+        return res
+    size = macs_size_text(summary)
+    batches = sorted({f"{b:g}" for b in rows["infer_batch"].dropna()})
+    batch = f", batch {'/'.join(batches)}" if batches else ""
+    fig = _figure(TWO_COL, 2.8)
+    panels = [("gmacs", f"GMACs per {size} image", True),
+              ("infer_img_s", f"Inference throughput (images/s{batch})", False)]
+    for ax, (col, xlabel, minimize) in zip(fig.subplots(1, 2), panels):
+        d = rows[pd.to_numeric(rows[col], errors="coerce") > 0]
+        ax.set_ylabel("Dice (mean ± std over seeds)")
+        if d.empty:
+            ax.set_xlabel(xlabel)
+            ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center")
+            continue
+        for _, r in d.iterrows():
+            ax.errorbar(r[col], r["dice_mean"], yerr=r["dice_std"] if _finite(r["dice_std"]) else None,
+                        fmt="s" if r["is_baseline"] else "o", ms=4, color=colors[r["variant"]],
+                        capsize=2, elinewidth=0.8, zorder=3)
+        front = d[pareto_front(d[col], d["dice_mean"], minimize_cost=minimize)].sort_values(col)
+        ax.plot(front[col], front["dice_mean"], ls="--", color="0.45", lw=0.8, zorder=2)
+        ax.plot(front[col], front["dice_mean"], ls="none", marker="o", ms=8, mfc="none",
+                mec="0.3", mew=0.7, zorder=4)
+        _cost_axis(ax, d[col], xlabel)
+        ax.margins(x=0.2, y=0.15)
+        ax.legend([Line2D([], [], ls="--", marker="o", mfc="none", color="0.3", ms=6, lw=0.8)],
+                  ["Pareto front"], loc="lower right", frameon=False)
+        _label_points(ax, d[col].to_numpy(float), d["dice_mean"].to_numpy(float),
+                      d["variant"].tolist())
+    res.files = _save(fig, out_dir, res.name)
+    res.caption = (f"Test Dice (mean ± std over ok seeds) against MACs per {size} image and "
+                   f"against inference throughput (median over seeds); the baseline is a square. "
+                   f"The dashed line joins the Pareto-optimal variants (highest Dice for the "
+                   f"cost). Pruned deep-supervision heads are in the deep-supervision figure.")
+    return res
+
+
+def ablation(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult:
+    res = FigureResult("ablation", "Difference to the baseline")
+    rows = summary[~summary["is_baseline"].astype(bool) & summary["delta"].notna()]
+    if rows.empty:
+        res.note = "skipped: no difference to a baseline could be computed"
+        return res
+    fig = _figure(ONE_COL, 0.9 + 0.22 * len(rows))
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    ptext = ax.get_yaxis_transform()
+    for yi, (_, r) in zip(y, rows.iterrows()):
+        c = colors[r["variant"]]
+        err = ([[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]]
+               if _finite(r["ci_low"]) and _finite(r["ci_high"]) else None)
+        ax.errorbar(r["delta"], yi, xerr=err, fmt="o", ms=4, color=c,
+                    mfc=c if r["significant"] else "white", capsize=2, elinewidth=0.8, zorder=3)
+        p = r["p_holm"]
+        ax.text(1.03, yi, "—" if not _finite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+                transform=ptext, va="center", ha="left", fontsize=LABEL_PT)
+    ax.text(1.03, 1.0, "p (Holm)", transform=ax.transAxes, va="bottom", ha="left",
+            fontsize=LABEL_PT)
+    ax.axvline(0, color="0.3", lw=0.7, ls=":", zorder=1)
+    ax.set_yticks(y, [_row_label(r) + _factor_suffix(r) for _, r in rows.iterrows()])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("ΔDice vs baseline (95% CI)")
+    fig.legend([Line2D([], [], ls="none", marker="o", color="0.3", ms=4),
+                Line2D([], [], ls="none", marker="o", color="0.3", mfc="white", ms=4)],
+               [f"Holm p < {ALPHA:g}", "not significant"], loc="outside lower center",
+               ncols=2, frameon=False)
+    res.files = _save(fig, out_dir, res.name)
+    res.caption = ("Per-image Dice (mean over ok seeds) minus the baseline's, averaged over "
+                   "test images, with a paired bootstrap 95% interval; filled markers are "
+                   f"significant at {ALPHA:g} (Wilcoxon signed-rank, Holm-corrected; p on the right).")
+    return res
+
+
+def curves(records: list[dict], order: list[str], colors: dict, out_dir: Path) -> FigureResult:
+    res = FigureResult("curves", "Validation curves")
+    hist = pd.DataFrame([
+        {"variant": str(r["variant"]), "seed": r["seed"], "step": h.get("step"),
+         "val_dice": h.get("val_dice")}
+        for r in records if r["status"] == "ok"
+        for h in ((r.get("train") or {}).get("history") or [])])
+    if hist.empty or hist["val_dice"].isna().all():
+        res.note = "skipped: the records hold no validation history"
+        return res
+    hist = hist.dropna(subset=["step", "val_dice"])
+    hue_order = [v for v in order if v in set(hist["variant"])]
+    fig = _figure(ONE_COL, 2.3 + 0.12 * ((len(hue_order) + 1) // 2))
+    ax = fig.subplots()
+    sns.lineplot(data=hist, x="step", y="val_dice", hue="variant", hue_order=hue_order,
+                 palette=colors, estimator="mean", errorbar=lambda v: (v.min(), v.max()),
+                 ax=ax, linewidth=1.0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("Training step")
+    ax.set_ylabel("Validation Dice")
+    sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, frameon=False,
+                    title=None)
+    res.files = _save(fig, out_dir, res.name)
+    res.caption = "Validation Dice during training: mean over ok seeds, band = min to max over seeds."
+    return res
+
+
+def _truth(spec_data: dict):
+    """(dataset, None) from the colleague's data loader, or (None, reason)."""
+    try:
+        from harness.data import DataSpec, load_dataset
+        return load_dataset(DataSpec.from_dict(spec_data)), None
+    except Exception as e:  # noqa: BLE001 -- any failure: draw predictions only
+        return None, f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+
+
+def _class_cmap(k: int) -> ListedColormap:
+    """Class 0 black, foreground white (binary) or colour-blind colours, index k = ignore (grey)."""
+    fg = [(1.0, 1.0, 1.0)] if k <= 2 else list(sns.color_palette("colorblind", k - 1))
+    return ListedColormap([(0.0, 0.0, 0.0)] + fg[:max(k - 1, 1)] + [(0.5, 0.5, 0.5)])
+
+
+def _show_map(ax, m: np.ndarray, k: int) -> None:
+    m = np.where(m == 255, k, np.minimum(m, k - 1))
+    ax.imshow(m, cmap=_class_cmap(k), vmin=-0.5, vmax=k + 0.5, interpolation="nearest")
+
+
+def _show_image(ax, image: np.ndarray) -> None:
+    image = np.asarray(image, dtype=float)
+    if image.ndim == 3 and image.shape[0] >= 3:
+        ax.imshow(np.clip(np.moveaxis(image[:3], 0, -1), 0, 1), interpolation="nearest")
+    else:
+        ax.imshow(image.reshape(-1, *image.shape[-2:])[0], cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+
+
+def qualitative(records: list[dict], order: list[str], baseline: str | None,
+                out_dir: Path, n_images: int = 3) -> FigureResult:
+    res = FigureResult("qualitative", "Qualitative results")
+    picks = {}  # variant -> (record, mean form) of its lowest ok seed with predictions
+    for v in order:
+        for r in sorted((r for r in records if str(r["variant"]) == v and r["status"] == "ok"),
+                        key=lambda r: (natural_key(r["seed"]), r["key"])):
+            form = next((f for f in r.get("forms") or [] if f["form"] == "mean"
+                         and (f.get("predictions") or {}).get("ids")), None)
+            if form:
+                picks[v] = (r, form)
+                break
+    if not picks:
+        res.note = "skipped: the records hold no predictions"
+        return res
+    common = set.intersection(*({str(i) for i in f["predictions"]["ids"]} for _, f in picks.values()))
+    if not common:
+        res.note = "skipped: no test image has a stored prediction from every variant"
+        return res
+    # A hard, a typical and an easy image by the baseline's per-image Dice (ties: by id).
+    ref = per_image_dice_by_id(records, baseline if baseline in picks else next(iter(picks)))
+    ranked = sorted(common, key=lambda i: (ref.get(i, np.nan), i))
+    chosen = sorted({ranked[0], ranked[len(ranked) // 2], ranked[-1]}, key=ranked.index)[:n_images]
+
+    first_record = next(iter(picks.values()))[0]
+    data, reason = _truth(first_record["spec"].get("data") or {})
+    index = {str(i): k for k, i in enumerate(data.ids)} if data is not None else {}
+    if data is not None and not all(i in index for i in chosen):
+        data, reason = None, "the loaded data set lacks the test ids of the records"
+    k = int((first_record.get("data") or {}).get("num_classes") or 0)
+    preds = {v: {str(i): decode_map(d, s) for i, s, d in
+                 zip(f["predictions"]["ids"], f["predictions"]["shapes"], f["predictions"]["data"])}
+             for v, (_, f) in picks.items()}
+    k = max(k, 2, *(int(m[m != 255].max(initial=0)) + 1 for p in preds.values() for m in p.values()))
+
+    columns = (["Input", "Ground truth"] if data is not None else []) + list(picks)
+    width = ONE_COL if len(columns) <= 3 else TWO_COL
+    panel = width / len(columns)
+    fig = _figure(width, len(chosen) * panel + 0.6)
+    axes = np.atleast_2d(fig.subplots(len(chosen), len(columns), squeeze=False))
+    for row, image_id in enumerate(chosen):
+        for col, name in enumerate(columns):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():  # a thin frame, so an all-white map shows
+                spine.set_visible(True)
+                spine.set_linewidth(0.4)
+                spine.set_color("0.5")
+            if row == 0:
+                ax.set_title("\n".join(textwrap.wrap(name, 14)) or name, fontsize=LABEL_PT)
+            if name == "Input" and data is not None:
+                _show_image(ax, data.images[index[image_id]])
+            elif name == "Ground truth" and data is not None:
+                _show_map(ax, np.asarray(data.masks[index[image_id]]), k)
+            else:
+                _show_map(ax, preds[name][image_id], k)
+                _, form = picks[name]
+                ids = [str(i) for i in form["counts"]["images"]]
+                if image_id in ids:
+                    dice = per_image_dice(counts_array(form)[ids.index(image_id)][None])[0]
+                    ax.set_xlabel(f"Dice {dice:.2f}", fontsize=LABEL_PT, labelpad=1)
+        axes[row, 0].set_ylabel("\n".join(textwrap.wrap(image_id, 16)), fontsize=LABEL_PT)
+    seeds = ", ".join(f"{v}: seed {r['seed']}" for v, (r, _) in picks.items())
+    res.caption = (f"Test images with the lowest, median and highest per-image Dice of the "
+                   f"baseline; each prediction is from the variant's lowest ok seed ({seeds}); "
+                   f"class 0 black, ignore grey.")
+    if data is None:
+        res.note = f"input and ground truth not shown (data set not loadable: {reason})"
+        fig.supxlabel("Predictions only: " + res.note, fontsize=LABEL_PT)
+    res.files = _save(fig, out_dir, res.name)
+    return res
+
+
+def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult:
+    res = FigureResult("deep_supervision", "Deep supervision: pruned heads")
+    ds_variants = [v for v in dict.fromkeys(summary["variant"])
+                   if (summary.loc[summary["variant"] == v, "form"] != "mean").any()]
+    if not ds_variants:
+        res.note = "skipped: no variant has pruned heads (L1..L4)"
+        return res
+    rows = summary[summary["variant"].isin(ds_variants)]
+    forms = sorted(set(rows["form"]), key=lambda f: (f == "mean", f))
+    x_of = {f: i for i, f in enumerate(forms)}
+    fig = _figure(TWO_COL, 2.4)
+    ax_dice, ax_cost = fig.subplots(1, 2)
+    for j, v in enumerate(ds_variants):
+        d = rows[rows["variant"] == v].sort_values("form", key=lambda s: s.map(x_of))
+        x = d["form"].map(x_of).to_numpy(float) + (j - (len(ds_variants) - 1) / 2) * 0.08
+        ax_dice.errorbar(x, d["dice_mean"], yerr=d["dice_std"].fillna(0), marker="o", ms=4,
+                         color=colors[v], capsize=2, lw=1.0, elinewidth=0.8, label=v)
+        ax_cost.plot(x, d["gmacs"], marker="o", ms=4, color=colors[v], lw=1.0, label=v)
+    labels = ["mean of\nheads" if f == "mean" else f for f in forms]
+    for ax in (ax_dice, ax_cost):
+        ax.set_xticks(range(len(forms)), labels)
+        ax.set_xlabel("Inference form (pruned head, or mean of all heads)")
+    ax_dice.set_ylabel("Dice (mean ± std over seeds)")
+    ax_cost.set_ylabel(f"GMACs per {macs_size_text(summary)} image")
+    ax_cost.legend(frameon=False, loc="best")
+    res.files = _save(fig, out_dir, res.name)
+    res.caption = ("Deep-supervision UNet++: test Dice and MACs of the network pruned to one "
+                   "head (L1..L4, 'fast' mode) and of the mean of all heads ('accurate' mode).")
+    return res
+
+
+def draw_figures(records: list[dict], summary: pd.DataFrame, order: list[str],
+                 baseline: str | None, out_dir: Path) -> list[FigureResult]:
+    """Draw every figure into ``out_dir``; a figure that cannot be drawn is skipped with a
+    note (in the front page) instead of stopping the report."""
+    out_dir = Path(out_dir)
+    colors = palette(str(r["variant"]) for r in records)
+    jobs = [
+        ("accuracy_cost", "Accuracy vs cost", lambda: accuracy_cost(summary, colors, out_dir)),
+        ("ablation", "Difference to the baseline", lambda: ablation(summary, colors, out_dir)),
+        ("curves", "Validation curves", lambda: curves(records, order, colors, out_dir)),
+        ("qualitative", "Qualitative results", lambda: qualitative(records, order, baseline, out_dir)),
+        ("deep_supervision", "Deep supervision: pruned heads",
+         lambda: deep_supervision(summary, colors, out_dir)),
+    ]
+    results = []
+    with matplotlib.rc_context(STYLE):
+        for name, title, job in jobs:
+            try:
+                results.append(job())
+            except Exception as e:  # noqa: BLE001 -- one broken figure must not stop the report
+                results.append(FigureResult(name, title, note=f"not drawn: {e.__class__.__name__}: {e}"))
+    return results

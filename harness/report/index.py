@@ -1,0 +1,68 @@
+"""The front page ``index.md``: title, methods, the table, the figures, and every run
+that failed or diverged with its error text."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..records import write_text_atomic
+from .figures import FigureResult
+
+MAX_ERROR_LINES = 20
+
+
+def failures_markdown(records: list[dict]) -> str:
+    """A list of the runs whose status is not ok, each with (the tail of) its error."""
+    bad = sorted((r for r in records if r["status"] != "ok"),
+                 key=lambda r: (str(r["variant"]), str(r["seed"]), r["key"]))
+    if not bad:
+        return "None: every run finished with status ok.\n"
+    out = []
+    for r in bad:
+        out.append(f"- `{r['variant']}` seed {r['seed']} (`{r['key']}`): **{r['status']}**")
+        text = str(r.get("error") or "no error text recorded").rstrip()
+        if r.get("traceback") and str(r["traceback"]).strip() not in text:
+            text += "\n" + str(r["traceback"]).rstrip()
+        lines = text.splitlines()
+        if len(lines) > MAX_ERROR_LINES:
+            lines = ["..."] + lines[-MAX_ERROR_LINES:]
+        out += ["", "  ```text", *(f"  {line}" for line in lines), "  ```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def figures_markdown(figures: list[FigureResult]) -> str:
+    out = []
+    for f in figures:
+        out.append(f"### {f.title}\n")
+        png = next((p for p in f.files if p.suffix == ".png"), None)
+        pdf = next((p for p in f.files if p.suffix == ".pdf"), None)
+        if png is not None:
+            out.append(f"![{f.title}]({png.name})\n")
+            out.append(f"{f.caption} ([PDF]({pdf.name}))\n" if pdf else f"{f.caption}\n")
+        if f.note:
+            out.append(f"*Note: {f.note}.*\n")
+    return "\n".join(out)
+
+
+def write_index(out_dir: Path, *, sweep_name: str, results_dir: str, n_records: int,
+                methods: str, table_md: str, figures: list[FigureResult],
+                records: list[dict], notes: list[str]) -> Path:
+    """Write ``index.md`` into ``out_dir`` and return its path."""
+    parts = [
+        f"# Ablation report: {sweep_name}\n",
+        f"Built from the {n_records} run records in `{results_dir}` by `unet-ablate report` "
+        f"(no training). Files: [table.md](table.md), [table.tex](table.tex), "
+        f"[table.csv](table.csv) (summary), [runs.csv](runs.csv) (one row per run and form).\n",
+        "## Methods\n",
+        methods + "\n",
+        "## Results\n",
+        table_md,
+        "## Figures\n",
+        figures_markdown(figures),
+        "## Failed and diverged runs\n",
+        failures_markdown(records),
+    ]
+    if notes:
+        parts += ["## Notes\n", "\n".join(f"- {n}" for n in notes) + "\n"]
+    path = Path(out_dir) / "index.md"
+    write_text_atomic(path, "\n".join(parts))
+    return path

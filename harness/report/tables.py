@@ -1,0 +1,170 @@
+"""The tables: the summary as Markdown, LaTeX (booktabs) and CSV, and the tidy runs CSV.
+
+``table.md`` and ``table.tex`` carry the caption; the CSV files stay plain machine-readable
+tables (the caption is written next to them as ``caption.txt``). One display table is built
+once and rendered to both text formats, so they always agree.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..records import runs_frame, write_text_atomic
+from .stats import ALPHA, form_key, natural_key
+
+DASH = "—"
+TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+       "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+       "±": r"$\pm$", "—": "--", "†": r"$^\dagger$", "Δ": r"$\Delta$", "×": r"$\times$",
+       "<": r"$<$", ">": r"$>$", "−": r"$-$"}
+TEX_TABLE = str.maketrans(TEX)
+
+
+def _ok(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _num(x, fmt: str) -> str:
+    return format(x, fmt) if _ok(x) else DASH
+
+
+def _mean_std(mean, std, digits: int = 3) -> str:
+    if not _ok(mean):
+        return DASH
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if _ok(std) else "")
+
+
+def _rate(x) -> str:
+    if not _ok(x):
+        return DASH
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def _size(x) -> str:
+    """Parameters / GMACs: about three significant digits, tiny values included."""
+    if not _ok(x):
+        return DASH
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 1:
+        return f"{x:.{2 if x < 10 else 1}f}"
+    return f"{x:#.2g}" if x > 0 else "0"
+
+
+def _p(p) -> str:
+    if not _ok(p):
+        return DASH
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _delta(row) -> str:
+    if row["is_baseline"]:
+        return "(baseline)"
+    if not _ok(row["delta"]):
+        return DASH
+    ci = (f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+          if _ok(row["ci_low"]) and _ok(row["ci_high"]) else "")
+    return f"{row['delta']:+.3f}{ci}".replace("-", "−")  # a true minus sign
+
+
+def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[list[str]]]:
+    """(headers, alignments "l"/"r", rows of text cells) of the summary.
+
+    Optional columns (form, factor, FPR on empty references, peak memory) appear only
+    when some row has a value for them."""
+    has = {
+        "form": (summary["form"] != "mean").any(),
+        "factor": summary["factor"].map(lambda f: _ok(f) and f != "baseline").any(),
+        "fpr": summary["fpr_empty_mean"].map(_ok).any(),
+        "mem": summary["peak_mem_mb"].map(_ok).any(),
+    }
+    columns = [
+        ("Variant", "l", None, lambda r: str(r["variant"]) + ("†" if r["significant"] else "")),
+        ("Form", "l", "form", lambda r: str(r["form"])),
+        ("Factor", "l", "factor", lambda r: str(r["factor"]) if _ok(r["factor"]) else DASH),
+        ("Runs", "l", None, lambda r: r["status"]),
+        ("Dice", "r", None, lambda r: _mean_std(r["dice_mean"], r["dice_std"])),
+        ("IoU", "r", None, lambda r: _mean_std(r["iou_mean"], r["iou_std"])),
+        ("Dice (global)", "r", None, lambda r: _mean_std(r["dice_global_mean"], r["dice_global_std"])),
+        ("FPR empty", "r", "fpr", lambda r: _num(r["fpr_empty_mean"], ".3f")),
+        ("ΔDice [95% CI]", "r", None, _delta),
+        ("p (Holm)", "r", None, lambda r: _p(r["p_holm"])),
+        ("Params (M)", "r", None, lambda r: _size(r["params_m"])),
+        ("GMACs", "r", None, lambda r: _size(r["gmacs"])),
+        ("Infer (img/s)", "r", None, lambda r: _rate(r["infer_img_s"])),
+        ("Latency b1 (ms)", "r", None, lambda r: _num(r["latency_ms"], ".2f")),
+        ("Train (img/s)", "r", None, lambda r: _rate(r["train_img_s"])),
+        ("Peak mem (MB)", "r", "mem", lambda r: _num(r["peak_mem_mb"], ",.0f")),
+    ]
+    columns = [c for c in columns if c[2] is None or has[c[2]]]
+    rows = [[cell(r) for *_, cell in columns] for _, r in summary.iterrows()]
+    return [c[0] for c in columns], [c[1] for c in columns], rows
+
+
+def footnote(summary: pd.DataFrame) -> str:
+    n = int(summary["significant"].sum())
+    return (f"† Δ significant at {ALPHA:g} after Holm correction ({n} of "
+            f"{int(summary['p_holm'].notna().sum())} tested rows). — not available.")
+
+
+def markdown(summary: pd.DataFrame, caption: str) -> str:
+    headers, aligns, rows = display_table(summary)
+
+    def line(cells):
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in aligns) + "|"
+    return "\n".join([f"**Table.** {caption}", "", line(headers), rule, *map(line, rows), "",
+                      footnote(summary), ""])
+
+
+def latex(summary: pd.DataFrame, caption: str, label: str) -> str:
+    headers, aligns, rows = display_table(summary)
+
+    def line(cells):
+        return " & ".join(c.translate(TEX_TABLE) for c in cells) + r" \\"
+
+    return "\n".join([
+        r"% unet-ablate report table; needs \usepackage{booktabs,graphicx}",
+        r"\begin{table*}[t]",
+        r"\centering",
+        r"\caption{" + caption.translate(TEX_TABLE) + "}",
+        r"\label{tab:" + "".join(ch if ch.isalnum() else "-" for ch in label) + "}",
+        r"\resizebox{\textwidth}{!}{%",
+        r"\begin{tabular}{" + "".join(aligns) + "}",
+        r"\toprule",
+        line(headers),
+        r"\midrule",
+        *map(line, rows),
+        r"\bottomrule",
+        r"\end{tabular}}",
+        r"\par\smallskip{\footnotesize " + footnote(summary).translate(TEX_TABLE) + "}",
+        r"\end{table*}",
+        "",
+    ])
+
+
+def tidy_runs(records: list[dict]) -> pd.DataFrame:
+    """The runs frame in a deterministic order: variant, form, seed, key."""
+    frame = runs_frame(records)
+    order = sorted(range(len(frame)), key=lambda i: (
+        str(frame["variant"].iat[i]), form_key(frame["form"].iat[i]),
+        natural_key(frame["seed"].iat[i]), str(frame["key"].iat[i])))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def write_tables(records: list[dict], summary: pd.DataFrame, caption: str, label: str,
+                 out_dir: Path) -> dict[str, Path]:
+    """Write table.md, table.tex, table.csv, runs.csv and caption.txt; return their paths."""
+    out_dir = Path(out_dir)
+    paths = {name: out_dir / name for name in
+             ("table.md", "table.tex", "table.csv", "runs.csv", "caption.txt")}
+    write_text_atomic(paths["table.md"], markdown(summary, caption))
+    write_text_atomic(paths["table.tex"], latex(summary, caption, label))
+    write_text_atomic(paths["table.csv"], summary.to_csv(index=False, float_format="%.6g",
+                                                         lineterminator="\n"))
+    write_text_atomic(paths["runs.csv"], tidy_runs(records).to_csv(index=False, lineterminator="\n"))
+    write_text_atomic(paths["caption.txt"], caption + "\n")
+    return paths

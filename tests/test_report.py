@@ -1,0 +1,326 @@
+"""The report on fabricated records: statistics checked against hand computations, tables,
+figures (valid PDF with embedded TrueType fonts, 300-dpi PNG), determinism, and the CLI."""
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+from PIL import Image
+
+import harness.data
+import variants
+from harness.cli import main
+from harness.metrics import summarize
+from harness.records import encode_map, load_records, write_json_atomic
+from harness.report import build_report
+from harness.report.stats import holm, pareto_front, summary_table
+
+REPO = Path(__file__).resolve().parents[1]
+IDS = [f"img{i:02d}" for i in range(12)]  # test images; the last has an empty reference
+PIXELS = 32 * 32
+ORDER = ["baseline", "better", "same", "flaky", "broken", "ds"]  # as in sweep.json
+FIGURES = ["accuracy_cost", "ablation", "curves", "qualitative", "deep_supervision"]
+PROTOCOL = {"steps": 200, "batch_size": 4, "patch": [64, 64], "optimizer": "adamw",
+            "lr": 0.001, "loss": "dice+bce"}
+
+
+# --------------------------------------------------------------------------- fabricated data
+
+def baseline_counts(seed: int) -> np.ndarray:
+    """(12 images, 1 class, [tp, fp, fn, tn]); image 11: empty reference, seed FPs."""
+    rows = []
+    for i in range(11):
+        tp, fp, fn = 50 + 5 * i + seed, 10 + i % 3 + 2 * seed, 8 + i % 4 + seed
+        rows.append([[tp, fp, fn, PIXELS - tp - fp - fn]])
+    rows.append([[0, seed, 0, PIXELS - seed]])
+    return np.array(rows, dtype=np.int64)
+
+
+def better_counts(seed: int) -> np.ndarray:
+    c = baseline_counts(seed)
+    c[:11, 0, 1] -= 5        # five fewer false positives on every foreground image
+    c[11, 0, 1] = 0          # and none on the empty one
+    c[..., 3] = PIXELS - c[..., :3].sum(-1)
+    return c
+
+
+def flaky_counts(seed: int) -> np.ndarray:
+    c = baseline_counts(seed)
+    c[:11:2, 0, 2] += 3      # misses a little more on even images, fewer on odd ones
+    c[1:11:2, 0, 2] -= 2
+    c[11, 0, 1] = 1 - seed   # and predicts on the empty image with seed 0 only
+    c[..., 3] = PIXELS - c[..., :3].sum(-1)
+    return c
+
+
+def ds_counts(seed: int, head: int) -> np.ndarray:
+    """Head 4 (and the mean of heads) equals the baseline; shallower heads are worse."""
+    c = baseline_counts(seed)
+    c[:11, 0, 2] += 4 - head
+    c[11, 0, 1] += 4 - head
+    c[..., 3] = PIXELS - c[..., :3].sum(-1)
+    return c
+
+
+def form(name: str, counts: np.ndarray, seed: int, macs: float, params: int = 1_000_000) -> dict:
+    rng = np.random.default_rng([seed, len(name)])
+    maps = [(rng.random((16, 16)) < 0.3).astype(np.uint8) for _ in range(4)]
+    return {
+        "form": name,
+        "counts": {"classes": [1], "fields": ["tp", "fp", "fn", "tn"], "images": IDS,
+                   "values": counts.tolist()},
+        "metrics": summarize(counts),
+        "cost": {"params": params, "macs": int(macs), "macs_size": [64, 64],
+                 "infer_img_s": 400.0 + 10 * seed, "infer_img_s_iqr": 4.0, "infer_batch": 8,
+                 "latency_ms": 3.0 + seed, "latency_ms_iqr": 0.1, "peak_mem_mb": None},
+        "predictions": {"ids": IDS[:4], "shapes": [[16, 16]] * 4,
+                        "data": [encode_map(m) for m in maps]},
+    }
+
+
+def record(variant: str, seed: int, forms: list, *, arch: str = "baseline", factor=None,
+           status: str = "ok", error=None) -> dict:
+    arch_spec = variants.parse(arch).to_dict()
+    ok = status == "ok"
+    history = [{"step": s, "loss": 1.0 / s, "val_dice": 0.5 + s / 500 + 0.01 * seed,
+                "lr": 0.001, "elapsed_s": s / 10} for s in (50, 100, 150, 200)] if ok else []
+    return {
+        "schema": 1, "key": f"{variant}-{seed}", "sweep": "fab", "variant": variant,
+        "factor": "baseline" if variant == "baseline" else factor,
+        "is_baseline": variant == "baseline", "seed": seed,
+        "spec": {"arch": arch_spec, "data": {"name": "membranes", "n_images": 80, "size": 16},
+                 "protocol": PROTOCOL, "measure": {"repeats": 5}, "seed": seed},
+        "status": status, "error": error, "started": "2024-01-01T00:00:00",
+        "finished": "2024-01-01T00:01:00", "time_s": 60.0,
+        "data": {"name": "membranes", "num_classes": 2, "in_channels": 1, "class_values": [0, 1],
+                 "sizes": {"train": 56, "val": 12, "test": 12},
+                 "splits": {"train": [], "val": [], "test": IDS}, "image_size": [16, 16]},
+        "train": {"steps": 200 if ok else 12, "best_step": 200, "best_val_dice": 0.9,
+                  "train_img_s": 100.0 + seed, "peak_mem_mb": None, "history": history},
+        "forms": forms,
+        "env": {"device": "cpu", "device_name": "Fabricated CPU", "threads": 2, "dtype": "float32",
+                "memory_format": "contiguous", "python": "3.11.0", "torch": "2.5.0",
+                "torchvision": "0.20.0", "smp": "0.5.0", "numpy": "2.0.0", "platform": "Linux",
+                "git_commit": "abc1234"},
+    }
+
+
+def make_results(root: Path) -> Path:
+    recs = []
+    for s in range(3):
+        recs.append(record("baseline", s, [form("mean", baseline_counts(s), s, 2e9)]))
+        recs.append(record("better", s, [form("mean", better_counts(s), s, 3e9)],
+                           arch="unet-bilinear", factor="up"))
+        recs.append(record("same", s, [form("mean", baseline_counts(s), s, 1e9)],
+                           arch="unet-relu6", factor="act"))
+        recs.append(record("ds", s, [form("mean", ds_counts(s, 4), s, 5e9)] + [
+            form(f"L{k}", ds_counts(s, k), s, k * 1e9) for k in (1, 2, 3, 4)],
+            arch="unetpp-ds-w8"))
+    for s in range(2):
+        recs.append(record("flaky", s, [form("mean", flaky_counts(s), s, 2e9)],
+                           arch="unet-nobn", factor="norm"))
+    recs.append(record("flaky", 2, [], arch="unet-nobn", factor="norm", status="failed",
+                       error="Traceback (most recent call last):\nRuntimeError: out of memory (fabricated)"))
+    recs.append(record("broken", 0, [], arch="unet-crop", factor="skip", status="failed",
+                       error="ValueError: input too small (fabricated)"))
+    recs.append(record("broken", 1, [], arch="unet-crop", factor="skip", status="diverged",
+                       error="loss is NaN at step 12 (fabricated)"))
+    for r in recs:
+        write_json_atomic(root / "runs" / f"{r['key']}.json", r)
+    write_json_atomic(root / "sweep.json", {"name": "fab", "baseline": "baseline", "variants": ORDER})
+    return root
+
+
+def hand_dice(counts: np.ndarray) -> np.ndarray:
+    """Per-image Dice, written out: 2TP / (2TP + FP + FN), 1 when both are empty."""
+    out = []
+    for (tp, fp, fn, _), in counts:
+        den = 2 * tp + fp + fn
+        out.append(1.0 if den == 0 else 2 * tp / den)
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = make_results(tmp_path_factory.mktemp("results"))
+    out = build_report(root, tmp_path_factory.mktemp("report") / "r1")
+    return root, out
+
+
+def row(table: pd.DataFrame, variant: str, form_name: str = "mean") -> pd.Series:
+    r = table[(table["variant"] == variant) & (table["form"] == form_name)]
+    assert len(r) == 1
+    return r.iloc[0]
+
+
+# --------------------------------------------------------------------------- statistics
+
+def test_holm_hand_example():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, np.nan, 0.01]) == pytest.approx([0.5, np.nan, 0.02], nan_ok=True)
+    assert holm([0.4, 0.5]) == pytest.approx([0.8, 0.8])  # monotone, capped at 1 below
+
+
+def test_pareto_front_hand_example():
+    cost = [1, 2, 3, 4, np.nan]
+    dice = [0.5, 0.7, 0.6, 0.8, 0.9]
+    assert pareto_front(cost, dice).tolist() == [True, True, False, True, False]
+    assert pareto_front(cost, dice, minimize_cost=False).tolist() == [False, False, False, True, False]
+
+
+def test_summary_against_hand_computation(built):
+    root, _ = built
+    table = summary_table(load_records(root), "baseline", ORDER)
+    base_seed_dice = [hand_dice(baseline_counts(s)).mean() for s in range(3)]
+    b = row(table, "baseline")
+    assert b["dice_mean"] == pytest.approx(statistics.mean(base_seed_dice))
+    assert b["dice_std"] == pytest.approx(statistics.stdev(base_seed_dice))
+    assert b["status"] == "3/3 ok" and b["is_baseline"] and np.isnan(b["p_wilcoxon"])
+    assert b["fpr_empty_mean"] == pytest.approx(2 / 3)  # seeds 1 and 2 predict on the empty image
+
+    base_img = np.mean([hand_dice(baseline_counts(s)) for s in range(3)], axis=0)
+    better_img = np.mean([hand_dice(better_counts(s)) for s in range(3)], axis=0)
+    diff = better_img - base_img
+    assert (diff > 0).all()
+    r = row(table, "better")
+    assert r["delta"] == pytest.approx(diff.mean())
+    assert r["p_wilcoxon"] == pytest.approx(scipy.stats.wilcoxon(diff).pvalue)
+    assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["ci_low"] > 0
+    assert r["n_pairs"] == 12 and r["significant"] and r["p_holm"] < 0.05
+
+    same = row(table, "same")
+    assert same["delta"] == 0 and same["p_wilcoxon"] == 1.0
+    assert same["ci_low"] == 0 and same["ci_high"] == 0 and not same["significant"]
+
+    flaky_img = np.mean([hand_dice(flaky_counts(s)) for s in range(2)], axis=0)
+    f = row(table, "flaky")
+    assert f["status"] == "2/3 ok (1 failed)" and f["n_ok"] == 2
+    assert f["delta"] == pytest.approx((flaky_img - base_img).mean())
+    assert f["p_wilcoxon"] == pytest.approx(scipy.stats.wilcoxon(flaky_img - base_img).pvalue)
+
+    broken = row(table, "broken")
+    assert broken["status"] == "0/2 ok (1 diverged, 1 failed)" and np.isnan(broken["dice_mean"])
+
+    # Holm over every non-baseline row with a p-value, by hand.
+    tested = table[table["p_wilcoxon"].notna()]
+    assert len(tested) == 3 + 5  # better, same, flaky, ds mean + L1..L4
+    p = tested["p_wilcoxon"].to_numpy()
+    order = np.argsort(p)
+    expect = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        expect[i] = running
+    assert tested["p_holm"].to_numpy() == pytest.approx(expect)
+
+    assert list(table["form"][table["variant"] == "ds"]) == ["mean", "L1", "L2", "L3", "L4"]
+    assert row(table, "ds", "L2")["gmacs"] == pytest.approx(2.0)
+    assert row(table, "better")["infer_img_s"] == pytest.approx(410.0)  # median over seeds
+    assert row(table, "baseline")["params_m"] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- outputs
+
+def test_tables_and_index(built):
+    _, out = built
+    md = (out / "table.md").read_text()
+    tex = (out / "table.tex").read_text()
+    index = (out / "index.md").read_text()
+    csv = pd.read_csv(out / "table.csv")
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(csv["variant"].drop_duplicates()) == ORDER
+    assert len(runs) == 3 * 4 + 3 * 4 + 3 + 2  # one row per run and form
+    for text in (md, index):
+        assert "2/3 ok (1 failed)" in text and "0/2 ok (1 diverged, 1 failed)" in text
+        assert "better†" in text and "same†" not in text
+        assert "FlopCounterMode" in text and "64x64" in text and "Fabricated CPU" in text
+    assert "RuntimeError: out of memory (fabricated)" in index
+    assert "loss is NaN at step 12 (fabricated)" in index
+    assert "PyTorch 2.5.0" in index and "steps 200, batch_size 4, patch 64x64" in index
+    for name in FIGURES:
+        assert f"({name}.png)" in index
+    for needle in (r"\toprule", r"\midrule", r"\bottomrule", r"better$^\dagger$", r"batch\_size"):
+        assert needle in tex
+    assert "batch_size" not in tex.replace(r"batch\_size", "")
+
+
+def test_figures_are_valid_pdf_and_png(built):
+    _, out = built
+    for name in FIGURES:
+        pdf = (out / f"{name}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF")
+        assert b"/FontFile2" in pdf and b"/Type3" not in pdf
+        with Image.open(out / f"{name}.png") as im:
+            im.load()
+            assert im.info["dpi"][0] == pytest.approx(300, abs=1)
+            assert im.width > 500
+
+
+def test_deterministic(built, tmp_path):
+    root, out = built
+    again = build_report(root, tmp_path / "r2")
+    for name in ("table.md", "table.csv", "table.tex", "runs.csv"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_qualitative_with_ground_truth(built, tmp_path, monkeypatch):
+    root, _ = built
+
+    class Spec:
+        @staticmethod
+        def from_dict(d):
+            return d
+
+    class Data:
+        ids = IDS
+        images = [np.full((1, 16, 16), i / 12, np.float32) for i in range(12)]
+        masks = [np.eye(16, dtype=np.int64) for _ in range(12)]
+
+    monkeypatch.setattr(harness.data, "DataSpec", Spec, raising=False)
+    monkeypatch.setattr(harness.data, "load_dataset", lambda spec: Data(), raising=False)
+    out = build_report(root, tmp_path / "gt")
+    index = (out / "index.md").read_text()
+    assert "(qualitative.png)" in index and "ground truth not shown" not in index
+    assert (out / "qualitative.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_no_deep_supervision_figure_without_heads(tmp_path):
+    root = tmp_path / "res"
+    for s in range(2):
+        r = record("baseline", s, [form("mean", baseline_counts(s), s, 2e9)])
+        write_json_atomic(root / "runs" / f"{r['key']}.json", r)
+    out = build_report(root, tmp_path / "rep")  # no sweep.json: the report still works
+    assert not (out / "deep_supervision.pdf").exists()
+    assert "no variant has pruned heads" in (out / "index.md").read_text()
+
+
+# --------------------------------------------------------------------------- command line
+
+def run_cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "harness", "report", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli(built, tmp_path):
+    root, _ = built
+    r = run_cli(root, "--out", tmp_path / "cli")
+    assert r.returncode == 0, r.stderr
+    assert str(tmp_path / "cli" / "index.md") in r.stdout
+    assert (tmp_path / "cli" / "table.md").is_file()
+
+
+def test_cli_missing_folder_exits_2(tmp_path):
+    r = run_cli(tmp_path / "missing")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "missing" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_folder_without_records_exits_2(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    assert main(["report", str(tmp_path)]) == 2  # same entry point as `python -m harness`
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run records" in err
