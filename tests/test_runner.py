@@ -179,3 +179,57 @@ def test_bad_sweep_file_names_the_key(tmp_path):
     r = subprocess.run([sys.executable, "-m", "harness", "run", str(bad), "--out", str(tmp_path / "o")],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "protocol.optimiser" in r.stderr and "bad.toml" in r.stderr
+
+
+def test_report_builds_from_the_smoke_records(smoke, tmp_path):
+    from PIL import Image
+
+    from harness.report import build_report
+
+    out = build_report(smoke, tmp_path / "report")
+    for name in ["index.md", "table.md", "table.tex", "table.csv", "runs.csv"]:
+        assert (out / name).is_file(), name
+    for fig in ["accuracy_cost", "ablation", "curves", "qualitative", "deep_supervision"]:
+        assert (out / f"{fig}.pdf").read_bytes().startswith(b"%PDF")
+        with Image.open(out / f"{fig}.png") as im:
+            assert im.size[0] > 300
+    table = (out / "table.md").read_text()
+    for v in load_sweep("smoke").variants:
+        assert v.label in table
+    tidy = pd.read_csv(out / "runs.csv")
+    assert len(tidy) == len(pd.read_csv(smoke / "runs.csv"))
+
+
+def test_images_smaller_than_the_models_minimum_are_refused(tmp_path):
+    from PIL import Image
+
+    for sub in ("images", "masks"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((3, 5), 100, np.uint8)).save(tmp_path / "data" / "images" / f"im{i}.png")
+        Image.fromarray(np.eye(3, 5, dtype=np.uint8) * 255).save(tmp_path / "data" / "masks" / f"im{i}.png")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "harness", "run", "smoke", "--data", str(tmp_path / "data"),
+                        "--out", str(out), "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "im0.png" in r.stderr and "3x5" in r.stderr
+    assert not out.exists()
+
+
+def test_shipped_sweeps_load_and_the_cpu_preset_covers_every_axis():
+    from harness.sweep import preset_names
+
+    assert {"smoke", "cpu", "gpu"} <= set(preset_names())
+    for name in preset_names():
+        assert load_sweep(name).name == name
+    cpu = load_sweep("cpu")
+    assert len(cpu.seeds) == 3 and cpu.data.name == "membranes" and cpu.measure.device == "auto"
+    factors = {v.factor for v in cpu.variants}
+    assert {"baseline", "act", "up", "skip", "norm", "encoder"} <= factors
+    specs = {v.label: v.spec for v in cpu.variants}
+    assert specs["unetpp-ds"].deep_supervision and specs["unetpp-ds"].heads == ["mean", "L1", "L2", "L3", "L4"]
+    assert {s.arch for s in specs.values() if isinstance(s, variants.SmpSpec)} == {"unet", "unetpp"}
+    for v in cpu.variants:  # one factor at a time means one factor
+        if v.factor not in (None, "baseline"):
+            diff = {k for k, x in v.spec.to_dict().items() if cpu.baseline.spec.to_dict()[k] != x}
+            assert diff == {v.factor}

@@ -289,6 +289,15 @@ def _show_image(ax, image: np.ndarray) -> None:
                   interpolation="nearest")
 
 
+def _short_label(text: str, narrow: bool) -> str:
+    """Break a label after '=', ',' and '/' (then at 14 characters) so that narrow panels'
+    titles do not run into each other."""
+    if narrow:
+        for sep in ("=", ",", "/"):
+            text = text.replace(sep, sep + "\n")
+    return "\n".join(line for part in text.split("\n") for line in textwrap.wrap(part, 14) or [part])
+
+
 def qualitative(records: list[dict], order: list[str], baseline: str | None,
                 out_dir: Path, n_images: int = 3) -> FigureResult:
     res = FigureResult("qualitative", "Qualitative results")
@@ -339,7 +348,7 @@ def qualitative(records: list[dict], order: list[str], baseline: str | None,
                 spine.set_linewidth(0.4)
                 spine.set_color("0.5")
             if row == 0:
-                ax.set_title("\n".join(textwrap.wrap(name, 14)) or name, fontsize=LABEL_PT)
+                ax.set_title(_short_label(name, narrow=len(columns) > 6), fontsize=LABEL_PT)
             if name == "Input" and data is not None:
                 _show_image(ax, data.images[index[image_id]])
             elif name == "Ground truth" and data is not None:
@@ -351,7 +360,7 @@ def qualitative(records: list[dict], order: list[str], baseline: str | None,
                 if image_id in ids:
                     dice = per_image_dice(counts_array(form)[ids.index(image_id)][None])[0]
                     ax.set_xlabel(f"Dice {dice:.2f}", fontsize=LABEL_PT, labelpad=1)
-        axes[row, 0].set_ylabel("\n".join(textwrap.wrap(image_id, 16)), fontsize=LABEL_PT)
+        axes[row, 0].set_ylabel(_short_label(image_id, narrow=True), fontsize=LABEL_PT)
     seeds = ", ".join(f"{v}: seed {r['seed']}" for v, (r, _) in picks.items())
     res.caption = (f"Test images with the lowest, median and highest per-image Dice of the "
                    f"baseline; each prediction is from the variant's lowest ok seed ({seeds}); "
