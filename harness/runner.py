@@ -45,11 +45,14 @@ def _progress(total: int, desc: str, enabled: bool, **kw):
     return tqdm(total=total, desc=desc, dynamic_ncols=True, file=sys.stderr, **kw)
 
 
-def _form_model(model, spec, form: str):
+def _form_model(model, spec, form: str, channels_last: bool):
+    """The network of one inference form, in the memory format the run trained in."""
     if form == "mean":
         return model, spec
-    k = int(form[1:])
-    return model.pruned(k), spec.replace(head=form)
+    pruned = model.pruned(int(form[1:]))
+    if channels_last:
+        pruned = pruned.to(memory_format=torch.channels_last)
+    return pruned, spec.replace(head=form)
 
 
 def run_one(rs: RunSpec, ds, meta: dict | None = None, progress: bool = False) -> dict:
@@ -87,7 +90,7 @@ def run_one(rs: RunSpec, ds, meta: dict | None = None, progress: bool = False) -
         test_x, test_y, test_ids = ds.subset("test")
         h, w = rs.measure.size
         for form in spec.heads:
-            fmodel, fspec = _form_model(model, spec, form)
+            fmodel, fspec = _form_model(model, spec, form, p.channels_last)
             preds = predict_classes(fmodel, fspec, test_x, device, channels_last=p.channels_last, autocast=autocast)
             result = form_result(form, preds, test_y, test_ids, ds.num_classes, rs.measure.keep_predictions)
             in_hw = (input_geometry(fspec, h)[0], input_geometry(fspec, w)[0])
