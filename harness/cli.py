@@ -16,10 +16,8 @@ class UserError(ValueError):
     """A mistake in what the user asked for: reported as one line, exit status 2."""
 
 
-def _parse_spec(name: str, in_channels: int | None = None, classes: int | None = None):
-    spec = variants.parse(name)
-    changes = {k: v for k, v in (("in_channels", in_channels), ("classes", classes)) if v is not None}
-    return spec.replace(**changes) if changes else spec
+def _parse_spec(name: str, in_channels: int, classes: int):
+    return variants.parse(name).replace(in_channels=in_channels, classes=classes)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -77,11 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("profile", help="parameters, MACs and shapes of one variant")
     q.add_argument("name", help="a preset or a readable spec name")
-    q.add_argument("--in-channels", type=_size, default=None, help="default: 3")
-    q.add_argument("--classes", type=_size, default=None, help="default: 1")
+    q.add_argument("--in-channels", type=_size, default=3, help="default: 3")
+    q.add_argument("--classes", type=_size, default=1, help="default: 1")
     q.add_argument("--size", type=_size, nargs=2, metavar=("H", "W"), default=(256, 256))
     q.add_argument("--json", action="store_true", help="one JSON object")
-    q.set_defaults(func=cmd_profile, in_channels_default=3, classes_default=1)
+    q.set_defaults(func=cmd_profile)
 
     try:  # the sweep runner and the report add their own commands
         from .runner import add_run_command
@@ -98,9 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "profile":  # documented defaults: 3 input channels, 1 class
-        args.in_channels = args.in_channels or 3
-        args.classes = args.classes or 1
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:

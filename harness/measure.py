@@ -69,7 +69,7 @@ def inference_cost(model, in_channels: int, input_hw: tuple[int, int], device: t
     for batch in (measure.batch_size, 1):
         x = torch.randn(batch, in_channels, *input_hw, device=device).contiguous(memory_format=fmt)
 
-        def call():
+        def call(x=x):
             if autocast is not None:
                 with autocast():
                     return model(x)

@@ -6,7 +6,8 @@ A record (``schema`` 1) holds everything a report needs, so reports never train:
 key, sweep, variant (label in the sweep), factor (the axis a one-factor variant changes,
 "baseline" for the baseline, null otherwise), is_baseline, seed,
 spec: {arch, data, protocol, measure, seed}        -- the RunSpec; key = hash of it
-status: ok | failed | diverged, error: text or null, started, finished, time_s,
+status: ok | failed | diverged, error: one line or null, traceback (failed runs only),
+started, finished, time_s,
 data: {name, key, layout, root, n_images, num_classes, class_values, in_channels,
        split_sizes: {train, val, test}, split_ids: {train: [ids], val: [ids], test: [ids]},
        image_size: {min_hw: [h, w], max_hw: [h, w]}}
@@ -16,7 +17,8 @@ forms: [{form: "mean" | "L1".."L4",
          counts: {classes: [...], fields: [tp, fp, fn, tn], images: [test ids],
                   values: [[[tp, fp, fn, tn] per class] per image]},
          metrics: {dice, iou, dice_global, iou_global, fpr_empty, n_empty, n_images},
-         cost: {params, macs, macs_size: [h, w], infer_img_s, infer_img_s_iqr, infer_batch,
+         cost: {params, macs, macs_size: [h, w] (the image predicted), input_size: [h, w]
+                (what the model sees: larger for crop mode), infer_img_s, infer_img_s_iqr, infer_batch,
                 latency_ms, latency_ms_iqr, peak_mem_mb},
          predictions: {ids: [...], shapes: [[h, w]...], data: [base64(zlib(uint8 map))]}}]
 env: {device, device_name, threads, dtype, memory_format, python, torch, torchvision,
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import tempfile
 import zlib
@@ -158,6 +159,3 @@ def encode_map(a: np.ndarray) -> str:
 def decode_map(data: str, shape) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(data)), dtype=np.uint8).reshape(shape)
 
-
-def finite(x) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))

@@ -6,17 +6,17 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import sys
 import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import variants
 from .cost import count_macs, count_params
-from .data import DataError, check_min_size, load_dataset
+from .data import check_min_size, load_dataset
 from .evaluate import form_result, input_geometry, predict_classes
 from .measure import environment, inference_cost, resolve_device
 from .protocol import RunSpec
@@ -152,6 +152,18 @@ def summary_table(df) -> str:
     return t[["runs", "Dice", "params (M)", "GMACs", "infer img/s", "train img/s"]].to_string()
 
 
+def _existing(path: Path) -> dict | None:
+    """The record at ``path``, or None when there is none (or it is not readable JSON,
+    which atomic writes rule out unless it was edited by hand: then the run is redone)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):
+        print(f"{path}: unreadable record, the run is done again", file=sys.stderr)
+        return None
+
+
 def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True):
     """Run what has no record yet; returns the tidy frame of every record of the sweep."""
     ds = load_dataset(sweep.data)        # bad data: a one-line DataError before anything is written
@@ -165,14 +177,11 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     records = []
     todo = []
     for rs, meta in runs:
-        path = record_path(out, rs.key)
-        if path.exists():
-            import json
-            rec = json.loads(path.read_text())
-            if not (retry_failed and rec["status"] == "failed"):
-                records.append(rec)
-                continue
-        todo.append((rs, meta))
+        rec = _existing(record_path(out, rs.key))
+        if rec is not None and not (retry_failed and rec["status"] == "failed"):
+            records.append(rec)
+        else:
+            todo.append((rs, meta))
     if len(todo) < len(runs):
         print(f"resuming: {len(runs) - len(todo)} of {len(runs)} runs already recorded in {out}", file=sys.stderr)
     with _progress(len(todo), f"sweep {sweep.name}", progress) as bar:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 

@@ -18,10 +18,6 @@ from .protocol import Protocol
 IGNORE = 255
 
 
-class Diverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
 @dataclass
 class FitResult:
     status: str = "ok"  # ok | diverged

@@ -314,7 +314,7 @@ def read_folder(plan: FolderPlan, spec: DataSpec) -> Dataset:
     """Read the images and masks of a plan into a Dataset."""
     images, raw_masks, mask_values = [], [], []
     first = None
-    for image_id, image_path, mask_path in plan.items:
+    for _image_id, image_path, mask_path in plan.items:
         image = read_image(image_path)
         mask = read_mask(mask_path)
         if first is None:
