@@ -233,3 +233,17 @@ def test_shipped_sweeps_load_and_the_cpu_preset_covers_every_axis():
         if v.factor not in (None, "baseline"):
             diff = {k for k, x in v.spec.to_dict().items() if cpu.baseline.spec.to_dict()[k] != x}
             assert diff == {v.factor}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_run_with_bf16_and_cuda_event_timing():
+    ds = load_dataset(_tiny_data())
+    arch = variants.ArchSpec(topology="unetpp", deep_supervision=True, width=4, depth=2, in_channels=1)
+    rs = _tiny_run(arch, amp="bf16")
+    rs = RunSpec(arch=rs.arch, data=rs.data, protocol=rs.protocol,
+                 measure=Measure(size=(32, 32), batch_size=2, device="cuda", repeats=3), seed=0)
+    rec = run_one(rs, ds)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["env"]["device"] == "cuda" and rec["env"]["dtype"] == "bfloat16"
+    assert rec["train"]["peak_mem_mb"] > 0
+    assert all(f["cost"]["peak_mem_mb"] > 0 and f["cost"]["infer_img_s"] > 0 for f in rec["forms"])
