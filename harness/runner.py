@@ -121,6 +121,11 @@ def plan(sweep: Sweep, ds) -> list[tuple[RunSpec, dict]]:
                          measure=sweep.measure, seed=seed)
             out.append((rs, {"sweep": sweep.name, "variant": v.label, "factor": v.factor,
                              "is_baseline": v.is_baseline}))
+    seen: dict[str, str] = {}
+    for rs, meta in out:
+        if seen.setdefault(rs.key, meta["variant"]) != meta["variant"]:
+            raise ValueError(f"variants {seen[rs.key]!r} and {meta['variant']!r} have the same spec "
+                             f"({variants.parse(rs.arch).name}); each variant must differ")
     return out
 
 
@@ -179,7 +184,7 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     for rs, meta in runs:
         rec = _existing(record_path(out, rs.key))
         if rec is not None and not (retry_failed and rec["status"] == "failed"):
-            records.append(rec)
+            records.append({**rec, **meta})  # labels are the sweep's, not the file's
         else:
             todo.append((rs, meta))
     if len(todo) < len(runs):

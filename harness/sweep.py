@@ -185,7 +185,8 @@ def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = Non
         sweep.seeds = list(range(seeds))
     if steps is not None:
         sweep.protocol = dataclasses.replace(sweep.protocol, steps=steps,
-                                             eval_every=min(sweep.protocol.eval_every, steps))
+                                             eval_every=min(sweep.protocol.eval_every, steps),
+                                             warmup=min(sweep.protocol.warmup, steps // 10))
     if device is not None:
         sweep.measure = dataclasses.replace(sweep.measure, device=device)
     return sweep

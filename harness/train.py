@@ -80,20 +80,23 @@ def lr_factor(protocol: Protocol, step: int) -> float:
 
 
 class PatchSampler:
-    """Random training patches. Every model is trained to predict ``out`` x ``out`` target
+    """Random training patches. Every model learns from ``patch`` x ``patch`` target
     pixels; a crop-mode model sees them with its margin of mirrored context around them
-    (the paper's overlap-tile), so every variant learns from the same pixels."""
+    (the paper's overlap-tile, mirrored as in evaluation), and where its smallest valid
+    output is larger than the patch, the extra target pixels are marked ignore, so every
+    variant learns from the same number of pixels."""
 
     def __init__(self, images, masks, spec, patch: int, augment: bool, rng: np.random.Generator):
         n, m = input_geometry(spec, patch)
-        self.n, self.m, self.out = n, m, n - 2 * m
+        self.n, self.m, self.out, self.patch = n, m, n - 2 * m, patch
         self.augment, self.rng = augment, rng
         self.images, self.masks = [], []
         for im, mk in zip(images, masks):
             h, w = mk.shape
             ph, pw = max(0, self.out - h), max(0, self.out - w)  # too small: pad, ignore
             mk = np.pad(mk, ((0, ph), (0, pw)), constant_values=IGNORE)
-            im = np.pad(im, ((0, 0), (m, m + ph), (m, m + pw)), mode="symmetric")
+            # "reflect" (edge pixel not repeated) is what evaluate.mirror_pad does
+            im = np.pad(im, ((0, 0), (m, m + ph), (m, m + pw)), mode="reflect")
             self.images.append(im)
             self.masks.append(mk)
 
@@ -105,6 +108,10 @@ class PatchSampler:
             x0 = self.rng.integers(mk.shape[1] - self.out + 1)
             x = self.images[i][:, y0:y0 + self.n, x0:x0 + self.n]
             y = mk[y0:y0 + self.out, x0:x0 + self.out]
+            if self.out > self.patch:
+                y = y.copy()
+                y[self.patch:, :] = IGNORE
+                y[:, self.patch:] = IGNORE
             if self.augment:
                 k = int(self.rng.integers(4))
                 flip = bool(self.rng.integers(2))
@@ -144,13 +151,16 @@ def fit(model: nn.Module, spec, ds, protocol: Protocol, seed: int, device: torch
     result = FitResult()
     best_state = None
     step_times, losses = [], []
+    peak = 0.0
     start = time.perf_counter()
     for step in range(protocol.steps):
-        t0 = time.perf_counter()
         model.train()
         x, y = sampler.batch(protocol.batch_size)
-        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        y = y.to(device, non_blocking=True)
+        x = x.to(device).contiguous(memory_format=memory_format)
+        y = y.to(device)
+        if cuda:
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()  # the step itself: forward, backward, optimizer
         with autocast():
             heads = _heads(model(x))
         loss = sum(loss_fn(h, y) for h in heads) / len(heads)
@@ -160,17 +170,22 @@ def fit(model: nn.Module, spec, ds, protocol: Protocol, seed: int, device: torch
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        lr = opt.param_groups[0]["lr"]  # the rate this step used
         sched.step()
         losses.append(loss.item())  # .item() synchronizes, so step times are real on GPU
         step_times.append(time.perf_counter() - t0)
         result.steps = step + 1
         last = step + 1 == protocol.steps
         if (step + 1) % protocol.eval_every == 0 or last:
+            if cuda:  # training memory only: validation passes are not counted
+                peak = max(peak, torch.cuda.max_memory_allocated(device) / 2**20)
             val = mean_dice(model, spec, val_x, val_y, ds.num_classes, device,
                             channels_last=protocol.channels_last, autocast=autocast if use_amp else None)
             result.history.append({"step": step + 1, "loss": float(np.mean(losses)), "val_dice": val,
-                                   "lr": opt.param_groups[0]["lr"], "elapsed_s": time.perf_counter() - start})
+                                   "lr": lr, "elapsed_s": time.perf_counter() - start})
             losses = []
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
             if result.best_val_dice is None or val > result.best_val_dice:
                 result.best_val_dice, result.best_step = val, step + 1
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -184,5 +199,5 @@ def fit(model: nn.Module, spec, ds, protocol: Protocol, seed: int, device: torch
     if warm:
         result.train_img_s = protocol.batch_size / float(np.median(warm))
     if cuda:
-        result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
+        result.peak_mem_mb = peak
     return result

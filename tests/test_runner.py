@@ -247,3 +247,13 @@ def test_gpu_run_with_bf16_and_cuda_event_timing():
     assert rec["env"]["device"] == "cuda" and rec["env"]["dtype"] == "bfloat16"
     assert rec["train"]["peak_mem_mb"] > 0
     assert all(f["cost"]["peak_mem_mb"] > 0 and f["cost"]["infer_img_s"] > 0 for f in rec["forms"])
+
+
+def test_two_variants_with_one_spec_are_refused(tmp_path):
+    sweep = tmp_path / "dup.toml"
+    sweep.write_text('[data]\nname = "membranes"\nn_images = 12\nsize = 32\n'
+                     '[variants]\nbaseline = "unet-w4-d2"\n[variants.explicit]\nagain = "unet-w4-d2"\n')
+    r = subprocess.run([sys.executable, "-m", "harness", "run", str(sweep), "--out", str(tmp_path / "o")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "'baseline' and 'again' have the same spec" in r.stderr
+    assert not (tmp_path / "o").exists()

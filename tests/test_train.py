@@ -1,0 +1,39 @@
+"""Training details that decide whether variants are compared fairly."""
+import numpy as np
+import pytest
+import torch
+
+import variants
+from harness.evaluate import input_geometry, mirror_pad
+from harness.train import IGNORE, PatchSampler
+
+
+@pytest.mark.parametrize("name,patch", [("unet-w4-d2", 32), ("unet-crop-w4-d3", 64), ("unet-crop-w4-d3", 48),
+                                        ("unetpp-ds-crop-w4-d2", 40)])
+def test_every_variant_learns_from_patch_squared_pixels(name, patch):
+    spec = variants.parse(name).replace(in_channels=1)
+    rng = np.random.default_rng(0)
+    images = [rng.random((1, 90, 80), dtype=np.float32) for _ in range(3)]
+    masks = [rng.integers(0, 2, (90, 80)) for _ in range(3)]
+    sampler = PatchSampler(images, masks, spec, patch, augment=True, rng=rng)
+    x, y = sampler.batch(4)
+    n, m = input_geometry(spec, patch)
+    assert x.shape == (4, 1, n, n)
+    assert y.shape[-2:] == (n - 2 * m, n - 2 * m)
+    with torch.no_grad():
+        out = variants.build(spec).eval()(x)
+    assert out.shape[-2:] == y.shape[-2:]
+    assert ((y != IGNORE).sum(dim=(1, 2)) == patch * patch).all()
+
+
+def test_training_context_is_mirrored_as_in_evaluation():
+    """Output pixel j of a crop-mode model sees input j + margin: the sampler's patch at the
+    image corner must equal the evaluation's mirror-padded input."""
+    spec = variants.parse("unet-crop-w4-d2").replace(in_channels=1)
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 40, 40), dtype=np.float32)
+    mask = np.zeros((40, 40), dtype=np.int64)
+    sampler = PatchSampler([image], [mask], spec, 16, augment=False, rng=rng)
+    n, m = sampler.n, sampler.m
+    evaluated = mirror_pad(torch.from_numpy(image)[None], m, m, m, m)[0].numpy()
+    np.testing.assert_array_equal(sampler.images[0][:, :n, :n], evaluated[:, :n, :n])
