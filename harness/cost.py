@@ -34,14 +34,20 @@ def _meta_model(spec) -> nn.Module:
         return variants.build(spec)
 
 
-def count_macs(spec, height: int, width: int) -> int:
-    """MACs for one ``height x width`` image in inference (eval) mode, on ``meta``."""
-    model = _meta_model(spec).eval()
+def _meta_forward(spec, height: int, width: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, int]:
+    """(model, input, output, MACs) of one ``height x width`` image in inference (eval)
+    mode, from a single forward pass on ``meta``."""
     spec = variants.parse(spec)
+    model = _meta_model(spec).eval()
     x = torch.empty(1, spec.in_channels, height, width, device="meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    return counter.get_total_flops() // 2
+        y = model(x)
+    return model, x, y, counter.get_total_flops() // 2
+
+
+def count_macs(spec, height: int, width: int) -> int:
+    """MACs for one ``height x width`` image in inference (eval) mode, on ``meta``."""
+    return _meta_forward(spec, height, width)[3]
 
 
 def _thop_convtranspose(m: nn.ConvTranspose2d, x, y) -> None:
@@ -69,15 +75,12 @@ def count_macs_thop(model: nn.Module, in_channels: int, height: int, width: int)
 def profile(spec, height: int = 256, width: int = 256, thop_check: bool = True) -> dict:
     """Parameters, MACs (headline and thop), input and output shapes of one image."""
     spec = variants.parse(spec)
-    model = _meta_model(spec).eval()
-    x = torch.empty(1, spec.in_channels, height, width, device="meta")
-    with torch.no_grad():
-        y = model(x)
+    model, x, y, macs = _meta_forward(spec, height, width)
     out = {
         "name": spec.name,
         "spec": spec.to_dict(),
         "params": count_params(model),
-        "macs": count_macs(spec, height, width),
+        "macs": macs,
         "input_shape": list(x.shape),
         "output_shape": list(y.shape),
     }
