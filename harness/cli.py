@@ -1,23 +1,21 @@
 """Command line: ``unet-ablate list | profile | run | report`` (also ``python -m harness``).
 
-User mistakes (an unknown name, an invalid spec, a bad data folder) print one line on
-stderr and exit with status 2; nothing is half-written.
+Results go to stdout; diagnostics go through the ``unet_ablate`` logger to stderr (``-v``
+for more, ``-q`` for warnings only). User mistakes (an unknown name, an invalid spec, a
+bad data folder) print one line on stderr and exit with status 2; nothing is half-written.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
+from pathlib import Path
 
 import variants
 
-
-class UserError(ValueError):
-    """A mistake in what the user asked for: reported as one line, exit status 2."""
-
-
-def _parse_spec(name: str, in_channels: int, classes: int):
-    return variants.parse(name).replace(in_channels=in_channels, classes=classes)
+log = logging.getLogger("unet_ablate")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -38,9 +36,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .cost import MAC_CONVENTION, profile
+    from .cost import mac_convention, profile
 
-    spec = _parse_spec(args.name, args.in_channels, args.classes)
+    spec = variants.parse(args.name).replace(in_channels=args.in_channels, classes=args.classes)
     h, w = args.size
     p = profile(spec, h, w)  # a crop-mode size error comes from the model's input check
     if args.json:
@@ -52,7 +50,52 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"  MACs (thop)  {p['macs_thop']:,} ({p['macs_thop'] / p['macs'] - 1:+.2%} vs headline)")
     print(f"  input        {tuple(p['input_shape'])}")
     print(f"  output       {tuple(p['output_shape'])}")
-    print(f"  {MAC_CONVENTION}")
+    print(f"  {mac_convention()}")
+    return 0
+
+
+def summary_text(df) -> str:
+    """The console summary of a sweep: one line per (variant, form), means over ok seeds.
+    (The report's statistics come from ``unet-ablate report``.)"""
+    ok = df[df.status == "ok"]
+    if ok.empty:
+        return "no run finished"
+    g = ok.groupby(["variant", "form"], sort=False)
+    t = g.agg(dice=("dice", "mean"), dice_std=("dice", "std"), params=("params", "first"),
+              macs=("macs", "first"), infer_img_s=("infer_img_s", "median"), train_img_s=("train_img_s", "median"))
+    t["runs"] = df.groupby(["variant", "form"], sort=False).apply(
+        lambda x: f"{(x.status == 'ok').sum()}/{len(x)}", include_groups=False)
+    t["Dice"] = [f"{d:.4f} ± {s:.4f}" if s == s else f"{d:.4f}" for d, s in zip(t.dice, t.dice_std)]
+    t["params (M)"] = (t.params / 1e6).round(3)
+    t["GMACs"] = (t.macs / 1e9).round(3)
+    t["infer img/s"] = t.infer_img_s.round(1)
+    t["train img/s"] = t.train_img_s.round(1)
+    return t[["runs", "Dice", "params (M)", "GMACs", "infer img/s", "train img/s"]].to_string()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .records import runs_frame
+    from .runner import run_sweep
+    from .sweep import load_sweep, override
+
+    labels = [s for s in args.variants.split(",") if s] if args.variants else None
+    sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
+                     args.device)
+    out = Path(args.out or Path("results") / sweep.name)
+    df = runs_frame(run_sweep(sweep, out, retry_failed=args.retry_failed,
+                              progress=not (args.no_progress or args.quiet)))
+    print(summary_text(df))
+    n_bad = int((df.drop_duplicates("key").status != "ok").sum())
+    print(f"\n{df.key.nunique()} runs ({n_bad} not ok) in {out}/runs, table {out}/runs.csv")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    start = time.perf_counter()
+    out = build_report(args.results_dir, args.out)
+    print(f"report: {out / 'index.md'} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -65,6 +108,8 @@ def _size(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unet-ablate", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="more diagnostics on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("list", help="list the presets and their specs")
@@ -79,21 +124,38 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="one JSON object")
     q.set_defaults(func=cmd_profile)
 
-    try:  # the sweep runner and the report add their own commands
-        from .runner import add_run_command
-        add_run_command(sub)
-    except ImportError:
-        pass
-    try:
-        from .report import add_report_command
-        add_report_command(sub)
-    except ImportError:
-        pass
+    q = sub.add_parser("run", help="train, evaluate and measure every variant of a sweep (resumable)")
+    q.add_argument("sweep", help="a sweep preset (smoke, cpu, gpu) or a TOML file")
+    q.add_argument("--data", metavar="DIR", help="your own folder of images and masks")
+    q.add_argument("--layout", choices=["auto", "pairs", "isbi", "voc"], help="folder layout (default auto)")
+    q.add_argument("--variants", metavar="A,B", help="only these variant labels (or spec names), plus the baseline")
+    q.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
+    q.add_argument("--steps", type=int, metavar="N", help="training steps per run")
+    q.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    q.add_argument("--out", metavar="DIR", help="default: results/<sweep name>")
+    q.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("report", help="tables and figures from a results folder (never trains)",
+                       description="Build tables (md, tex, csv), figures (pdf, png) and index.md "
+                                   "from the run records of a results folder.")
+    q.add_argument("results_dir", metavar="RESULTS_DIR", help="a folder written by `unet-ablate run`")
+    q.add_argument("--out", metavar="DIR", default=None, help="report folder (default: reports/<sweep>)")
+    q.set_defaults(func=cmd_report)
     return p
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("unet-ablate: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:

@@ -18,8 +18,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import variants
 
-MAC_CONVENTION = ("MACs: convolutions and matmuls only (FlopCounterMode, FLOPs = 2 x MACs), "
-                  "one image")
+
+
+def mac_convention(image: str = "one image") -> str:
+    """The MAC convention as every table and command states it."""
+    return f"MACs: convolutions and matmuls only (FlopCounterMode), {image}; FLOPs = 2 x MACs"
 
 
 def count_params(model: nn.Module) -> int:

@@ -1,5 +1,7 @@
-"""Whole-image prediction (overlap-tile for crop-mode models) and test-split scoring."""
+"""Whole-image prediction (overlap-tile for crop-mode models) and scoring by counts."""
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import torch
@@ -7,7 +9,6 @@ import torch.nn.functional as F
 
 import variants
 from .metrics import confusion_counts, summarize
-from .records import encode_map
 
 
 def input_geometry(spec, out: int) -> tuple[int, int]:
@@ -83,17 +84,15 @@ def _batches(images: list[np.ndarray], batch: int):
 
 @torch.no_grad()
 def predict_classes(model, spec, images: list[np.ndarray], device, channels_last: bool = False,
-                    autocast=None, batch: int = 8) -> list[np.ndarray]:
+                    amp=contextlib.nullcontext, batch: int = 8) -> list[np.ndarray]:
+    """Class maps (uint8) of whole images, under the run's precision context ``amp``."""
     model.eval()
     out: list[np.ndarray | None] = [None] * len(images)
     for idx in _batches(images, batch):
         x = torch.from_numpy(np.stack([images[i] for i in idx])).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if autocast is not None:
-            with autocast():
-                logits = predict_logits(model, spec, x)
-        else:
+        with amp():
             logits = predict_logits(model, spec, x)
         for i, p in zip(idx, to_classes(logits.float()).cpu().numpy()):
             out[i] = p.astype(np.uint8)
@@ -109,15 +108,3 @@ def score(preds: list[np.ndarray], masks: list[np.ndarray], num_classes: int) ->
 
 def mean_dice(model, spec, images, masks, num_classes, device, **kw) -> float:
     return summarize(score(predict_classes(model, spec, images, device, **kw), masks, num_classes))["dice"]
-
-
-def form_result(form: str, preds, masks, ids, num_classes, keep: int) -> dict:
-    counts = score(preds, masks, num_classes)
-    return {
-        "form": form,
-        "counts": {"classes": foreground_classes(num_classes), "fields": ["tp", "fp", "fn", "tn"],
-                   "images": list(ids), "values": counts.tolist()},
-        "metrics": summarize(counts),
-        "predictions": {"ids": list(ids[:keep]), "shapes": [list(p.shape) for p in preds[:keep]],
-                        "data": [encode_map(p) for p in preds[:keep]]},
-    }

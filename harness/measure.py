@@ -5,6 +5,7 @@ CPU timing uses ``torch.utils.benchmark`` with a fixed thread count; GPU timing 
 events around each call and a synchronize."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -60,9 +61,10 @@ def time_call(fn, device: torch.device, measure: Measure) -> tuple[float, float,
 
 @torch.no_grad()
 def inference_cost(model, in_channels: int, input_hw: tuple[int, int], device: torch.device,
-                   measure: Measure, channels_last: bool, autocast=None) -> dict:
+                   measure: Measure, channels_last: bool, amp=contextlib.nullcontext) -> dict:
     """Images/s at ``measure.batch_size`` and latency at batch 1 for an input of
-    ``input_hw`` (the input that predicts one image of the stated resolution)."""
+    ``input_hw`` (the input that predicts one image of the stated resolution), under the
+    run's precision context ``amp``."""
     model.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = {}
@@ -70,10 +72,8 @@ def inference_cost(model, in_channels: int, input_hw: tuple[int, int], device: t
         x = torch.randn(batch, in_channels, *input_hw, device=device).contiguous(memory_format=fmt)
 
         def call(x=x):
-            if autocast is not None:
-                with autocast():
-                    return model(x)
-            return model(x)
+            with amp():
+                return model(x)
 
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -4,49 +4,23 @@ never run twice and a killed sweep resumes where it stopped."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-SCHEDULES = ("constant", "cosine", "poly")
-LOSSES = ("bce", "ce", "dice", "bce+dice", "ce+dice")
-AMP = ("none", "bf16")
+from .choices import LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
+from .config import boolean, choice, from_table, integer, is_int, number
+from .fileio import stable_key
 
-
-def _fields_from(cls, d: dict, where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(known))})")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in d:
-            v = d[f.name]
-            if isinstance(v, list):
-                v = tuple(v)
-            kwargs[f.name] = v
-    return cls(**kwargs)
-
-
-def _check(cond: bool, key: str, expected: str, value: Any) -> None:
-    if not cond:
-        raise ValueError(f"{key}: expected {expected}, got {value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class Protocol:
     """The training protocol, identical for every variant of a sweep.
 
-    ``loss``: ``bce`` and ``ce`` both mean the cross-entropy of the task (binary with one
-    logit, softmax with several), ``dice`` is smp's DiceLoss, ``bce+dice`` their sum.
-    The weights with the best validation Dice (checked every ``eval_every`` steps) are
-    kept; deep supervision trains on the mean loss of the heads."""
+    ``optimizer``, ``schedule``, ``loss`` and ``amp`` name entries of the registries in
+    :mod:`harness.choices`. The weights with the best validation Dice (checked every
+    ``eval_every`` steps) are kept; deep supervision trains on the mean loss of the
+    model's outputs."""
 
     steps: int = 200
     batch_size: int = 8
@@ -65,20 +39,21 @@ class Protocol:
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "patch", "eval_every"):
-            _check(_is_int(getattr(self, k)) and getattr(self, k) >= 1, f"protocol.{k}",
-                   "a positive integer", getattr(self, k))
-        _check(_is_int(self.warmup) and self.warmup >= 0, "protocol.warmup", "an integer >= 0", self.warmup)
-        _check(self.optimizer in OPTIMIZERS, "protocol.optimizer", " | ".join(OPTIMIZERS), self.optimizer)
-        _check(self.schedule in SCHEDULES, "protocol.schedule", " | ".join(SCHEDULES), self.schedule)
-        _check(self.loss in LOSSES, "protocol.loss", " | ".join(LOSSES), self.loss)
-        _check(self.amp in AMP, "protocol.amp", " | ".join(AMP), self.amp)
-        _check(isinstance(self.lr, (int, float)) and self.lr > 0, "protocol.lr", "a positive number", self.lr)
-        _check(isinstance(self.augment, bool), "protocol.augment", "true or false", self.augment)
-        _check(isinstance(self.channels_last, bool), "protocol.channels_last", "true or false", self.channels_last)
+            integer(f"protocol.{k}", getattr(self, k), 1)
+        integer("protocol.warmup", self.warmup, 0)
+        choice("protocol.optimizer", self.optimizer, OPTIMIZERS)
+        choice("protocol.schedule", self.schedule, SCHEDULES)
+        choice("protocol.loss", self.loss, LOSSES)
+        choice("protocol.amp", self.amp, PRECISIONS)
+        number("protocol.lr", self.lr, 0, strict=True)
+        number("protocol.weight_decay", self.weight_decay)
+        number("protocol.momentum", self.momentum)
+        boolean("protocol.augment", self.augment)
+        boolean("protocol.channels_last", self.channels_last)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
-        return _fields_from(cls, d, "protocol")
+        return from_table(cls, d, "protocol")
 
 
 @dataclass(frozen=True)
@@ -97,19 +72,19 @@ class Measure:
     keep_predictions: int = 3
 
     def __post_init__(self):
-        _check(isinstance(self.size, tuple) and len(self.size) == 2 and all(_is_int(s) and s > 0 for s in self.size),
-               "measure.size", "[height, width]", self.size)
+        if not (isinstance(self.size, tuple) and len(self.size) == 2
+                and all(is_int(s) and s > 0 for s in self.size)):
+            raise ValueError(f"measure.size: expected [height, width], got {self.size!r}")
         for k in ("batch_size", "threads", "repeats"):
-            _check(_is_int(getattr(self, k)) and getattr(self, k) >= 1, f"measure.{k}", "a positive integer",
-                   getattr(self, k))
-        _check(_is_int(self.warmup) and self.warmup >= 0, "measure.warmup", "an integer >= 0", self.warmup)
-        _check(_is_int(self.keep_predictions) and self.keep_predictions >= 0, "measure.keep_predictions",
-               "an integer >= 0", self.keep_predictions)
-        _check(self.device in ("auto", "cpu", "cuda"), "measure.device", "auto | cpu | cuda", self.device)
+            integer(f"measure.{k}", getattr(self, k), 1)
+        integer("measure.warmup", self.warmup, 0)
+        integer("measure.keep_predictions", self.keep_predictions, 0)
+        number("measure.min_run_time", self.min_run_time, 0, strict=True)
+        choice("measure.device", self.device, DEVICES)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Measure":
-        return _fields_from(cls, d, "measure")
+        return from_table(cls, d, "measure")
 
 
 @dataclass(frozen=True)
@@ -126,5 +101,4 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=list)
-        return hashlib.sha1(canonical.encode()).hexdigest()[:16]
+        return stable_key(self.to_dict(), 16)

@@ -1,77 +1,186 @@
-"""The results store: one JSON record per run under ``<results>/runs/<key>.json``.
+"""The results store, and the one module that says what a run record is.
 
-A record (``schema`` 1) holds everything a report needs, so reports never train:
+Everything that writes or reads a results folder goes through here: the runner builds
+records with ``new_record`` / ``add_training`` / ``add_form`` / ``end``, the report reads
+them with ``load_records`` and the accessors below. A results folder holds:
 
 ```
-key, sweep, variant (label in the sweep), factor (the axis a one-factor variant changes,
-"baseline" for the baseline, null otherwise), is_baseline, seed,
-spec: {arch, data, protocol, measure, seed}        -- the RunSpec; key = hash of it
-status: ok | failed | diverged, error: one line or null, traceback (failed runs only),
+sweep.json              the sweep as planned (``SweepPlan``): name, source, description,
+                        baseline label, variant labels, seeds, run keys
+runs/<key>.json         one record per run, written atomically (a record that exists is whole)
+runs.csv                one row per run and inference form (``runs_frame``)
+samples/<data key>.npz  the test images (8-bit, for display) and reference masks that the
+                        report draws next to the stored predictions, compressed
+```
+
+A record (``schema`` 2):
+
+```
+schema, key (hash of spec), sweep, variant (label in the sweep), factor (the axis a one-factor
+variant changes, "baseline" for the baseline, null otherwise), is_baseline, seed,
+spec: {arch, data, protocol, measure, seed}        -- the RunSpec
+status: ok | failed | diverged, error: one line or null, traceback (failed runs) or null,
 started, finished, time_s,
 data: {name, key, layout, root, n_images, num_classes, class_values, in_channels,
        split_sizes: {train, val, test}, split_ids: {train: [ids], val: [ids], test: [ids]},
        image_size: {min_hw: [h, w], max_hw: [h, w]}}
-train: {steps, best_step, best_val_dice, train_img_s, peak_mem_mb,
-        history: [{step, loss, val_dice, lr, elapsed_s}]}
+train: null | {steps, best_step, best_val_dice, train_img_s, peak_mem_mb,
+               history: [{step, loss, val_dice, lr, elapsed_s}]}
 forms: [{form: "mean" | "L1".."L4",
          counts: {classes: [...], fields: [tp, fp, fn, tn], images: [test ids],
                   values: [[[tp, fp, fn, tn] per class] per image]},
          metrics: {dice, iou, dice_global, iou_global, fpr_empty, n_empty, n_images},
          cost: {params, macs, macs_size: [h, w] (the image predicted), input_size: [h, w]
-                (what the model sees: larger for crop mode), infer_img_s, infer_img_s_iqr, infer_batch,
-                latency_ms, latency_ms_iqr, peak_mem_mb},
+                (what the model sees: larger for crop mode), infer_img_s, infer_img_s_iqr,
+                infer_batch, latency_ms, latency_ms_iqr, peak_mem_mb},
          predictions: {ids: [...], shapes: [[h, w]...], data: [base64(zlib(uint8 map))]}}]
-env: {device, device_name, threads, dtype, memory_format, python, torch, torchvision,
-      smp, numpy, platform, git_commit}
+env: {device, device_name, threads, cpu_count, dtype, memory_format, python, torch,
+      torchvision, smp, numpy, platform, git_commit}
 ```
-Records are written atomically (a temporary file, then ``os.replace``), so a record that
-exists is whole.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime as dt
+import io
 import json
-import os
-import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
-SCHEMA = 1
+import variants
+from .fileio import write_atomic, write_json_atomic, write_text_atomic
+from .metrics import FIELDS, summarize
+
+SCHEMA = 2
+STATUSES = ("ok", "failed", "diverged")
+TRAIN_KEYS = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
+COST_COLUMNS = ("params", "macs", "infer_img_s", "infer_img_s_iqr", "latency_ms", "latency_ms_iqr")
 CSV_COLUMNS = [
     "sweep", "variant", "form", "seed", "status", "factor", "is_baseline",
     "dice", "iou", "dice_global", "iou_global", "fpr_empty", "n_empty", "n_images",
-    "params", "macs", "infer_img_s", "infer_img_s_iqr", "latency_ms", "latency_ms_iqr",
-    "train_img_s", "peak_mem_mb", "steps", "best_step", "best_val_dice", "time_s",
+    *COST_COLUMNS, "train_img_s", "peak_mem_mb", "steps", "best_step", "best_val_dice", "time_s",
     "device_name", "threads", "arch", "key", "error",
 ]
+# key -> allowed types of a record's top level (None: the value may be null)
+_TOP = {"key": (str,), "sweep": (str,), "variant": (str,), "factor": (str, None),
+        "is_baseline": (bool,), "seed": (int,), "spec": (dict,), "status": (str,),
+        "error": (str, None), "traceback": (str, None), "started": (str,),
+        "finished": (str, None), "time_s": (float, int, None), "data": (dict,),
+        "train": (dict, None), "forms": (list,), "env": (dict,)}
+_SPEC = ("arch", "data", "protocol", "measure", "seed")
+_FORM = ("form", "counts", "metrics", "cost", "predictions")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a temporary file beside ``path``, flush it to disk, then rename it over
-    ``path``: a reader (or a rerun after a kill) sees the old file or the new one, whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, allow_nan=True))
+# --------------------------------------------------------------------------- building
+
+@dataclass(frozen=True)
+class Labels:
+    """How a sweep names a run: its sweep, variant label and the factor it changes."""
+    sweep: str
+    variant: str
+    factor: str | None = None
+    is_baseline: bool = False
+
+
+def new_record(rs, labels: Labels, data: dict, env: dict) -> dict:
+    """The record of a run that is starting: status ``failed`` until ``end`` says otherwise,
+    so that a run that dies half-way is never recorded as ok."""
+    return {"schema": SCHEMA, "key": rs.key, **dataclasses.asdict(labels), "seed": rs.seed,
+            "spec": rs.to_dict(), "status": "failed", "error": None, "traceback": None,
+            "started": _now(), "finished": None, "time_s": None, "data": data, "train": None,
+            "forms": [], "env": env}
+
+
+def add_training(record: dict, fit_result) -> None:
+    """The training section from a ``harness.train.FitResult``."""
+    record["train"] = {k: getattr(fit_result, k) for k in TRAIN_KEYS}
+
+
+def add_form(record: dict, form: str, counts: np.ndarray, classes: list[int], images: list[str],
+             cost: dict, predictions: list[np.ndarray], keep: int) -> None:
+    """One inference form: per-image, per-class counts (images, classes, 4), the metrics
+    derived from them, its cost, and the first ``keep`` predicted class maps."""
+    record["forms"].append({
+        "form": form,
+        "counts": {"classes": list(classes), "fields": list(FIELDS), "images": list(images),
+                   "values": np.asarray(counts).tolist()},
+        "metrics": summarize(counts),
+        "cost": cost,
+        "predictions": {"ids": list(images[:keep]), "shapes": [list(p.shape) for p in predictions[:keep]],
+                        "data": [encode_map(p) for p in predictions[:keep]]},
+    })
+
+
+def end(record: dict, started: float, finished: float, status: str, error: str | None = None,
+        traceback: str | None = None) -> None:
+    """Close a record: its status, error text and wall time (``perf_counter`` values)."""
+    if status not in STATUSES:
+        raise ValueError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+    record.update(status=status, error=error, traceback=traceback, finished=_now(),
+                  time_s=finished - started)
+
+
+# --------------------------------------------------------------------------- reading
+
+def _is(value, types: tuple) -> bool:
+    if value is None or isinstance(value, bool):  # bool is an int to isinstance
+        return type(value) in types or (value is None and None in types)
+    return isinstance(value, tuple(t for t in types if t is not None))
+
+
+def check_record(rec, where: str) -> dict:
+    """``rec`` if it is a record of this schema, else a one-line ValueError naming ``where``."""
+    def bad(what: str):
+        raise ValueError(f"{where}: not a run record of schema {SCHEMA}: {what}")
+
+    if not isinstance(rec, dict):
+        bad("not a JSON object")
+    if rec.get("schema") != SCHEMA:
+        bad(f"it has schema {rec.get('schema')!r} (written by another version; run the sweep again)")
+    for key, types in _TOP.items():
+        if key not in rec:
+            bad(f"{key} is missing")
+        if not _is(rec[key], types):
+            bad(f"{key} is {rec[key]!r}")
+    if rec["status"] not in STATUSES:
+        bad(f"status {rec['status']!r} (expected {', '.join(STATUSES)})")
+    for key in _SPEC:
+        if key not in rec["spec"]:
+            bad(f"spec.{key} is missing")
+    for i, f in enumerate(rec["forms"]):
+        missing = [k for k in _FORM if k not in f]
+        if missing:
+            bad(f"forms[{i}].{missing[0]} is missing")
+    return rec
 
 
 def record_path(results: Path, key: str) -> Path:
     return Path(results) / "runs" / f"{key}.json"
+
+
+def read_record(path: Path) -> dict:
+    """One record; a file that is not readable JSON or not a record is a one-line ValueError."""
+    try:
+        rec = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a readable run record ({e.__class__.__name__})") from None
+    return check_record(rec, str(path))
+
+
+def write_record(results: Path, record: dict) -> Path:
+    path = record_path(results, record["key"])
+    write_json_atomic(path, record)
+    return path
 
 
 def load_records(results: str | Path) -> list[dict]:
@@ -79,56 +188,78 @@ def load_records(results: str | Path) -> list[dict]:
     runs = Path(results) / "runs"
     if not runs.is_dir():
         raise ValueError(f"{results}: no runs/ folder (expected the output folder of `unet-ablate run`)")
-    out = []
-    for p in sorted(runs.glob("*.json")):
-        try:
-            rec = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{p}: not a readable run record ({e.__class__.__name__})") from None
-        if rec.get("schema") != SCHEMA:
-            raise ValueError(f"{p}: record schema {rec.get('schema')!r}, expected {SCHEMA}")
-        out.append(rec)
+    out = [read_record(p) for p in sorted(runs.glob("*.json"))]
     if not out:
         raise ValueError(f"{runs}: no run records")
-    return sorted(out, key=lambda r: (str(r["variant"]), r["seed"], r["key"]))
+    return sorted(out, key=lambda r: (r["variant"], r["seed"], r["key"]))
 
+
+def find_form(record: dict, form: str) -> dict | None:
+    return next((f for f in record["forms"] if f["form"] == form), None)
+
+
+def ok_forms(records: list[dict], variant: str, form: str = "mean") -> Iterator[tuple[dict, dict]]:
+    """(record, form entry) of every ok run of ``variant`` that has ``form``, in record order."""
+    for r in records:
+        if r["variant"] == variant and r["status"] == "ok":
+            f = find_form(r, form)
+            if f is not None:
+                yield r, f
+
+
+def counts_array(form: dict) -> np.ndarray:
+    """Counts (images, classes, 4) of one form entry, fields in ``FIELDS`` order."""
+    return np.asarray(form["counts"]["values"], dtype=np.int64)
+
+
+def image_ids(form: dict) -> list[str]:
+    return [str(i) for i in form["counts"]["images"]]
+
+
+def predicted_maps(form: dict) -> dict[str, np.ndarray]:
+    """The stored predicted class maps of one form entry, by test image id."""
+    p = form["predictions"]
+    return {str(i): decode_map(d, s) for i, s, d in zip(p["ids"], p["shapes"], p["data"])}
+
+
+def history(record: dict) -> list[dict]:
+    return (record["train"] or {}).get("history") or []
+
+
+def encode_map(a: np.ndarray) -> str:
+    return base64.b64encode(zlib.compress(np.ascontiguousarray(a, dtype=np.uint8).tobytes(), 6)).decode()
+
+
+def decode_map(data: str, shape) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(base64.b64decode(data)), dtype=np.uint8).reshape(shape)
+
+
+# --------------------------------------------------------------------------- tidy rows
 
 def rows(record: dict) -> list[dict]:
     """The tidy rows of one record: one per inference form (one row if it has none)."""
-    train = record.get("train") or {}
-    env = record.get("env") or {}
+    train = record["train"] or {}
+    env = record["env"]
     base = {
-        "sweep": record.get("sweep"), "variant": record["variant"], "seed": record["seed"],
-        "status": record["status"], "factor": record.get("factor"),
-        "is_baseline": bool(record.get("is_baseline")),
+        "sweep": record["sweep"], "variant": record["variant"], "seed": record["seed"],
+        "status": record["status"], "factor": record["factor"], "is_baseline": record["is_baseline"],
         "train_img_s": train.get("train_img_s"), "peak_mem_mb": train.get("peak_mem_mb"),
         "steps": train.get("steps"), "best_step": train.get("best_step"),
-        "best_val_dice": train.get("best_val_dice"), "time_s": record.get("time_s"),
+        "best_val_dice": train.get("best_val_dice"), "time_s": record["time_s"],
         "device_name": env.get("device_name"), "threads": env.get("threads"),
-        "arch": _arch_name(record["spec"]["arch"]), "key": record["key"],
-        "error": record.get("error"),
+        "arch": variants.from_dict(record["spec"]["arch"]).name, "key": record["key"],
+        "error": record["error"],
     }
-    forms = record.get("forms") or []
-    if not forms:
+    if not record["forms"]:
         return [{**base, "form": "mean"}]
     out = []
-    for f in forms:
-        cost = f.get("cost") or {}
-        row = {**base, "form": f["form"], **(f.get("metrics") or {})}
-        for k in ("params", "macs", "infer_img_s", "infer_img_s_iqr", "latency_ms", "latency_ms_iqr"):
-            row[k] = cost.get(k)
+    for f in record["forms"]:
+        cost = f["cost"]
+        row = {**base, "form": f["form"], **f["metrics"], **{k: cost.get(k) for k in COST_COLUMNS}}
         if cost.get("peak_mem_mb") is not None:
             row["peak_mem_mb"] = max(cost["peak_mem_mb"], row["peak_mem_mb"] or 0)
         out.append(row)
     return out
-
-
-def _arch_name(d: dict) -> str:
-    try:
-        import variants
-        return variants.from_dict(d).name
-    except (ValueError, TypeError):
-        return str(d)
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -141,14 +272,72 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     return df[CSV_COLUMNS + rest]
 
 
-def counts_array(form: dict) -> np.ndarray:
-    return np.asarray(form["counts"]["values"], dtype=np.int64)
+def write_runs_csv(results: Path, records: list[dict]) -> pd.DataFrame:
+    df = runs_frame(records)
+    write_text_atomic(Path(results) / "runs.csv", df.to_csv(index=False))
+    return df
 
 
-def encode_map(a: np.ndarray) -> str:
-    return base64.b64encode(zlib.compress(np.ascontiguousarray(a, dtype=np.uint8).tobytes(), 6)).decode()
+# --------------------------------------------------------------------------- the sweep as planned
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What ``sweep.json`` holds: the sweep as planned, whatever has run so far."""
+    name: str
+    source: str
+    description: str
+    baseline: str
+    variants: tuple[str, ...]
+    seeds: tuple[int, ...]
+    keys: tuple[str, ...]
 
 
-def decode_map(data: str, shape) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(base64.b64decode(data)), dtype=np.uint8).reshape(shape)
+def write_plan(results: Path, plan: SweepPlan) -> None:
+    write_json_atomic(Path(results) / "sweep.json", dataclasses.asdict(plan))
 
+
+def read_plan(results: Path) -> SweepPlan | None:
+    """The plan of a results folder, None where it has no ``sweep.json``."""
+    path = Path(results) / "sweep.json"
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        fields = {f.name for f in dataclasses.fields(SweepPlan)}
+        if not isinstance(d, dict) or set(d) != fields:
+            raise TypeError(f"expected the keys {', '.join(sorted(fields))}")
+        plan = SweepPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        if not all(isinstance(v, str) for v in (plan.name, plan.baseline, *plan.variants, *plan.keys)):
+            raise TypeError("expected text labels and keys")
+        return plan
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"{path}: not a sweep plan written by `unet-ablate run` ({e})") from None
+
+
+# --------------------------------------------------------------------------- samples for the report
+
+def _samples_path(results: Path, data_key: str) -> Path:
+    return Path(results) / "samples" / f"{data_key}.npz"
+
+
+def write_samples(results: Path, data_key: str, ids: list[str], images: list[np.ndarray],
+                  masks: list[np.ndarray]) -> None:
+    """Store test images (float (C, H, W) in [0, 1], kept as 8-bit for display) and their
+    reference masks (class index, IGNORE kept), so that a report needs no data set."""
+    arrays = {"ids": np.asarray(ids, dtype=str)}
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        arrays[f"image{i}"] = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        arrays[f"mask{i}"] = np.asarray(mask).astype(np.uint8)  # class indices < 255; IGNORE is 255
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(_samples_path(results, data_key), lambda f: f.write(buffer.getvalue()))
+
+
+def read_samples(results: Path, data_key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """id -> (image as float (C, H, W) in [0, 1], reference mask); {} where none are stored."""
+    path = _samples_path(results, data_key)
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        return {str(i): (z[f"image{k}"].astype(np.float32) / 255, z[f"mask{k}"].astype(np.int64))
+                for k, i in enumerate(z["ids"])}

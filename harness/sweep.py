@@ -26,11 +26,12 @@ from importlib import resources
 from pathlib import Path
 
 import variants
+from .config import check_keys, is_int
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
-SWEEP_KEYS = {"name", "description", "seeds", "data", "protocol", "measure", "variants"}
-VARIANT_KEYS = {"baseline", "one_factor", "grid", "explicit"}
+SWEEP_KEYS = ("name", "description", "seeds", "data", "protocol", "measure", "variants")
+VARIANT_KEYS = ("baseline", "one_factor", "grid", "explicit")
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,14 @@ class Variant:
     is_baseline: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sweep:
     name: str
     data: DataSpec
     protocol: Protocol
     measure: Measure
-    seeds: list[int]
-    variants: list[Variant]
+    seeds: tuple[int, ...]
+    variants: tuple[Variant, ...]
     description: str = ""
     source: str = ""
 
@@ -85,16 +86,11 @@ def _spec(value, where: str):
         raise ValueError(f"{where}: {e}") from None
 
 
-def _axis_value(axis: str, value):
-    if axis == "norm" and value in ("bn", "nobn"):
-        return {"bn": "batch", "nobn": "none"}[value]
-    return value
-
-
-def _expand_variants(d: dict, where: str) -> list[Variant]:
-    unknown = sorted(set(d) - VARIANT_KEYS)
-    if unknown:
-        raise ValueError(f"{where}: variants.{unknown[0]}: unknown key (expected {', '.join(sorted(VARIANT_KEYS))})")
+def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
+    try:
+        check_keys(d, VARIANT_KEYS, "variants")
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     if "baseline" not in d:
         raise ValueError(f"{where}: variants.baseline: missing (the spec every variant is compared with)")
     base = _spec(d["baseline"], f"{where}: variants.baseline")
@@ -108,7 +104,7 @@ def _expand_variants(d: dict, where: str) -> list[Variant]:
             if axis not in fields:
                 raise ValueError(f"{where}: variants.{key}.{axis}: not an axis (expected one of {', '.join(sorted(fields))})")
         try:
-            return base.replace(**{a: _axis_value(a, v) for a, v in changes.items()})
+            return base.replace(**changes)
         except ValueError as e:
             raise ValueError(f"{where}: variants.{key}: {e}") from None
 
@@ -116,13 +112,13 @@ def _expand_variants(d: dict, where: str) -> list[Variant]:
         for v in values if isinstance(values, list) else [values]:
             spec = derived({axis: v}, f"one_factor.{axis}")
             if spec != base:
-                out.append(Variant(f"{axis}={v}", spec, axis))
+                out.append(Variant(f"{axis}={getattr(spec, axis)}", spec, axis))
     grid = d.get("grid") or {}
     for combo in itertools.product(*[v if isinstance(v, list) else [v] for v in grid.values()]):
         changes = dict(zip(grid, combo))
         spec = derived(changes, "grid")
         if spec != base:
-            label = ",".join(f"{a}={v}" for a, v in changes.items() if getattr(base, a) != _axis_value(a, v))
+            label = ",".join(f"{a}={getattr(spec, a)}" for a in changes if getattr(base, a) != getattr(spec, a))
             out.append(Variant(label, spec, None))
     for label, value in (d.get("explicit") or {}).items():
         out.append(Variant(label, _spec(value, f"{where}: variants.explicit.{label}"), None))
@@ -131,22 +127,23 @@ def _expand_variants(d: dict, where: str) -> list[Variant]:
         if v.label in seen:
             raise ValueError(f"{where}: variant {v.label!r} is given twice")
         seen.add(v.label)
-    return out
+    return tuple(out)
 
 
 def load_sweep(source: str) -> Sweep:
     """A sweep from a preset name or a TOML path; errors name the file and the key."""
     d, where = _read(source)
-    unknown = sorted(set(d) - SWEEP_KEYS)
-    if unknown:
-        raise ValueError(f"{where}: {unknown[0]}: unknown key (expected {', '.join(sorted(SWEEP_KEYS))})")
+    try:
+        check_keys(d, SWEEP_KEYS, "")
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     for key in ("data", "variants"):
         if key not in d:
             raise ValueError(f"{where}: [{key}] is missing")
     seeds = d.get("seeds", 3)
-    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+    if is_int(seeds) and seeds >= 1:
         seeds = list(range(seeds))
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+    if not (isinstance(seeds, list) and seeds and all(is_int(s) for s in seeds)):
         raise ValueError(f"{where}: seeds: expected a positive count or a list of integers, got {seeds!r}")
     try:
         data = DataSpec.from_dict(d["data"])
@@ -155,7 +152,7 @@ def load_sweep(source: str) -> Sweep:
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
     name = d.get("name") or Path(source).stem
-    return Sweep(name=name, data=data, protocol=protocol, measure=measure, seeds=seeds,
+    return Sweep(name=name, data=data, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=d.get("description", ""),
                  source=where)
 
@@ -163,10 +160,11 @@ def load_sweep(source: str) -> Sweep:
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,
              variant_labels: list[str] | None = None, seeds: int | None = None,
              steps: int | None = None, device: str | None = None) -> Sweep:
-    """The command line's overrides, applied to a loaded sweep."""
+    """A new sweep: the loaded one with the command line's overrides."""
+    changes: dict = {}
     if data_dir is not None:
-        sweep.data = DataSpec(name="folder", root=str(Path(data_dir).resolve()), layout=layout or "auto",
-                              seed=sweep.data.seed)
+        changes["data"] = DataSpec(name="folder", root=str(Path(data_dir).resolve()), layout=layout or "auto",
+                                   seed=sweep.data.seed)
     elif layout is not None:
         raise ValueError("--layout needs --data DIR")
     if variant_labels:
@@ -178,15 +176,15 @@ def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = Non
                     chosen.append(by_label[label])
             else:
                 chosen.append(Variant(label, _spec(label, "--variants"), None))
-        sweep.variants = chosen
+        changes["variants"] = tuple(chosen)
     if seeds is not None:
         if seeds < 1:
             raise ValueError(f"--seeds: expected a positive count, got {seeds}")
-        sweep.seeds = list(range(seeds))
+        changes["seeds"] = tuple(range(seeds))
     if steps is not None:
-        sweep.protocol = dataclasses.replace(sweep.protocol, steps=steps,
-                                             eval_every=min(sweep.protocol.eval_every, steps),
-                                             warmup=min(sweep.protocol.warmup, steps // 10))
+        changes["protocol"] = dataclasses.replace(sweep.protocol, steps=steps,
+                                                  eval_every=min(sweep.protocol.eval_every, steps),
+                                                  warmup=min(sweep.protocol.warmup, steps // 10))
     if device is not None:
-        sweep.measure = dataclasses.replace(sweep.measure, device=device)
-    return sweep
+        changes["measure"] = dataclasses.replace(sweep.measure, device=device)
+    return dataclasses.replace(sweep, **changes)

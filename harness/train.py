@@ -1,21 +1,20 @@
-"""Training under one protocol: patches, augmentation, loss, optimizer, schedule, model
-selection on the validation split, divergence detection."""
+"""Training under one protocol: patches, augmentation, the loss, optimizer and schedule the
+protocol names (built from ``harness.choices``), model selection on the validation split,
+divergence detection."""
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .choices import LOSSES, OPTIMIZERS, lr_factor
 from .evaluate import input_geometry, mean_dice
+from .metrics import IGNORE
 from .protocol import Protocol
-
-IGNORE = 255
 
 
 @dataclass
@@ -28,55 +27,6 @@ class FitResult:
     train_img_s: float | None = None
     peak_mem_mb: float | None = None
     history: list[dict] = field(default_factory=list)
-
-
-def make_loss(protocol: Protocol, num_classes: int):
-    """The protocol's loss for logits (N, K, h, w) and targets (N, h, w) with 255 = ignore."""
-    import segmentation_models_pytorch as smp
-
-    binary = num_classes <= 2
-    parts = protocol.loss.split("+")
-    dice = smp.losses.DiceLoss("binary" if binary else "multiclass", from_logits=True,
-                               ignore_index=IGNORE) if "dice" in parts else None
-    xent = any(p in ("bce", "ce") for p in parts)
-
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        total = logits.new_zeros(())
-        if xent:
-            if binary:
-                valid = (target != IGNORE).float()
-                per_px = F.binary_cross_entropy_with_logits(logits[:, 0], (target == 1).float(), reduction="none")
-                total = total + (per_px * valid).sum() / valid.sum().clamp_min(1)
-            else:
-                total = total + F.cross_entropy(logits, target, ignore_index=IGNORE)
-        if dice is not None:
-            total = total + dice(logits, target.unsqueeze(1) if binary else target)
-        return total
-
-    return loss
-
-
-def make_optimizer(protocol: Protocol, params):
-    p = protocol
-    if p.optimizer == "adam":
-        return torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
-    if p.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
-    if p.optimizer == "rmsprop":  # seed 001's choice
-        return torch.optim.RMSprop(params, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum)
-    return torch.optim.SGD(params, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum, nesterov=p.momentum > 0)
-
-
-def lr_factor(protocol: Protocol, step: int) -> float:
-    if step < protocol.warmup:
-        return (step + 1) / protocol.warmup
-    t = (step - protocol.warmup) / max(1, protocol.steps - protocol.warmup)
-    if protocol.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * t))
-    if protocol.schedule == "poly":
-        return (1 - t) ** 0.9
-    return 1.0
 
 
 class PatchSampler:
@@ -123,28 +73,25 @@ class PatchSampler:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
 
-def _heads(out) -> list[torch.Tensor]:
+def _outputs(out) -> list[torch.Tensor]:
+    """The logits a model returns in training: one tensor, or a list (deep supervision)."""
     return out if isinstance(out, list) else [out]
 
 
-def fit(model: nn.Module, spec, ds, protocol: Protocol, seed: int, device: torch.device,
-        progress=None) -> FitResult:
+def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: torch.device,
+        amp=contextlib.nullcontext, progress=None) -> FitResult:
     """Train ``model`` in place and leave it holding the weights with the best
-    validation Dice. ``progress`` is an optional tqdm bar over steps."""
+    validation Dice. ``amp`` is the run's precision context; ``progress`` an optional
+    tqdm bar over steps."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    train_x, train_y, _ = ds.subset("train")
-    val_x, val_y, _ = ds.subset("val")
+    train_x, train_y, _ = data.subset("train")
+    val_x, val_y, _ = data.subset("val")
     sampler = PatchSampler(train_x, train_y, spec, protocol.patch, protocol.augment, rng)
-    loss_fn = make_loss(protocol, ds.num_classes)
-    opt = make_optimizer(protocol, model.parameters())
+    loss_fn = LOSSES[protocol.loss](data.num_classes)
+    opt = OPTIMIZERS[protocol.optimizer](protocol, model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(protocol, s))
     memory_format = torch.channels_last if protocol.channels_last else torch.contiguous_format
-    use_amp = protocol.amp == "bf16" and device.type == "cuda"
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -161,9 +108,9 @@ def fit(model: nn.Module, spec, ds, protocol: Protocol, seed: int, device: torch
         if cuda:
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()  # the step itself: forward, backward, optimizer
-        with autocast():
-            heads = _heads(model(x))
-        loss = sum(loss_fn(h, y) for h in heads) / len(heads)
+        with amp():
+            outputs = _outputs(model(x))
+        loss = sum(loss_fn(o, y) for o in outputs) / len(outputs)
         if not torch.isfinite(loss):
             result.status, result.error = "diverged", f"loss became {loss.item()} at step {step}"
             break
@@ -179,8 +126,8 @@ def fit(model: nn.Module, spec, ds, protocol: Protocol, seed: int, device: torch
         if (step + 1) % protocol.eval_every == 0 or last:
             if cuda:  # training memory only: validation passes are not counted
                 peak = max(peak, torch.cuda.max_memory_allocated(device) / 2**20)
-            val = mean_dice(model, spec, val_x, val_y, ds.num_classes, device,
-                            channels_last=protocol.channels_last, autocast=autocast if use_amp else None)
+            val = mean_dice(model, spec, val_x, val_y, data.num_classes, device,
+                            channels_last=protocol.channels_last, amp=amp)
             result.history.append({"step": step + 1, "loss": float(np.mean(losses)), "val_dice": val,
                                    "lr": lr, "elapsed_s": time.perf_counter() - start})
             losses = []

@@ -34,7 +34,7 @@ def test_profile_defaults_and_spec_names(capsys):
     assert main(["profile", "unetpp-ds-w8-L2", "--size", "32", "32", "--json"]) == 0
     p = json.loads(capsys.readouterr().out)
     assert p["input_shape"] == [1, 3, 32, 32] and p["output_shape"] == [1, 1, 32, 32]
-    assert p["spec"]["head"] == "L2"
+    assert p["spec"]["form"] == "L2"
 
 
 def test_profile_human_readable(capsys):

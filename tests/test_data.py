@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -122,8 +123,10 @@ def test_spec_round_trip_and_key():
     assert spec.key == DataSpec.from_dict(json.loads(json.dumps(spec.to_dict()))).key
     assert len(spec.key) == 12
     assert DataSpec("shapes", n_images=50, size=64, seed=4).key != spec.key
-    # normalised fields: an int fraction or a float count gives the same key
-    assert DataSpec(val_fraction=0.15, n_images=240.0).key == DataSpec().key
+    # one integer rule for every table: a float or text count is refused, not normalised
+    for bad in (240.0, "240", True):
+        with pytest.raises(DataError, match="data.n_images: expected an integer >= 3"):
+            DataSpec(n_images=bad)
 
 
 def test_spec_rejects_unknown_key_and_bad_values():
@@ -444,11 +447,12 @@ def test_check_min_size(tmp_path):
         check_min_size(synthetic_ds, 64, 64)
 
 
-def test_cache_dir_unwritable_only_warns(tmp_path):
+def test_cache_dir_unwritable_only_warns(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
-    with pytest.warns(RuntimeWarning, match="cache"):
+    with caplog.at_level(logging.WARNING, logger="unet_ablate"):
         ds = load_dataset(DataSpec("membranes", n_images=3, size=32), cache_dir=str(blocker / "sub"))
+    assert "could not write the data cache" in caplog.text
     assert len(ds.images) == 3
     assert os.listdir(tmp_path) == ["file"]
 

@@ -227,7 +227,7 @@ def test_shipped_sweeps_load_and_the_cpu_preset_covers_every_axis():
     factors = {v.factor for v in cpu.variants}
     assert {"baseline", "act", "up", "skip", "norm", "encoder"} <= factors
     specs = {v.label: v.spec for v in cpu.variants}
-    assert specs["unetpp-ds"].deep_supervision and specs["unetpp-ds"].heads == ["mean", "L1", "L2", "L3", "L4"]
+    assert specs["unetpp-ds"].deep_supervision and specs["unetpp-ds"].forms == ["mean", "L1", "L2", "L3", "L4"]
     assert {s.arch for s in specs.values() if isinstance(s, variants.SmpSpec)} == {"unet", "unetpp"}
     for v in cpu.variants:  # one factor at a time means one factor
         if v.factor not in (None, "baseline"):

@@ -5,7 +5,8 @@ import torch
 
 import variants
 from harness.evaluate import input_geometry, mirror_pad
-from harness.train import IGNORE, PatchSampler
+from harness.metrics import IGNORE
+from harness.train import PatchSampler
 
 
 @pytest.mark.parametrize("name,patch", [("unet-w4-d2", 32), ("unet-crop-w4-d3", 64), ("unet-crop-w4-d3", 48),

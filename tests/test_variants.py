@@ -19,11 +19,11 @@ def n_params(m):
 
 
 def all_combinations():
-    """Every point of the grid of categorical axes x deep supervision x head."""
+    """Every point of the grid of categorical axes x deep supervision x form."""
     names = list(variants.AXES)
     for values in itertools.product(*variants.AXES.values()):
-        for ds, head in [(False, "mean"), (True, "mean"), (True, "L1"), (False, "L2")]:
-            yield dict(zip(names, values), deep_supervision=ds, head=head)
+        for ds, form in [(False, "mean"), (True, "mean"), (True, "L1"), (False, "L2")]:
+            yield dict(zip(names, values), deep_supervision=ds, form=form)
 
 
 def try_spec(fields, **small):
@@ -49,7 +49,7 @@ def test_every_combination_builds_or_names_the_axis(fields):
     x = torch.randn(2, 2, n, n)
     y = model(x)
     ys = y if isinstance(y, list) else [y]
-    assert isinstance(y, list) == (spec.deep_supervision and spec.head == "mean")
+    assert isinstance(y, list) == (spec.deep_supervision and spec.form == "mean")
     o = output_size(spec, n)
     for t in ys:
         assert t.shape == (2, 3, o, o)
@@ -162,7 +162,7 @@ def test_seed_presets_equal_the_seed_code(preset, cin, classes):
     assert [t.shape for t in ys] == [t.shape for t in yr]
 
 
-def test_seed001_parameter_count_from_the_issue():
+def test_seed001_parameter_count_of_its_document():
     assert n_params(build(variants.PRESETS["seed001"].replace(classes=1))) == 13_394_177
 
 
@@ -204,7 +204,7 @@ def test_unetpp_fast_mode_equals_full_head(skip, up):
         h, w = yk.shape[-2:]
         assert ref.shape[-2:] == (h, w)
         torch.testing.assert_close(yk, ref)
-        spec_k = spec.replace(head=f"L{k}")
+        spec_k = spec.replace(form=f"L{k}")
         assert output_size(spec_k, n) == h
         macs_k = variants_macs(spec_k, n)
         assert (macs_k < full_macs) if k < 3 else (macs_k <= full_macs)
@@ -235,12 +235,12 @@ def variants_macs(spec, n):
 def test_pruned_state_dict_is_a_subset():
     spec = ArchSpec(topology="unetpp", deep_supervision=True, width=4, depth=3)
     full = build(spec)
-    sub = build(spec.replace(head="L2"))
+    sub = build(spec.replace(form="L2"))
     assert set(sub.state_dict()) < set(full.state_dict())
 
 
 @pytest.mark.parametrize("spec", [variants.PRESETS[n] for n in variants.PRESETS] + [
-    ArchSpec(topology="unetpp", deep_supervision=True, head="L3", skip="crop", width=8, act="relu6"),
+    ArchSpec(topology="unetpp", deep_supervision=True, form="L3", skip="crop", width=8, act="relu6"),
     SmpSpec(arch="unetpp", encoder="efficientnet-b0", decoder_channels=(64, 32, 16, 8, 8), classes=3),
     SmpSpec(encoder="resnet18", in_channels=1),
 ], ids=str)
@@ -253,13 +253,22 @@ def test_spec_round_trips(spec):
 def test_name_tokens_default_to_the_baseline():
     assert variants.parse("unet-bilinear") == ArchSpec(up="bilinear")
     assert variants.parse("unetpp-ds-w16-L2") == ArchSpec(topology="unetpp", deep_supervision=True,
-                                                          width=16, head="L2")
+                                                          width=16, form="L2")
+
+
+def test_norm_aliases_are_one_vocabulary():
+    """bn/nobn is the vocabulary (values, name tokens); batch/none are accepted aliases."""
+    assert ArchSpec(norm="none") == ArchSpec(norm="nobn") == variants.parse("unet-nobn")
+    assert variants.parse("unet-none") == variants.parse("unet-nobn")
+    assert ArchSpec(norm="batch").norm == "bn" and ArchSpec(norm="batch").name.endswith("-bn-w64-d4-in3-k1")
+    assert variants.from_dict({"kind": "unet", "norm": "none"}).to_dict()["norm"] == "nobn"
+    assert variants.AXES["norm"] == ("bn", "nobn")
 
 
 @pytest.mark.parametrize("bad,axis", [
     (dict(act="gelu"), "act"), (dict(up="nearest"), "up"), (dict(width=0), "width"),
     (dict(depth=5, encoder="vgg16"), "depth"), (dict(deep_supervision=True), "deep_supervision"),
-    (dict(topology="unetpp", head="L2"), "head"), (dict(topology="unetpp", deep_supervision=True, depth=2, head="L3"), "head"),
+    (dict(topology="unetpp", form="L2"), "form"), (dict(topology="unetpp", deep_supervision=True, depth=2, form="L3"), "form"),
     (dict(channels="matched", topology="unetpp"), "channels"),
 ])
 def test_invalid_specs_name_the_axis(bad, axis):

@@ -1,4 +1,6 @@
-"""Small named parts that read like the U-Net figure; activations and norms by name."""
+"""Small named parts that read like the U-Net figure; activations, norms and upsampling
+operators chosen by name from one registry each (the spec's axes take their values from
+these keys)."""
 from __future__ import annotations
 
 import torch
@@ -6,7 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
-NORMS = {"batch": nn.BatchNorm2d, "none": None}
+NORMS = {"bn": nn.BatchNorm2d, "nobn": None}
+UPSAMPLING = {
+    # a 2x2 stride-2 transposed conv cin -> cout
+    "transpose": lambda cin, cout: nn.ConvTranspose2d(cin, cout, kernel_size=2, stride=2),
+    # parameter-free (align_corners=True as in seeds 001-003); keeps cin channels
+    "bilinear": lambda cin, cout: nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+}
 
 
 def conv_stack(channels: list[int], act: str, norm: str, padding: int) -> nn.Sequential:
@@ -22,11 +30,8 @@ def conv_stack(channels: list[int], act: str, norm: str, padding: int) -> nn.Seq
 
 
 def up_layer(kind: str, cin: int, cout: int) -> nn.Module:
-    """2x upsampling: a 2x2 stride-2 transposed conv ``cin -> cout`` or parameter-free
-    bilinear interpolation (``align_corners=True`` as in seeds 001-003; keeps ``cin``)."""
-    if kind == "transpose":
-        return nn.ConvTranspose2d(cin, cout, kernel_size=2, stride=2)
-    return nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+    """2x upsampling by the named operator (see ``UPSAMPLING``)."""
+    return UPSAMPLING[kind](cin, cout)
 
 
 def center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from torch import nn
 
 from .smp_baselines import build_smp
 from .spec import ArchSpec, Spec, parse
-from .unet import NestedUNet, UNet
+from .unet import TOPOLOGIES
 from .weights import load_weights
 
 
@@ -20,7 +20,7 @@ def build(spec: Union[Spec, dict, str]) -> nn.Module:
     """
     spec = parse(spec)
     if isinstance(spec, ArchSpec):
-        model = (UNet if spec.topology == "unet" else NestedUNet)(spec)
+        model = TOPOLOGIES[spec.topology](spec)
         if spec.weights:
             load_weights(model, spec.weights, encoder=model.encoder,
                          torchvision_vgg16=spec.encoder == "vgg16")

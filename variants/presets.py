@@ -20,11 +20,11 @@ PRESETS: dict[str, ArchSpec | SmpSpec] = {
     "seed000": ArchSpec(act="relu6"),
     "seed001": ArchSpec(up="bilinear", channels="matched", in_channels=1),
     "seed001-transpose": ArchSpec(up="transpose", channels="matched", in_channels=1),
-    "seed002": ArchSpec(encoder="vgg16", up="bilinear", norm="none", classes=21),
+    "seed002": ArchSpec(encoder="vgg16", up="bilinear", norm="nobn", classes=21),
     "seed003": ArchSpec(topology="unetpp", up="bilinear", width=32, in_channels=1),
     "seed003-ds": ArchSpec(topology="unetpp", up="bilinear", width=32, in_channels=1,
                            deep_supervision=True),
-    "seed004": ArchSpec(norm="none", depth=3),
+    "seed004": ArchSpec(norm="nobn", depth=3),
     "smp-unet-resnet34": SmpSpec(arch="unet", encoder="resnet34"),
     "smp-unetpp-resnet34": SmpSpec(arch="unetpp", encoder="resnet34"),
 }

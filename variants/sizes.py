@@ -8,7 +8,10 @@ All functions work on one dimension; apply them to height and width separately.
 """
 from __future__ import annotations
 
-from .spec import ArchSpec
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .spec import ArchSpec
 
 
 def stage_convs(spec: ArchSpec) -> list[int]:
@@ -18,15 +21,11 @@ def stage_convs(spec: ArchSpec) -> list[int]:
     return [2] * (spec.depth + 1)
 
 
-def _head_column(spec: ArchSpec) -> int:
-    return int(spec.head[1:]) if spec.head != "mean" else spec.depth
-
-
 def _trace(spec: ArchSpec, n: int) -> int | str:
     """Output size for input size ``n`` in crop mode, or the reason it is invalid."""
     enc = []
     s = n
-    k = _head_column(spec)
+    k = spec.form_column
     for i in range(k + 1):
         s -= 2 * stage_convs(spec)[i]
         if s < 1:

@@ -12,11 +12,10 @@ class PadToMultiple(nn.Module):
     """Zero-pads the input up to a multiple of ``multiple`` and crops the logits back, so
     that an smp model (which needs sizes divisible by 32) takes any size like the family."""
 
-    def __init__(self, model: nn.Module, multiple: int, spec: SmpSpec):
+    def __init__(self, model: nn.Module, multiple: int):
         super().__init__()
         self.model = model
         self.multiple = multiple
-        self.spec = spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -41,4 +40,4 @@ def build_smp(spec: SmpSpec) -> nn.Module:
                     classes=spec.classes)
     except (KeyError, ValueError, AssertionError) as e:
         raise ValueError(f"smp {spec.arch} with encoder {spec.encoder!r}: {e}") from None
-    return PadToMultiple(model, 2**depth, spec)
+    return PadToMultiple(model, 2**depth)

@@ -15,19 +15,25 @@ import re
 from dataclasses import dataclass
 from typing import Any, Union
 
+from .blocks import ACTIVATIONS, NORMS, UPSAMPLING
+from .unet import TOPOLOGIES
+
 AXES: dict[str, tuple[str, ...]] = {
-    "topology": ("unet", "unetpp"),
+    "topology": tuple(TOPOLOGIES),
     "encoder": ("plain", "vgg16"),
-    "act": ("relu", "relu6"),
-    "up": ("transpose", "bilinear"),
+    "act": tuple(ACTIVATIONS),
+    "up": tuple(UPSAMPLING),
     "skip": ("pad", "crop"),
-    "norm": ("batch", "none"),
+    "norm": tuple(NORMS),
     "channels": ("double", "matched"),
 }
-"""Categorical axes and their allowed values (the first is the default)."""
+"""Categorical axes and their allowed values (the first is the default). The values are
+also the tokens of a spec name; the registries they come from build the modules."""
 
-_NORM_TOKEN = {"batch": "bn", "none": "nobn"}
-_HEAD_RE = re.compile(r"^L([1-9])$")
+ALIASES: dict[str, dict[str, str]] = {"norm": {"batch": "bn", "none": "nobn"}}
+"""Other words accepted for an axis value (in dicts, names and sweep files)."""
+
+_FORM_RE = re.compile(r"^L([1-9])$")
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,9 @@ class ArchSpec:
       decoder block outputs the channels of the next skip, so the upsampled path always
       matches its skip and the up operator keeps channels (``ConvTranspose2d(c, c)``).
 
-    ``head`` selects the inference form of a deep-supervision UNet++: ``mean`` (the
+    ``form`` selects the inference form of a deep-supervision UNet++: ``mean`` (the
     "accurate" mode, mean of the head logits) or ``L1``..``L<depth>`` (the "fast" mode, a
-    network pruned to what that head needs).
+    network pruned to what head k needs).
     """
 
     topology: str = "unet"
@@ -56,19 +62,21 @@ class ArchSpec:
     act: str = "relu"
     up: str = "transpose"
     skip: str = "pad"
-    norm: str = "batch"
+    norm: str = "bn"
     channels: str = "double"
     width: int = 64
     depth: int = 4
     in_channels: int = 3
     classes: int = 1
     deep_supervision: bool = False
-    head: str = "mean"
+    form: str = "mean"
     weights: str | None = None
 
     kind = "unet"
 
     def __post_init__(self) -> None:
+        for axis, aliases in ALIASES.items():
+            object.__setattr__(self, axis, aliases.get(getattr(self, axis), getattr(self, axis)))
         validate(self)
 
     # --- conversions -------------------------------------------------------------------
@@ -78,27 +86,31 @@ class ArchSpec:
     @property
     def name(self) -> str:
         """Readable name; ``parse(spec.name) == spec`` (weights are not part of the name)."""
-        parts = [self.topology, self.encoder, self.act, self.up, self.skip,
-                 _NORM_TOKEN[self.norm]]
+        parts = [self.topology, self.encoder, self.act, self.up, self.skip, self.norm]
         if self.channels != "double":
             parts.append(self.channels)
         parts += [f"w{self.width}", f"d{self.depth}", f"in{self.in_channels}",
                   f"k{self.classes}"]
         if self.deep_supervision:
             parts.append("ds")
-        if self.head != "mean":
-            parts.append(self.head)
+        if self.form != "mean":
+            parts.append(self.form)
         return "-".join(parts)
 
     def replace(self, **changes: Any) -> "ArchSpec":
         return dataclasses.replace(self, **changes)
 
     @property
-    def heads(self) -> list[str]:
+    def forms(self) -> list[str]:
         """Inference forms worth scoring: ``mean`` and, with deep supervision, L1..Ld."""
         if not self.deep_supervision:
             return ["mean"]
         return ["mean"] + [f"L{k}" for k in range(1, self.depth + 1)]
+
+    @property
+    def form_column(self) -> int:
+        """The decoder column whose head the form uses: k for ``Lk``, the depth for ``mean``."""
+        return self.depth if self.form == "mean" else int(self.form[1:])
 
 
 @dataclass(frozen=True)
@@ -113,8 +125,8 @@ class SmpSpec:
     weights: str | None = None
 
     kind = "smp"
-    head = "mean"
-    heads = ["mean"]
+    form = "mean"
+    forms = ["mean"]
     deep_supervision = False
 
     def __post_init__(self) -> None:
@@ -175,24 +187,21 @@ def validate(spec: ArchSpec) -> None:
     if spec.channels == "matched" and (spec.topology != "unet" or spec.encoder != "plain"):
         raise ValueError("channels: 'matched' (the seed 001 scheme) is defined for topology "
                          "'unet' with the 'plain' encoder only")
-    if spec.head != "mean":
-        m = _HEAD_RE.match(spec.head)
+    if spec.form != "mean":
+        m = _FORM_RE.match(spec.form)
         if not m:
-            raise ValueError(f"head: expected 'mean' or L1..L{spec.depth}; got {spec.head!r}")
+            raise ValueError(f"form: expected 'mean' or L1..L{spec.depth}; got {spec.form!r}")
         if not spec.deep_supervision:
-            raise ValueError(f"head: {spec.head} (a pruned fast-mode head) needs deep_supervision")
+            raise ValueError(f"form: {spec.form} (a pruned fast-mode network) needs deep_supervision")
         if int(m.group(1)) > spec.depth:
-            raise ValueError(f"head: {spec.head} does not exist at depth {spec.depth} (L1..L{spec.depth})")
+            raise ValueError(f"form: {spec.form} does not exist at depth {spec.depth} (L1..L{spec.depth})")
 
 
 # --- parsing ------------------------------------------------------------------------------
 _TOKENS: dict[str, tuple[str, Any]] = {}
 for _axis, _values in AXES.items():
-    for _v in _values:
-        if _axis != "norm":
-            _TOKENS[_v] = (_axis, _v)
-for _v, _tok in _NORM_TOKEN.items():
-    _TOKENS[_tok] = ("norm", _v)
+    for _v in (*_values, *ALIASES.get(_axis, {})):
+        _TOKENS[_v] = (_axis, ALIASES.get(_axis, {}).get(_v, _v))
 _TOKENS["ds"] = ("deep_supervision", True)
 _NUM_TOKENS = {"w": "width", "d": "depth", "in": "in_channels", "k": "classes"}
 _NUM_RE = re.compile(r"^(w|d|in|k)(\d+)$")
@@ -205,8 +214,8 @@ def _arch_from_name(name: str) -> ArchSpec:
             key, value = _TOKENS[tok]
         elif m := _NUM_RE.match(tok):
             key, value = _NUM_TOKENS[m.group(1)], int(m.group(2))
-        elif _HEAD_RE.match(tok) or tok == "mean":
-            key, value = "head", tok
+        elif _FORM_RE.match(tok) or tok == "mean":
+            key, value = "form", tok
         else:
             raise ValueError(f"unknown token {tok!r} in spec name {name!r}")
         if key in fields and fields[key] != value:

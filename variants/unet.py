@@ -1,12 +1,16 @@
 """The configurable U-Net and UNet++ (nested dense skips, deep supervision)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from .blocks import center_crop, conv_stack, fuse, up_layer
 from .sizes import output_size, stage_convs
-from .spec import ArchSpec
+
+if TYPE_CHECKING:  # spec.py takes its topology names from TOPOLOGIES below
+    from .spec import ArchSpec
 
 
 def encoder_channels(spec: ArchSpec) -> list[int]:
@@ -101,7 +105,7 @@ class NestedUNet(_Base):
         super().__init__(spec)
         ch = encoder_channels(spec)
         pad = 1 if spec.skip == "pad" else 0
-        k = int(spec.head[1:]) if spec.head != "mean" else spec.depth
+        k = spec.form_column
         self.columns = k
         self.encoder = Encoder(spec, depth=k)
         self.ups = nn.ModuleDict()
@@ -112,7 +116,7 @@ class NestedUNet(_Base):
                 self.ups[f"{i}_{j}"] = up_layer(spec.up, ch[i + 1], up_out)
                 self.nodes[f"{i}_{j}"] = conv_stack([ch[i] * j + up_out, ch[i], ch[i]],
                                                     spec.act, spec.norm, pad)
-        if spec.head != "mean":
+        if spec.form != "mean":
             head_cols = [k]
         else:
             head_cols = list(range(1, k + 1)) if spec.deep_supervision else [k]
@@ -135,9 +139,13 @@ class NestedUNet(_Base):
         return torch.stack(logits).mean(0)
 
     def pruned(self, k: int) -> "NestedUNet":
-        """The fast-mode network for head Lk, sharing this network's trained values."""
-        net = NestedUNet(self.spec.replace(head=f"L{k}"))
+        """The fast-mode network of form Lk, sharing this network's trained values."""
+        net = NestedUNet(self.spec.replace(form=f"L{k}"))
         state = self.state_dict()
         net.load_state_dict({name: state[name] for name in net.state_dict()})
         net.train(self.training)
         return net.to(next(self.parameters()).device)
+
+
+TOPOLOGIES = {"unet": UNet, "unetpp": NestedUNet}
+"""The topology axis: name -> model class (each takes an ``ArchSpec``)."""

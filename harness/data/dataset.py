@@ -20,7 +20,11 @@ import numpy as np
 
 from .spec import DataError, DataSpec
 
-SPLITS = ("train", "val", "test")
+def seeded_order(indices: list[int], ids: list[str], seed: int) -> list[int]:
+    """`indices` sorted by id, then permuted by `default_rng(seed)`: depends on the data
+    seed and the ids only (the split rule, and voc's test split carved from val)."""
+    ordered = sorted(indices, key=lambda i: ids[i])
+    return [ordered[j] for j in np.random.default_rng(seed).permutation(len(ordered))]
 
 
 def make_splits(ids: list[str], seed: int, val_fraction: float, test_fraction: float) -> dict[str, list[int]]:
@@ -28,8 +32,7 @@ def make_splits(ids: list[str], seed: int, val_fraction: float, test_fraction: f
     n = len(ids)
     if n < 3:
         raise DataError(f"cannot split {n} image(s) into train/val/test: need at least 3")
-    order = sorted(range(n), key=lambda i: ids[i])
-    shuffled = [order[j] for j in np.random.default_rng(seed).permutation(n)]
+    shuffled = seeded_order(list(range(n)), ids, seed)
     n_test = max(1, round(n * test_fraction))
     n_val = max(1, round(n * val_fraction))
     while n - n_test - n_val < 1:

@@ -45,12 +45,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .dataset import Dataset, make_splits
+from ..metrics import IGNORE
+from .dataset import Dataset, make_splits, seeded_order
 from .spec import DataError, DataSpec
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm")
 VOC_IMAGES, VOC_MASKS, VOC_LISTS = "JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation")
-IGNORE = 255
 EXPECTED_LAYOUTS = (
     "images/ + masks/ (pairs), image/ + label/ or train/image/ + train/label/ (isbi), "
     "or JPEGImages/ + SegmentationClass/ + ImageSets/Segmentation/ (voc)"
@@ -207,9 +207,8 @@ def _plan_voc(root: Path) -> FolderPlan:
 
 def _carve_test(val: list[int], ids: list[str], seed: int) -> tuple[list[int], list[int]]:
     """voc without test.txt: (val, test) from val, half of it to test, by the data seed."""
-    ordered = sorted(val, key=lambda i: ids[i])
-    shuffled = [ordered[j] for j in np.random.default_rng(seed).permutation(len(ordered))]
-    n_test = len(ordered) // 2
+    shuffled = seeded_order(val, ids, seed)
+    n_test = len(shuffled) // 2
     return sorted(shuffled[n_test:]), sorted(shuffled[:n_test])
 
 

@@ -8,21 +8,21 @@ Caching:
     masks, written atomically (temp file in the same folder + os.replace).  The
     default cache_dir is $UNET_ABLATE_CACHE, else ~/.cache/unet-ablate.  A cache file
     that cannot be read, or was written by another generator version, is
-    regenerated; a cache folder that cannot be written only costs a warning.
+    regenerated; a cache folder that cannot be written only costs a logged warning.
 Folder data is never written anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import write_atomic
 from . import synthetic
 from .dataset import Dataset, make_splits
 from .folders import plan_folder, read_folder
@@ -31,6 +31,7 @@ from .spec import DataError, DataSpec
 GENERATOR_VERSION = 2  # bump when synthetic.py draws different images for the same spec
 MEMORY_ENTRIES = 4
 _MEMORY: "OrderedDict[tuple, Dataset]" = OrderedDict()
+log = logging.getLogger("unet_ablate")
 
 
 def default_cache_dir() -> str:
@@ -99,20 +100,8 @@ def _load_or_generate(spec: DataSpec, cache_dir: Path) -> tuple[np.ndarray, np.n
         except Exception:  # a damaged or foreign file: generate again and replace it
             pass
     images, masks = synthetic.generate(spec.name, spec.n_images, spec.size, spec.seed)
-    _write_atomic(path, images=images, masks=masks, stamp=np.array(_stamp(spec)))
-    return images, masks
-
-
-def _write_atomic(path: Path, **arrays: np.ndarray) -> None:
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False) as f:
-            tmp = f.name
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # the temp file is private (0600); the cache need not be
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: np.savez(f, images=images, masks=masks, stamp=np.array(_stamp(spec))))
     except OSError as exc:
-        warnings.warn(f"could not write the data cache {path}: {exc}", RuntimeWarning, stacklevel=3)
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+        log.warning("could not write the data cache %s: %s", path, exc)
+    return images, masks

@@ -2,19 +2,20 @@
 software, and the metric / cost / statistics conventions.
 
 Used by the table captions and the methods paragraph of the front page. Only the
-records are read; a field that the records lack is left out of the text, and a field
-whose value differs between runs lists every value (so nothing is hidden).
+records are read (as ``harness.records`` defines them); a value that differs between runs
+lists every value (so nothing is hidden).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
+from ..cost import mac_convention as _mac_convention
+from ..protocol import Protocol
 from .stats import ALPHA, N_RESAMPLES, natural_key
 
-# Protocol keys named first in the text (any other key follows, sorted).
-PROTOCOL_ORDER = ("steps", "max_steps", "epochs", "batch", "batch_size", "patch", "patch_size",
-                  "optimizer", "lr", "weight_decay", "momentum", "schedule", "scheduler",
-                  "warmup", "loss", "augment", "eval_every", "val_every", "amp")
+# Protocol keys in the order of the protocol's fields.
+PROTOCOL_ORDER = tuple(f.name for f in dataclasses.fields(Protocol))
 
 DICE_CONVENTION = ("Dice: per-image Dice averaged over images, empty reference + empty "
                    "prediction = 1, foreground classes averaged")
@@ -35,12 +36,10 @@ def _value(v) -> str:
     return str(v)
 
 
-def _image_size(v) -> str:
-    """[h, w], or a data summary's {"min_hw": [h, w], "max_hw": [h, w]}, as text."""
-    if isinstance(v, dict) and "min_hw" in v and "max_hw" in v:
-        lo, hi = _value(v["min_hw"]), _value(v["max_hw"])
-        return lo if lo == hi else f"{lo} to {hi}"
-    return _value(v)
+def _image_size(v: dict) -> str:
+    """A data section's {"min_hw": [h, w], "max_hw": [h, w]} as text."""
+    lo, hi = _value(v["min_hw"]), _value(v["max_hw"])
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def _distinct(values) -> list[str]:
@@ -65,30 +64,20 @@ def _ok_first(records: list[dict]) -> list[dict]:
 
 
 def data_text(records: list[dict]) -> str:
-    """"membranes: 2 classes (incl. background), 1 channel(s), 128x128; split 168/36/36
-    (train/val/test)" from the records' ``data`` sections."""
-    datas = [r.get("data") or {} for r in _ok_first(records)]
+    """"membranes (2 classes incl. background, 1 input channel(s), images 128x128, split
+    84/18/18 images (train/val/test))" from the records' ``data`` sections."""
     parts = []
-    skip = ("splits", "split_ids")  # long id lists: not part of the description
+    skip = ("split_ids",)  # long id lists: not part of the description
     for d in {json.dumps({k: v for k, v in d.items() if k not in skip}, sort_keys=True): d
-              for d in datas if d}.values():
-        sizes = d.get("sizes") or d.get("split_sizes") or {
-            k: len(v) for k, v in (d.get("splits") or {}).items()}
-        text = str(d.get("name") or "data")
-        details = []
-        if d.get("num_classes") is not None:
-            details.append(f"{d['num_classes']} classes incl. background")
-        if d.get("in_channels") is not None:
-            details.append(f"{d['in_channels']} input channel(s)")
-        if d.get("image_size"):
-            details.append(f"images {_image_size(d['image_size'])}")
-        if sizes:
-            details.append("split " + "/".join(str(sizes.get(k, "?")) for k in ("train", "val", "test"))
-                           + " images (train/val/test)")
-        parts.append(text + (f" ({', '.join(details)})" if details else ""))
-    if not parts:  # fall back on the data spec
-        parts = [settings_text(s) for s in _distinct_dicts(r["spec"].get("data") for r in records)]
-    return "; ".join(parts) or "unknown data"
+              for d in (r["data"] for r in _ok_first(records))}.values():
+        sizes = d["split_sizes"]
+        details = [f"{d['num_classes']} classes incl. background",
+                   f"{d['in_channels']} input channel(s)",
+                   f"images {_image_size(d['image_size'])}",
+                   "split " + "/".join(str(sizes[k]) for k in ("train", "val", "test"))
+                   + " images (train/val/test)"]
+        parts.append(f"{d['name']} ({', '.join(details)})")
+    return "; ".join(parts)
 
 
 def _distinct_dicts(dicts) -> list[dict]:
@@ -101,7 +90,7 @@ def _distinct_dicts(dicts) -> list[dict]:
 
 def protocol_text(records: list[dict]) -> str:
     texts = [settings_text(p, PROTOCOL_ORDER) for p in
-             _distinct_dicts(r["spec"].get("protocol") for r in records)]
+             _distinct_dicts(r["spec"]["protocol"] for r in records)]
     if len(texts) > 1:
         return "DIFFERS between runs: " + " | ".join(texts)
     return texts[0] if texts else "not recorded"
@@ -109,7 +98,7 @@ def protocol_text(records: list[dict]) -> str:
 
 def measure_text(records: list[dict]) -> str:
     return " | ".join(settings_text(m) for m in
-                      _distinct_dicts(r["spec"].get("measure") for r in records)) or "not recorded"
+                      _distinct_dicts(r["spec"]["measure"] for r in records)) or "not recorded"
 
 
 def seeds_text(records: list[dict]) -> str:
@@ -119,7 +108,7 @@ def seeds_text(records: list[dict]) -> str:
 def device_text(records: list[dict]) -> str:
     """"NVIDIA H100 80GB HBM3 (cuda, 16 threads, float32, channels_last)"."""
     keys = ("device_name", "device", "threads", "dtype", "memory_format")
-    envs = [r.get("env") or {} for r in records]
+    envs = [r["env"] for r in records]
     out = []
     for env in _distinct_dicts({k: e.get(k) for k in keys} for e in envs if e):
         details = [str(env[k]) for k in ("device",) if env.get(k)]
@@ -131,14 +120,10 @@ def device_text(records: list[dict]) -> str:
     return " / ".join(out) or "unknown device"
 
 
-def device_name(records: list[dict]) -> str:
-    return _join(_distinct((r.get("env") or {}).get("device_name") for r in records))
-
-
 def software_text(records: list[dict]) -> str:
     names = (("python", "Python"), ("torch", "PyTorch"), ("torchvision", "torchvision"),
              ("smp", "segmentation-models-pytorch"), ("numpy", "NumPy"))
-    envs = [r.get("env") or {} for r in records]
+    envs = [r["env"] for r in records]
     parts = [f"{label} {_join(_distinct(e.get(k) for e in envs))}" for k, label in names
              if _distinct(e.get(k) for e in envs)]
     platform = _distinct(e.get("platform") for e in envs)
@@ -157,8 +142,7 @@ def macs_size_text(summary) -> str:
 
 
 def mac_convention(summary) -> str:
-    return (f"MACs: convolutions and matmuls only (FlopCounterMode), one "
-            f"{macs_size_text(summary)} image; FLOPs = 2 x MACs")
+    return _mac_convention(f"one {macs_size_text(summary)} image")
 
 
 def caption(records: list[dict], summary, sweep_name: str, baseline: str | None) -> str:

@@ -28,10 +28,11 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
-from ..metrics import per_image_dice
-from ..records import counts_array, decode_map
+from ..metrics import IGNORE, per_image_dice
+from ..records import counts_array, history, image_ids, ok_forms, predicted_maps
 from .describe import macs_size_text
 from .stats import ALPHA, natural_key, pareto_front, per_image_dice_by_id
+from .tables import format_p
 
 ONE_COL, TWO_COL = 3.3, 7.0
 DPI = 300
@@ -47,14 +48,27 @@ STYLE = {
 }
 
 
+FIGURES = {
+    "accuracy_cost": "Accuracy vs cost",
+    "ablation": "Difference to the baseline",
+    "curves": "Validation curves",
+    "qualitative": "Qualitative results",
+    "deep_supervision": "Deep supervision: pruned heads",
+}
+"""The figures of the report in order: file name -> title."""
+
+
 @dataclass
 class FigureResult:
     """One figure of the report: its files, or the reason it was skipped."""
     name: str
-    title: str
     caption: str = ""
     files: list[Path] = field(default_factory=list)
     note: str = ""
+
+    @property
+    def title(self) -> str:
+        return FIGURES[self.name]
 
 
 def palette(variants) -> dict[str, tuple]:
@@ -81,13 +95,13 @@ def _finite(x) -> bool:
 
 
 def _row_label(r) -> str:
-    return str(r["variant"]) + ("" if r["form"] == "mean" else f" [{r['form']}]")
+    return r["variant"] + ("" if r["form"] == "mean" else f" [{r['form']}]")
 
 
 def _factor_suffix(r) -> str:
     """" (factor)" when the row names the factor it changes and the label does not say it."""
     f = r["factor"]
-    if not isinstance(f, str) or f in ("", "baseline") or f in str(r["variant"]):
+    if not isinstance(f, str) or f in ("", "baseline") or f in r["variant"]:
         return ""
     return f" ({f})"
 
@@ -157,7 +171,7 @@ def _label_points(ax, xs, ys, labels) -> None:
 # --------------------------------------------------------------------------- figures
 
 def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult:
-    res = FigureResult("accuracy_cost", "Accuracy vs cost")
+    res = FigureResult("accuracy_cost")
     rows = summary[(summary["form"] == "mean") & summary["dice_mean"].notna()]
     if rows.empty:
         res.note = "skipped: no variant has an ok run"
@@ -198,7 +212,7 @@ def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureR
 
 
 def ablation(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult:
-    res = FigureResult("ablation", "Difference to the baseline")
+    res = FigureResult("ablation")
     rows = summary[~summary["is_baseline"].astype(bool) & summary["delta"].notna()]
     if rows.empty:
         res.note = "skipped: no difference to a baseline could be computed"
@@ -213,9 +227,8 @@ def ablation(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult
                if _finite(r["ci_low"]) and _finite(r["ci_high"]) else None)
         ax.errorbar(r["delta"], yi, xerr=err, fmt="o", ms=4, color=c,
                     mfc=c if r["significant"] else "white", capsize=2, elinewidth=0.8, zorder=3)
-        p = r["p_holm"]
-        ax.text(1.03, yi, "—" if not _finite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
-                transform=ptext, va="center", ha="left", fontsize=LABEL_PT)
+        ax.text(1.03, yi, format_p(r["p_holm"]), transform=ptext, va="center", ha="left",
+                fontsize=LABEL_PT)
     ax.text(1.03, 1.0, "p (Holm)", transform=ax.transAxes, va="bottom", ha="left",
             fontsize=LABEL_PT)
     ax.axvline(0, color="0.3", lw=0.7, ls=":", zorder=1)
@@ -234,12 +247,10 @@ def ablation(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult
 
 
 def curves(records: list[dict], order: list[str], colors: dict, out_dir: Path) -> FigureResult:
-    res = FigureResult("curves", "Validation curves")
+    res = FigureResult("curves")
     hist = pd.DataFrame([
-        {"variant": str(r["variant"]), "seed": r["seed"], "step": h.get("step"),
-         "val_dice": h.get("val_dice")}
-        for r in records if r["status"] == "ok"
-        for h in ((r.get("train") or {}).get("history") or [])])
+        {"variant": r["variant"], "seed": r["seed"], "step": h["step"], "val_dice": h["val_dice"]}
+        for r in records if r["status"] == "ok" for h in history(r)])
     if hist.empty or hist["val_dice"].isna().all():
         res.note = "skipped: the records hold no validation history"
         return res
@@ -260,15 +271,6 @@ def curves(records: list[dict], order: list[str], colors: dict, out_dir: Path) -
     return res
 
 
-def _truth(spec_data: dict):
-    """(dataset, None) from the colleague's data loader, or (None, reason)."""
-    try:
-        from harness.data import DataSpec, load_dataset
-        return load_dataset(DataSpec.from_dict(spec_data)), None
-    except Exception as e:  # noqa: BLE001 -- any failure: draw predictions only
-        return None, f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
-
-
 def _class_cmap(k: int) -> ListedColormap:
     """Class 0 black, foreground white (binary) or colour-blind colours, index k = ignore (grey)."""
     fg = [(1.0, 1.0, 1.0)] if k <= 2 else list(sns.color_palette("colorblind", k - 1))
@@ -276,7 +278,7 @@ def _class_cmap(k: int) -> ListedColormap:
 
 
 def _show_map(ax, m: np.ndarray, k: int) -> None:
-    m = np.where(m == 255, k, np.minimum(m, k - 1))
+    m = np.where(m == IGNORE, k, np.minimum(m, k - 1))
     ax.imshow(m, cmap=_class_cmap(k), vmin=-0.5, vmax=k + 0.5, interpolation="nearest")
 
 
@@ -298,22 +300,21 @@ def _short_label(text: str, narrow: bool) -> str:
     return "\n".join(line for part in text.split("\n") for line in textwrap.wrap(part, 14) or [part])
 
 
-def qualitative(records: list[dict], order: list[str], baseline: str | None,
+def qualitative(records: list[dict], order: list[str], baseline: str | None, samples: dict,
                 out_dir: Path, n_images: int = 3) -> FigureResult:
-    res = FigureResult("qualitative", "Qualitative results")
+    """``samples``: test image id -> (image, reference mask), as the results store keeps them."""
+    res = FigureResult("qualitative")
     picks = {}  # variant -> (record, mean form) of its lowest ok seed with predictions
     for v in order:
-        for r in sorted((r for r in records if str(r["variant"]) == v and r["status"] == "ok"),
-                        key=lambda r: (natural_key(r["seed"]), r["key"])):
-            form = next((f for f in r.get("forms") or [] if f["form"] == "mean"
-                         and (f.get("predictions") or {}).get("ids")), None)
-            if form:
-                picks[v] = (r, form)
-                break
+        found = sorted(((r, f) for r, f in ok_forms(records, v) if f["predictions"]["ids"]),
+                       key=lambda rf: (natural_key(rf[0]["seed"]), rf[0]["key"]))
+        if found:
+            picks[v] = found[0]
     if not picks:
         res.note = "skipped: the records hold no predictions"
         return res
-    common = set.intersection(*({str(i) for i in f["predictions"]["ids"]} for _, f in picks.values()))
+    preds = {v: predicted_maps(f) for v, (_, f) in picks.items()}
+    common = set.intersection(*(set(p) for p in preds.values()))
     if not common:
         res.note = "skipped: no test image has a stored prediction from every variant"
         return res
@@ -321,19 +322,11 @@ def qualitative(records: list[dict], order: list[str], baseline: str | None,
     ref = per_image_dice_by_id(records, baseline if baseline in picks else next(iter(picks)))
     ranked = sorted(common, key=lambda i: (ref.get(i, np.nan), i))
     chosen = sorted({ranked[0], ranked[len(ranked) // 2], ranked[-1]}, key=ranked.index)[:n_images]
+    truth = all(i in samples for i in chosen)
 
-    first_record = next(iter(picks.values()))[0]
-    data, reason = _truth(first_record["spec"].get("data") or {})
-    index = {str(i): k for k, i in enumerate(data.ids)} if data is not None else {}
-    if data is not None and not all(i in index for i in chosen):
-        data, reason = None, "the loaded data set lacks the test ids of the records"
-    k = int((first_record.get("data") or {}).get("num_classes") or 0)
-    preds = {v: {str(i): decode_map(d, s) for i, s, d in
-                 zip(f["predictions"]["ids"], f["predictions"]["shapes"], f["predictions"]["data"])}
-             for v, (_, f) in picks.items()}
-    k = max(k, 2, *(int(m[m != 255].max(initial=0)) + 1 for p in preds.values() for m in p.values()))
-
-    columns = (["Input", "Ground truth"] if data is not None else []) + list(picks)
+    k = max(2, next(iter(picks.values()))[0]["data"]["num_classes"],
+            *(int(m[m != IGNORE].max(initial=0)) + 1 for p in preds.values() for m in p.values()))
+    columns = (["Input", "Ground truth"] if truth else []) + list(picks)
     width = ONE_COL if len(columns) <= 3 else TWO_COL
     panel = width / len(columns)
     fig = _figure(width, len(chosen) * panel + 0.6)
@@ -349,14 +342,14 @@ def qualitative(records: list[dict], order: list[str], baseline: str | None,
                 spine.set_color("0.5")
             if row == 0:
                 ax.set_title(_short_label(name, narrow=len(columns) > 6), fontsize=LABEL_PT)
-            if name == "Input" and data is not None:
-                _show_image(ax, data.images[index[image_id]])
-            elif name == "Ground truth" and data is not None:
-                _show_map(ax, np.asarray(data.masks[index[image_id]]), k)
+            if name == "Input" and truth:
+                _show_image(ax, samples[image_id][0])
+            elif name == "Ground truth" and truth:
+                _show_map(ax, samples[image_id][1], k)
             else:
                 _show_map(ax, preds[name][image_id], k)
                 _, form = picks[name]
-                ids = [str(i) for i in form["counts"]["images"]]
+                ids = image_ids(form)
                 if image_id in ids:
                     dice = per_image_dice(counts_array(form)[ids.index(image_id)][None])[0]
                     ax.set_xlabel(f"Dice {dice:.2f}", fontsize=LABEL_PT, labelpad=1)
@@ -365,15 +358,15 @@ def qualitative(records: list[dict], order: list[str], baseline: str | None,
     res.caption = (f"Test images with the lowest, median and highest per-image Dice of the "
                    f"baseline; each prediction is from the variant's lowest ok seed ({seeds}); "
                    f"class 0 black, ignore grey.")
-    if data is None:
-        res.note = f"input and ground truth not shown (data set not loadable: {reason})"
+    if not truth:
+        res.note = "input and ground truth not shown (the results folder stores no samples of these images)"
         fig.supxlabel("Predictions only: " + res.note, fontsize=LABEL_PT)
     res.files = _save(fig, out_dir, res.name)
     return res
 
 
 def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult:
-    res = FigureResult("deep_supervision", "Deep supervision: pruned heads")
+    res = FigureResult("deep_supervision")
     ds_variants = [v for v in dict.fromkeys(summary["variant"])
                    if (summary.loc[summary["variant"] == v, "form"] != "mean").any()]
     if not ds_variants:
@@ -404,24 +397,23 @@ def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> Figu
 
 
 def draw_figures(records: list[dict], summary: pd.DataFrame, order: list[str],
-                 baseline: str | None, out_dir: Path) -> list[FigureResult]:
-    """Draw every figure into ``out_dir``; a figure that cannot be drawn is skipped with a
-    note (in the front page) instead of stopping the report."""
+                 baseline: str | None, samples: dict, out_dir: Path) -> list[FigureResult]:
+    """Draw every figure of ``FIGURES`` into ``out_dir``; a figure that cannot be drawn is
+    skipped with a note (in the front page) instead of stopping the report."""
     out_dir = Path(out_dir)
-    colors = palette(str(r["variant"]) for r in records)
-    jobs = [
-        ("accuracy_cost", "Accuracy vs cost", lambda: accuracy_cost(summary, colors, out_dir)),
-        ("ablation", "Difference to the baseline", lambda: ablation(summary, colors, out_dir)),
-        ("curves", "Validation curves", lambda: curves(records, order, colors, out_dir)),
-        ("qualitative", "Qualitative results", lambda: qualitative(records, order, baseline, out_dir)),
-        ("deep_supervision", "Deep supervision: pruned heads",
-         lambda: deep_supervision(summary, colors, out_dir)),
-    ]
+    colors = palette(r["variant"] for r in records)
+    draw = {
+        "accuracy_cost": lambda: accuracy_cost(summary, colors, out_dir),
+        "ablation": lambda: ablation(summary, colors, out_dir),
+        "curves": lambda: curves(records, order, colors, out_dir),
+        "qualitative": lambda: qualitative(records, order, baseline, samples, out_dir),
+        "deep_supervision": lambda: deep_supervision(summary, colors, out_dir),
+    }
     results = []
     with matplotlib.rc_context(STYLE):
-        for name, title, job in jobs:
+        for name in FIGURES:
             try:
-                results.append(job())
+                results.append(draw[name]())
             except Exception as e:  # noqa: BLE001 -- one broken figure must not stop the report
-                results.append(FigureResult(name, title, note=f"not drawn: {e.__class__.__name__}: {e}"))
+                results.append(FigureResult(name, note=f"not drawn: {e.__class__.__name__}: {e}"))
     return results

@@ -13,15 +13,15 @@ MAX_ERROR_LINES = 20
 def failures_markdown(records: list[dict]) -> str:
     """A list of the runs whose status is not ok, each with (the tail of) its error."""
     bad = sorted((r for r in records if r["status"] != "ok"),
-                 key=lambda r: (str(r["variant"]), str(r["seed"]), r["key"]))
+                 key=lambda r: (r["variant"], str(r["seed"]), r["key"]))
     if not bad:
         return "None: every run finished with status ok.\n"
     out = []
     for r in bad:
         out.append(f"- `{r['variant']}` seed {r['seed']} (`{r['key']}`): **{r['status']}**")
-        text = str(r.get("error") or "no error text recorded").rstrip()
-        if r.get("traceback") and str(r["traceback"]).strip() not in text:
-            text += "\n" + str(r["traceback"]).rstrip()
+        text = (r["error"] or "no error text recorded").rstrip()
+        if r["traceback"] and r["traceback"].strip() not in text:
+            text += "\n" + r["traceback"].rstrip()
         lines = text.splitlines()
         if len(lines) > MAX_ERROR_LINES:
             lines = ["..."] + lines[-MAX_ERROR_LINES:]

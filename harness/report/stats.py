@@ -23,12 +23,11 @@ import pandas as pd
 from scipy import stats
 
 from ..metrics import per_image_dice
-from ..records import counts_array, runs_frame
+from ..records import counts_array, image_ids, ok_forms, runs_frame
 
 ALPHA = 0.05
 N_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
-STATUSES = ("ok", "failed", "diverged")
 
 SUMMARY_COLUMNS = [
     "variant", "form", "factor", "is_baseline", "arch", "status", "n_ok", "n_total",
@@ -129,19 +128,16 @@ def form_key(form: str) -> tuple:
     return (form != "mean", str(form))
 
 
-def baseline_variant(records: list[dict], sweep: dict | None = None) -> str | None:
-    """The variant flagged ``is_baseline`` (else the sweep file's ``baseline``), or None."""
-    flagged = sorted({str(r["variant"]) for r in records if r.get("is_baseline")})
-    if flagged:
-        return flagged[0]
-    name = (sweep or {}).get("baseline")
-    return name if name in {str(r["variant"]) for r in records} else None
+def baseline_variant(records: list[dict]) -> str | None:
+    """The variant flagged ``is_baseline``, or None."""
+    flagged = sorted({r["variant"] for r in records if r["is_baseline"]})
+    return flagged[0] if flagged else None
 
 
 def variant_order(records: list[dict], baseline: str | None, order=None) -> list[str]:
     """Variants in the sweep file's order when given (others appended, sorted), else the
     baseline first and the rest sorted by name."""
-    present = sorted({str(r["variant"]) for r in records})
+    present = sorted({r["variant"] for r in records})
     listed = [v for v in (order or []) if v in present]
     if not listed and baseline in present:
         listed = [baseline]
@@ -158,31 +154,20 @@ def status_text(counts: Counter) -> str:
 
 def per_image_dice_by_id(records: list[dict], variant: str, form: str = "mean") -> pd.Series:
     """Per-test-image Dice of one (variant, form), averaged over its ok seeds; index = id."""
-    columns = []
-    for r in records:
-        if str(r["variant"]) != variant or r["status"] != "ok":
-            continue
-        for f in r.get("forms") or []:
-            if f["form"] == form:
-                columns.append(pd.Series(per_image_dice(counts_array(f)),
-                                         index=[str(i) for i in f["counts"]["images"]]))
+    columns = [pd.Series(per_image_dice(counts_array(f)), index=image_ids(f))
+               for _, f in ok_forms(records, variant, form)]
     if not columns:
         return pd.Series(dtype=float)
     return pd.concat(columns, axis=1).mean(axis=1).sort_index()
 
 
 def _macs_size(records: list[dict], variant: str, form: str) -> str | None:
-    sizes = sorted({tuple((f.get("cost") or {}).get("macs_size") or ())
-                    for r in records if str(r["variant"]) == variant and r["status"] == "ok"
-                    for f in r.get("forms") or [] if f["form"] == form} - {()})
+    sizes = sorted({tuple(f["cost"]["macs_size"]) for _, f in ok_forms(records, variant, form)})
     return ", ".join("x".join(str(int(v)) for v in s) for s in sizes) or None
 
 
 def _infer_batch(records: list[dict], variant: str, form: str) -> float:
-    values = [(f.get("cost") or {}).get("infer_batch") for r in records
-              if str(r["variant"]) == variant and r["status"] == "ok"
-              for f in r.get("forms") or [] if f["form"] == form]
-    values = [v for v in values if v is not None]
+    values = [f["cost"]["infer_batch"] for _, f in ok_forms(records, variant, form)]
     return float(np.median(values)) if values else float("nan")
 
 
@@ -208,7 +193,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None) 
     base = per_image_dice_by_id(records, baseline, "mean") if baseline else pd.Series(dtype=float)
     rows = []
     for v in variant_order(records, baseline, order):
-        statuses = Counter(r["status"] for r in records if str(r["variant"]) == v)
+        statuses = Counter(r["status"] for r in records if r["variant"] == v)
         runs = frame[frame["variant"] == v]
         for form in sorted(runs["form"].unique(), key=form_key):
             g = runs[runs["form"] == form]

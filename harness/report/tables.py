@@ -53,7 +53,8 @@ def _size(x) -> str:
     return f"{x:#.2g}" if x > 0 else "0"
 
 
-def _p(p) -> str:
+def format_p(p) -> str:
+    """A p-value as every table and figure prints it."""
     if not _ok(p):
         return DASH
     return "<0.001" if p < 0.001 else f"{p:.3f}"
@@ -81,7 +82,7 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         "mem": summary["peak_mem_mb"].map(_ok).any(),
     }
     columns = [
-        ("Variant", "l", None, lambda r: str(r["variant"]) + ("†" if r["significant"] else "")),
+        ("Variant", "l", None, lambda r: r["variant"] + ("†" if r["significant"] else "")),
         ("Form", "l", "form", lambda r: str(r["form"])),
         ("Factor", "l", "factor", lambda r: str(r["factor"]) if _ok(r["factor"]) else DASH),
         ("Runs", "l", None, lambda r: r["status"]),
@@ -90,7 +91,7 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         ("Dice (global)", "r", None, lambda r: _mean_std(r["dice_global_mean"], r["dice_global_std"])),
         ("FPR empty", "r", "fpr", lambda r: _num(r["fpr_empty_mean"], ".3f")),
         ("ΔDice [95% CI]", "r", None, _delta),
-        ("p (Holm)", "r", None, lambda r: _p(r["p_holm"])),
+        ("p (Holm)", "r", None, lambda r: format_p(r["p_holm"])),
         ("Params (M)", "r", None, lambda r: _size(r["params_m"])),
         ("GMACs", "r", None, lambda r: _size(r["gmacs"])),
         ("Infer (img/s)", "r", None, lambda r: _rate(r["infer_img_s"])),

@@ -1,0 +1,73 @@
+"""Reading configuration tables (sweep files, spec dicts): one rule for every value.
+
+Every check raises ``ValueError("<key>: expected <what>, got <value>")``, naming the key
+as the user wrote it (``protocol.steps``, ``data.seed``). Integers are integers: ``3``,
+never ``3.0``, ``"3"`` or ``true``; numbers are ints or floats, never strings or booleans.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Mapping
+
+
+def check_keys(table: Any, known: Iterable[str], where: str) -> None:
+    """A mapping whose keys are all in ``known``; ``where`` prefixes the key in errors."""
+    known = sorted(known)
+    prefix = f"{where}." if where else ""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where or 'table'}: expected a table of keys ({', '.join(known)}), "
+                         f"got {table!r}")
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown key (expected one of {', '.join(known)})")
+
+
+def from_table(cls, table: Any, where: str):
+    """A frozen dataclass from a table; lists become tuples; unknown keys are errors."""
+    check_keys(table, [f.name for f in dataclasses.fields(cls)], where)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
+
+
+def _fail(key: str, expected: str, value: Any):
+    raise ValueError(f"{key}: expected {expected}, got {value!r}")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer(key: str, value: Any, minimum: int) -> int:
+    if not is_int(value) or value < minimum:
+        _fail(key, "a positive integer" if minimum == 1 else f"an integer >= {minimum}", value)
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def number(key: str, value: Any, minimum: float = 0.0, strict: bool = False) -> float:
+    """An int or float >= ``minimum`` (> with ``strict``)."""
+    if not _is_number(value) or not (value > minimum if strict else value >= minimum):
+        _fail(key, f"a number {'>' if strict else '>='} {minimum:g}", value)
+    return value
+
+
+def fraction(key: str, value: Any) -> float:
+    """A number strictly between 0 and 1."""
+    if not _is_number(value) or not 0 < value < 1:
+        _fail(key, "a fraction strictly between 0 and 1", value)
+    return float(value)
+
+
+def boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        _fail(key, "true or false", value)
+    return value
+
+
+def choice(key: str, value: Any, allowed: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        _fail(key, " | ".join(allowed), value)
+    return value
