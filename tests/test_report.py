@@ -9,26 +9,46 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+import torch
 from PIL import Image
 
-import harness.data
 import variants
+from harness import records
 from harness.cli import main
-from harness.metrics import summarize
-from harness.records import encode_map, load_records, write_json_atomic
+from harness.data import Dataset, DataSpec
+from harness.measure import environment
+from harness.protocol import Measure, Protocol, RunSpec
+from harness.records import load_records
 from harness.report import build_report
 from harness.report.stats import holm, pareto_front, summary_table
+from harness.train import FitResult
 
 REPO = Path(__file__).resolve().parents[1]
 IDS = [f"img{i:02d}" for i in range(12)]  # test images; the last has an empty reference
 PIXELS = 32 * 32
 ORDER = ["baseline", "better", "same", "flaky", "broken", "ds"]  # as in sweep.json
 FIGURES = ["accuracy_cost", "ablation", "curves", "qualitative", "deep_supervision"]
-PROTOCOL = {"steps": 200, "batch_size": 4, "patch": [64, 64], "optimizer": "adamw",
-            "lr": 0.001, "loss": "dice+bce"}
+DATA = DataSpec("membranes", n_images=80, size=16)
+PROTOCOL = Protocol(steps=200, batch_size=4, patch=64, optimizer="adamw", lr=0.001, loss="bce+dice")
+MEASURE = Measure(size=(64, 64), repeats=5)
+ENV = environment(torch.device("cpu"), 2, "float32", False)
 
 
-# --------------------------------------------------------------------------- fabricated data
+def data_section() -> dict:
+    """The data section the runner writes: a Dataset's summary, with IDS as its test split."""
+    ids = IDS + [f"trn{i:02d}" for i in range(56)] + [f"val{i:02d}" for i in range(12)]
+    ds = Dataset(images=[np.zeros((1, 16, 16), np.float32)] * 80, masks=[np.zeros((16, 16), np.int64)] * 80,
+                 ids=ids, paths=[None] * 80, num_classes=2, class_values=[0, 1], in_channels=1,
+                 splits={"test": list(range(12)), "train": list(range(12, 68)), "val": list(range(68, 80))},
+                 spec=DATA, layout="synthetic")
+    return ds.summary()
+
+
+DATA_SECTION = data_section()
+
+
+# --------------------------------------------------------------------------- fabricated results
+# Counts are made up; the records around them are built by harness.records, as the runner does.
 
 def baseline_counts(seed: int) -> np.ndarray:
     """(12 images, 1 class, [tp, fp, fn, tn]); image 11: empty reference, seed FPs."""
@@ -66,50 +86,35 @@ def ds_counts(seed: int, head: int) -> np.ndarray:
     return c
 
 
-def form(name: str, counts: np.ndarray, seed: int, macs: float, params: int = 1_000_000) -> dict:
+def form(name: str, counts: np.ndarray, seed: int, macs: float, params: int = 1_000_000):
+    """What ``records.add_form`` takes for one inference form."""
     rng = np.random.default_rng([seed, len(name)])
     maps = [(rng.random((16, 16)) < 0.3).astype(np.uint8) for _ in range(4)]
-    return {
-        "form": name,
-        "counts": {"classes": [1], "fields": ["tp", "fp", "fn", "tn"], "images": IDS,
-                   "values": counts.tolist()},
-        "metrics": summarize(counts),
-        "cost": {"params": params, "macs": int(macs), "macs_size": [64, 64],
-                 "infer_img_s": 400.0 + 10 * seed, "infer_img_s_iqr": 4.0, "infer_batch": 8,
-                 "latency_ms": 3.0 + seed, "latency_ms_iqr": 0.1, "peak_mem_mb": None},
-        "predictions": {"ids": IDS[:4], "shapes": [[16, 16]] * 4,
-                        "data": [encode_map(m) for m in maps]},
-    }
+    cost = {"params": params, "macs": int(macs), "macs_size": [64, 64], "input_size": [64, 64],
+            "infer_img_s": 400.0 + 10 * seed, "infer_img_s_iqr": 4.0, "infer_batch": 8,
+            "latency_ms": 3.0 + seed, "latency_ms_iqr": 0.1, "peak_mem_mb": None}
+    return name, counts, cost, maps
 
 
 def record(variant: str, seed: int, forms: list, *, arch: str = "baseline", factor=None,
-           status: str = "ok", error=None) -> dict:
-    arch_spec = variants.parse(arch).to_dict()
+           status: str = "ok", error=None, traceback=None) -> dict:
+    rs = RunSpec(arch=variants.parse(arch).to_dict(), data=DATA.to_dict(), protocol=PROTOCOL,
+                 measure=MEASURE, seed=seed)
+    labels = records.Labels("fab", variant, "baseline" if variant == "baseline" else factor,
+                            variant == "baseline")
+    rec = records.new_record(rs, labels, DATA_SECTION, ENV)
     ok = status == "ok"
     history = [{"step": s, "loss": 1.0 / s, "val_dice": 0.5 + s / 500 + 0.01 * seed,
                 "lr": 0.001, "elapsed_s": s / 10} for s in (50, 100, 150, 200)] if ok else []
-    return {
-        "schema": 1, "key": f"{variant}-{seed}", "sweep": "fab", "variant": variant,
-        "factor": "baseline" if variant == "baseline" else factor,
-        "is_baseline": variant == "baseline", "seed": seed,
-        "spec": {"arch": arch_spec, "data": {"name": "membranes", "n_images": 80, "size": 16},
-                 "protocol": PROTOCOL, "measure": {"repeats": 5}, "seed": seed},
-        "status": status, "error": error, "started": "2024-01-01T00:00:00",
-        "finished": "2024-01-01T00:01:00", "time_s": 60.0,
-        "data": {"name": "membranes", "num_classes": 2, "in_channels": 1, "class_values": [0, 1],
-                 "sizes": {"train": 56, "val": 12, "test": 12},
-                 "splits": {"train": [], "val": [], "test": IDS}, "image_size": [16, 16]},
-        "train": {"steps": 200 if ok else 12, "best_step": 200, "best_val_dice": 0.9,
-                  "train_img_s": 100.0 + seed, "peak_mem_mb": None, "history": history},
-        "forms": forms,
-        "env": {"device": "cpu", "device_name": "Fabricated CPU", "threads": 2, "dtype": "float32",
-                "memory_format": "contiguous", "python": "3.11.0", "torch": "2.5.0",
-                "torchvision": "0.20.0", "smp": "0.5.0", "numpy": "2.0.0", "platform": "Linux",
-                "git_commit": "abc1234"},
-    }
+    records.add_training(rec, FitResult(steps=200 if ok else 12, best_step=200, best_val_dice=0.9,
+                                        train_img_s=100.0 + seed, history=history))
+    for name, counts, cost, maps in forms:
+        records.add_form(rec, name, counts, [1], IDS, cost, maps, keep=4)
+    records.end(rec, 0.0, 60.0, status, error, traceback)
+    return rec
 
 
-def make_results(root: Path) -> Path:
+def make_results(root: Path, samples: bool = True) -> Path:
     recs = []
     for s in range(3):
         recs.append(record("baseline", s, [form("mean", baseline_counts(s), s, 2e9)]))
@@ -124,14 +129,21 @@ def make_results(root: Path) -> Path:
         recs.append(record("flaky", s, [form("mean", flaky_counts(s), s, 2e9)],
                            arch="unet-nobn", factor="norm"))
     recs.append(record("flaky", 2, [], arch="unet-nobn", factor="norm", status="failed",
-                       error="Traceback (most recent call last):\nRuntimeError: out of memory (fabricated)"))
+                       error="RuntimeError: out of memory (fabricated)",
+                       traceback="Traceback (most recent call last):\nRuntimeError: out of memory (fabricated)"))
     recs.append(record("broken", 0, [], arch="unet-crop", factor="skip", status="failed",
                        error="ValueError: input too small (fabricated)"))
     recs.append(record("broken", 1, [], arch="unet-crop", factor="skip", status="diverged",
                        error="loss is NaN at step 12 (fabricated)"))
     for r in recs:
-        write_json_atomic(root / "runs" / f"{r['key']}.json", r)
-    write_json_atomic(root / "sweep.json", {"name": "fab", "baseline": "baseline", "variants": ORDER})
+        records.write_record(root, r)
+    records.write_plan(root, records.SweepPlan(
+        name="fab", source="fabricated", description="", baseline="baseline", variants=tuple(ORDER),
+        seeds=(0, 1, 2), keys=tuple(r["key"] for r in recs)))
+    if samples:
+        images = [np.full((1, 16, 16), i / 12, np.float32) for i in range(4)]
+        masks = [np.eye(16, dtype=np.int64) for _ in range(4)]
+        records.write_samples(root, DATA.key, IDS[:4], images, masks)
     return root
 
 
@@ -237,10 +249,10 @@ def test_tables_and_index(built):
     for text in (md, index):
         assert "2/3 ok (1 failed)" in text and "0/2 ok (1 diverged, 1 failed)" in text
         assert "better†" in text and "same†" not in text
-        assert "FlopCounterMode" in text and "64x64" in text and "Fabricated CPU" in text
+        assert "FlopCounterMode" in text and "64x64" in text and ENV["device_name"] in text
     assert "RuntimeError: out of memory (fabricated)" in index
     assert "loss is NaN at step 12 (fabricated)" in index
-    assert "PyTorch 2.5.0" in index and "steps 200, batch_size 4, patch 64x64" in index
+    assert f"PyTorch {torch.__version__}" in index and "steps 200, batch_size 4, patch 64" in index
     for name in FIGURES:
         assert f"({name}.png)" in index
     for needle in (r"\toprule", r"\midrule", r"\bottomrule", r"better$^\dagger$", r"batch\_size"):
@@ -267,32 +279,60 @@ def test_deterministic(built, tmp_path):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
-def test_qualitative_with_ground_truth(built, tmp_path, monkeypatch):
-    root, _ = built
-
-    class Spec:
-        @staticmethod
-        def from_dict(d):
-            return d
-
-    class Data:
-        ids = IDS
-        images = [np.full((1, 16, 16), i / 12, np.float32) for i in range(12)]
-        masks = [np.eye(16, dtype=np.int64) for _ in range(12)]
-
-    monkeypatch.setattr(harness.data, "DataSpec", Spec, raising=False)
-    monkeypatch.setattr(harness.data, "load_dataset", lambda spec: Data(), raising=False)
-    out = build_report(root, tmp_path / "gt")
+def test_qualitative_draws_ground_truth_from_the_results_store(built):
+    _, out = built
     index = (out / "index.md").read_text()
     assert "(qualitative.png)" in index and "ground truth not shown" not in index
     assert (out / "qualitative.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_without_stored_samples_the_qualitative_figure_says_so(tmp_path):
+    root = make_results(tmp_path / "res", samples=False)
+    index = (build_report(root, tmp_path / "rep") / "index.md").read_text()
+    assert "(qualitative.png)" in index and "ground truth not shown" in index
+
+
+def test_samples_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [rng.random((3, 5, 7), dtype=np.float32) for _ in range(2)]
+    masks = [rng.integers(0, 3, (5, 7)), np.full((5, 7), 255)]
+    records.write_samples(tmp_path, "k", ["a", "b"], images, masks)
+    back = records.read_samples(tmp_path, "k")
+    assert list(back) == ["a", "b"]
+    for (image, mask), (im, mk) in zip(back.values(), zip(images, masks)):
+        assert np.abs(image - im).max() <= 0.5 / 255 + 1e-7  # 8-bit for display
+        np.testing.assert_array_equal(mask, mk)
+    assert records.read_samples(tmp_path, "other") == {}
+
+
+def test_the_report_never_loads_a_data_set(built, tmp_path):
+    """Built in a fresh process, the report reads the results store only: harness.data is
+    never imported (so a report built elsewhere, or after the data moved, is the same)."""
+    root, _ = built
+    code = ("import sys; from harness.report import build_report; "
+            f"build_report({str(root)!r}, {str(tmp_path / 'r')!r}); "
+            "assert not any(m == 'harness.data' or m.startswith('harness.data.') for m in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+
+
+def test_only_records_the_runner_writes_are_accepted(built, tmp_path):
+    root, _ = built
+    rec = load_records(root)[0]
+    assert records.check_record(rec, "x") is rec
+    for change, needle in [({"schema": 1}, "schema 1"), ({"variant": 3}, "variant is 3"),
+                           ({"status": "done"}, "status 'done'")]:
+        with pytest.raises(ValueError, match=needle):
+            records.check_record({**rec, **change}, "x")
+    for key in ("traceback", "env", "forms"):
+        with pytest.raises(ValueError, match=f"{key} is missing"):
+            records.check_record({k: v for k, v in rec.items() if k != key}, "x")
+
+
 def test_no_deep_supervision_figure_without_heads(tmp_path):
     root = tmp_path / "res"
     for s in range(2):
-        r = record("baseline", s, [form("mean", baseline_counts(s), s, 2e9)])
-        write_json_atomic(root / "runs" / f"{r['key']}.json", r)
+        records.write_record(root, record("baseline", s, [form("mean", baseline_counts(s), s, 2e9)]))
     out = build_report(root, tmp_path / "rep")  # no sweep.json: the report still works
     assert not (out / "deep_supervision.pdf").exists()
     assert "no variant has pruned heads" in (out / "index.md").read_text()
