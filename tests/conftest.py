@@ -1,10 +1,12 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # seed_reference
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -18,3 +20,33 @@ def _data_cache(tmp_path_factory):
         os.environ.pop("UNET_ABLATE_CACHE", None)
     else:
         os.environ["UNET_ABLATE_CACHE"] = old
+
+
+def _snapshot(path: Path):
+    """Every file below ``path`` with its size and modification time (None: no such path)."""
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(path.rglob("*"))
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+
+
+@pytest.fixture
+def fails_cleanly():
+    """``fails_cleanly(*args, names=[...], untouched=[paths])`` runs ``python -m harness
+    ARGS`` and asserts that it fails as every user error must: exit status 2, one line
+    ``unet-ablate: error: ...`` on stderr naming each of ``names``, no traceback, and
+    nothing written under any of ``untouched`` (paths that did not exist still do not)."""
+    def check(*args, names=(), untouched=()) -> str:
+        before = {Path(p): _snapshot(Path(p)) for p in untouched}
+        r = subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=ROOT,
+                           capture_output=True, text=True)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("unet-ablate: error: ") and r.stderr.count("\n") == 1, r.stderr
+        assert "Traceback" not in r.stderr
+        for name in names:
+            assert str(name) in r.stderr, r.stderr
+        for path, snapshot in before.items():
+            assert _snapshot(path) == snapshot, f"{path} was written"
+        return r.stderr
+
+    return check

@@ -1,16 +1,11 @@
 """The command line as a user runs it: list, profile, and one-line errors with exit 2."""
 import json
-import subprocess
-import sys
+import logging
 
 import pytest
 
 import variants
 from harness.cli import main
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True)
 
 
 def test_list_json_has_every_preset(capsys):
@@ -48,8 +43,17 @@ def test_profile_human_readable(capsys):
     (["profile", "unet-crop", "--size", "64", "64"], "smallest valid input size is 188"),
     (["profile", "unet-vgg16-d6"], "depth"),
 ])
-def test_user_errors_are_one_line_exit_2(args, needle):
-    r = run_cli(*args)
-    assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and needle in r.stderr
-    assert "Traceback" not in r.stderr
+def test_user_errors_are_one_line_exit_2(fails_cleanly, args, needle):
+    fails_cleanly(*args, names=[needle])
+
+
+def test_diagnostics_go_through_the_logger_and_its_levels(capsys):
+    """-v shows debug diagnostics, -q leaves warnings only; results stay on stdout."""
+    log = logging.getLogger("unet_ablate")
+    for flags, level in ([], logging.INFO), (["-v"], logging.DEBUG), (["-q"], logging.WARNING):
+        assert main([*flags, "list", "--json"]) == 0
+        assert log.level == level
+        log.info("a diagnostic")
+        out, err = capsys.readouterr()
+        json.loads(out)  # stdout holds the result only
+        assert ("unet-ablate: a diagnostic" in err) == (level <= logging.INFO)

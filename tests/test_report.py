@@ -353,14 +353,25 @@ def test_cli(built, tmp_path):
     assert (tmp_path / "cli" / "table.md").is_file()
 
 
-def test_cli_missing_folder_exits_2(tmp_path):
-    r = run_cli(tmp_path / "missing")
-    assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and "missing" in r.stderr and "Traceback" not in r.stderr
+def test_cli_missing_folder_exits_2(fails_cleanly, tmp_path):
+    fails_cleanly("report", tmp_path / "missing", "--out", tmp_path / "rep", names=["missing"],
+                  untouched=[tmp_path / "rep"])
 
 
-def test_cli_folder_without_records_exits_2(tmp_path, capsys):
+def test_cli_folder_without_records_exits_2(fails_cleanly, tmp_path, capsys):
     (tmp_path / "runs").mkdir()
-    assert main(["report", str(tmp_path)]) == 2  # same entry point as `python -m harness`
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no run records" in err
+    fails_cleanly("report", tmp_path, "--out", tmp_path / "rep", names=["no run records"],
+                  untouched=[tmp_path / "rep"])
+    assert main(["report", str(tmp_path)]) == 2  # the same entry point in-process
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_record_of_another_schema_exits_2(fails_cleanly, built, tmp_path):
+    import shutil
+
+    root, _ = built
+    copy = shutil.copytree(root, tmp_path / "old")
+    path = next((copy / "runs").glob("*.json"))
+    path.write_text(path.read_text().replace('"schema": 2', '"schema": 1'))
+    fails_cleanly("report", copy, "--out", tmp_path / "rep", names=[path.name, "schema 1"],
+                  untouched=[tmp_path / "rep", copy])
