@@ -1,0 +1,19 @@
+"""HOW the variants are compared: data, training, scoring, measurement, sweeps, the results
+store, reports and the command line. One owner per concept:
+
+  protocol   RunSpec = arch + data + protocol + measure + seed; its key
+  choices    registries by name: optimizers, schedules, losses, precisions
+  config     the one rule for reading config tables (unknown keys, integers, numbers)
+  fileio     the atomic writer and the canonical-JSON key
+  data/      DataSpec, built-in and folder data sets, the seeded split
+  train      ``fit``: patches, loss, optimizer, schedule, model selection
+  evaluate   whole-image prediction (overlap-tile) and per-image confusion counts
+  metrics    Dice / IoU from counts; ``IGNORE``
+  cost       parameters, MACs (FlopCounterMode, thop cross-check); the MAC convention
+  measure    throughput, latency, memory and the environment
+  records    the run record (schema, build, validate, read), sweep.json, samples, runs.csv
+  runner     ``run_one`` and ``run_sweep`` (resumable)
+  sweep      sweep files (TOML) expanded into variants
+  report/    tables and figures from a results folder (reads ``records`` only)
+  cli        ``unet-ablate list | profile | run | report``, logging, the console summary
+"""

@@ -1,5 +1,5 @@
-"""Faithful transcriptions of the seed networks (../shared/seeds/), the reference that
-the presets are checked against. Only the evident bugs named in DESIGN.md are fixed:
+"""Faithful transcriptions of the seed networks (the code of the seed documents), the reference that
+the presets are checked against. Only the evident bugs named in variants/presets.py are fixed:
 seed 000 registers its blocks in ``__init__`` with one BatchNorm per conv and returns
 logits; nothing else is changed (seed 002 keeps its activation-free decoder, which has
 no parameters to count)."""

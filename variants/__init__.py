@@ -1,4 +1,13 @@
-"""The U-Net family compared by the harness: specs, models, presets and size helpers.
+"""WHAT is compared: the U-Net family, its specs, presets and size helpers.
+
+  spec            ArchSpec (one field per axis) and SmpSpec; names and dicts both ways
+  blocks          named parts; ACTIVATIONS, NORMS and UPSAMPLING registries
+  unet            UNet and NestedUNet (UNet++, deep supervision, pruned forms); TOPOLOGIES
+  sizes           crop-mode output and input sizes
+  smp_baselines   segmentation-models-pytorch baselines (no downloaded weights)
+  weights         weights from a local file only
+  presets         the seed networks and baselines by name
+  build           ``build(spec)``: the one way from a spec to a model that returns logits
 
 ``variants`` never imports ``harness``.
 """
