@@ -253,3 +253,17 @@ def test_two_variants_with_one_spec_are_refused(fails_cleanly, tmp_path):
                      '[variants]\nbaseline = "unet-w4-d2"\n[variants.explicit]\nagain = "unet-w4-d2"\n')
     fails_cleanly("run", sweep, "--out", tmp_path / "o", names=["'baseline' and 'again' have the same spec"],
                   untouched=[tmp_path / "o"])
+
+
+def test_override_returns_a_new_sweep_and_leaves_the_loaded_one():
+    import dataclasses
+
+    from harness.sweep import override
+
+    sweep = load_sweep("smoke")
+    new = override(sweep, seeds=1, steps=2, variant_labels=["skip=crop"])
+    assert new.seeds == (0,) and new.protocol.steps == 2 and new.protocol.eval_every == 2
+    assert [v.label for v in new.variants] == ["baseline", "skip=crop"]
+    assert sweep == load_sweep("smoke")  # unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sweep.seeds = (0,)

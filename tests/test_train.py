@@ -38,3 +38,34 @@ def test_training_context_is_mirrored_as_in_evaluation():
     n, m = sampler.n, sampler.m
     evaluated = mirror_pad(torch.from_numpy(image)[None], m, m, m, m)[0].numpy()
     np.testing.assert_array_equal(sampler.images[0][:, :n, :n], evaluated[:, :n, :n])
+
+
+@pytest.mark.parametrize("num_classes", [2, 4])
+def test_every_registered_choice_validates_and_builds(num_classes):
+    """A name that a protocol accepts is a name that training can build: one registry each."""
+    from harness.choices import LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES, lr_factor, resolve_precision
+    from harness.protocol import Protocol
+
+    model = variants.build(variants.ArchSpec(width=2, depth=1, in_channels=1,
+                                             classes=1 if num_classes == 2 else num_classes))
+    x = torch.randn(2, 1, 8, 8)
+    target = torch.randint(0, num_classes, (2, 8, 8))
+    target[0, 0, 0] = IGNORE
+    for name in OPTIMIZERS:
+        p = Protocol(optimizer=name)
+        assert isinstance(OPTIMIZERS[p.optimizer](p, model.parameters()), torch.optim.Optimizer)
+    for name in LOSSES:
+        loss = LOSSES[Protocol(loss=name).loss](num_classes)(model(x), target)
+        assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    for name in SCHEDULES:
+        p = Protocol(schedule=name, steps=10, warmup=2)
+        assert lr_factor(p, 0) == 0.5 and lr_factor(p, 2) == 1.0  # warm-up, then the schedule at t=0
+    for name in PRECISIONS:  # on CPU every precision resolves to float32 and a null context
+        prec = resolve_precision(Protocol(amp=name).amp, torch.device("cpu"))
+        with prec.amp():
+            assert prec.dtype == "float32" and not torch.is_autocast_enabled()
+    registries = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "amp": PRECISIONS}
+    for field, bad in [("optimizer", "lion"), ("schedule", "step"), ("loss", "focal"), ("amp", "fp8")]:
+        expected = " | ".join(registries[field]).replace("+", r"\+")
+        with pytest.raises(ValueError, match=f"protocol.{field}: expected {expected}, got '{bad}'"):
+            Protocol(**{field: bad})
