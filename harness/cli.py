@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import variants
+from .data.spec import LAYOUTS
+from .protocol import DEVICES
 
 log = logging.getLogger("unet_ablate")
 
@@ -74,7 +76,6 @@ def summary_text(df) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .records import runs_frame
     from .runner import run_sweep
     from .sweep import load_sweep, override
 
@@ -82,8 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
                      args.device)
     out = Path(args.out or Path("results") / sweep.name)
-    df = runs_frame(run_sweep(sweep, out, retry_failed=args.retry_failed,
-                              progress=not (args.no_progress or args.quiet)))
+    df = run_sweep(sweep, out, retry_failed=args.retry_failed, progress=not (args.no_progress or args.quiet))
     print(summary_text(df))
     n_bad = int((df.drop_duplicates("key").status != "ok").sum())
     print(f"\n{df.key.nunique()} runs ({n_bad} not ok) in {out}/runs, table {out}/runs.csv")
@@ -108,8 +108,10 @@ def _size(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unet-ablate", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="more diagnostics on stderr")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="debug diagnostics on stderr (each run's key, "
+                                                                   "device, precision and time)")
+    loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("list", help="list the presets and their specs")
@@ -127,11 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("run", help="train, evaluate and measure every variant of a sweep (resumable)")
     q.add_argument("sweep", help="a sweep preset (smoke, cpu, gpu) or a TOML file")
     q.add_argument("--data", metavar="DIR", help="your own folder of images and masks")
-    q.add_argument("--layout", choices=["auto", "pairs", "isbi", "voc"], help="folder layout (default auto)")
+    q.add_argument("--layout", choices=LAYOUTS, help="folder layout (default auto)")
     q.add_argument("--variants", metavar="A,B", help="only these variant labels (or spec names), plus the baseline")
     q.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
     q.add_argument("--steps", type=int, metavar="N", help="training steps per run")
-    q.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    q.add_argument("--device", choices=DEVICES)
     q.add_argument("--out", metavar="DIR", help="default: results/<sweep name>")
     q.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")

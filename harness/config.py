@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping
 
+from variants.spec import is_int  # the same integer rule as the architecture specs
+
 
 def check_keys(table: Any, known: Iterable[str], where: str) -> None:
     """A mapping whose keys are all in ``known``; ``where`` prefixes the key in errors."""
@@ -30,10 +32,6 @@ def from_table(cls, table: Any, where: str):
 
 def _fail(key: str, expected: str, value: Any):
     raise ValueError(f"{key}: expected {expected}, got {value!r}")
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def integer(key: str, value: Any, minimum: int) -> int:

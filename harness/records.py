@@ -67,14 +67,27 @@ CSV_COLUMNS = [
     *COST_COLUMNS, "train_img_s", "peak_mem_mb", "steps", "best_step", "best_val_dice", "time_s",
     "device_name", "threads", "arch", "key", "error",
 ]
-# key -> allowed types of a record's top level (None: the value may be null)
-_TOP = {"key": (str,), "sweep": (str,), "variant": (str,), "factor": (str, None),
+NULL = type(None)
+# key -> allowed types of a record's top level
+_TOP = {"key": (str,), "sweep": (str,), "variant": (str,), "factor": (str, NULL),
         "is_baseline": (bool,), "seed": (int,), "spec": (dict,), "status": (str,),
-        "error": (str, None), "traceback": (str, None), "started": (str,),
-        "finished": (str, None), "time_s": (float, int, None), "data": (dict,),
-        "train": (dict, None), "forms": (list,), "env": (dict,)}
-_SPEC = ("arch", "data", "protocol", "measure", "seed")
-_FORM = ("form", "counts", "metrics", "cost", "predictions")
+        "error": (str, NULL), "traceback": (str, NULL), "started": (str,),
+        "finished": (str, NULL), "time_s": (float, int, NULL), "data": (dict,),
+        "train": (dict, NULL), "forms": (list,), "env": (dict,)}
+# the keys every nested section holds (path -> keys)
+_SECTIONS = {
+    "spec": ("arch", "data", "protocol", "measure", "seed"),
+    "data": ("name", "key", "layout", "root", "n_images", "num_classes", "class_values",
+             "in_channels", "split_sizes", "split_ids", "image_size"),
+    "env": ("device", "device_name", "threads", "cpu_count", "dtype", "memory_format", "python",
+            "torch", "torchvision", "smp", "numpy", "platform", "git_commit"),
+    "train": TRAIN_KEYS,
+}
+_FORM = {"form": (), "counts": ("classes", "fields", "images", "values"),
+         "metrics": ("dice", "iou", "dice_global", "iou_global", "fpr_empty", "n_empty", "n_images"),
+         "cost": ("params", "macs", "macs_size", "input_size", "infer_img_s", "infer_img_s_iqr",
+                  "infer_batch", "latency_ms", "latency_ms_iqr", "peak_mem_mb"),
+         "predictions": ("ids", "shapes", "data")}
 
 
 def _now() -> str:
@@ -91,11 +104,14 @@ class Labels:
     factor: str | None = None
     is_baseline: bool = False
 
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 def new_record(rs, labels: Labels, data: dict, env: dict) -> dict:
     """The record of a run that is starting: status ``failed`` until ``end`` says otherwise,
     so that a run that dies half-way is never recorded as ok."""
-    return {"schema": SCHEMA, "key": rs.key, **dataclasses.asdict(labels), "seed": rs.seed,
+    return {"schema": SCHEMA, "key": rs.key, **labels.as_dict(), "seed": rs.seed,
             "spec": rs.to_dict(), "status": "failed", "error": None, "traceback": None,
             "started": _now(), "finished": None, "time_s": None, "data": data, "train": None,
             "forms": [], "env": env}
@@ -133,9 +149,16 @@ def end(record: dict, started: float, finished: float, status: str, error: str |
 # --------------------------------------------------------------------------- reading
 
 def _is(value, types: tuple) -> bool:
-    if value is None or isinstance(value, bool):  # bool is an int to isinstance
-        return type(value) in types or (value is None and None in types)
-    return isinstance(value, tuple(t for t in types if t is not None))
+    """isinstance, except that a bool is not an int here."""
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+def _problem(section, keys) -> str | None:
+    """What is wrong with a nested table that must hold ``keys``: None when nothing."""
+    if not isinstance(section, dict):
+        return " is not a table"
+    key = next((k for k in keys if k not in section), None)
+    return None if key is None else f".{key} is missing"
 
 
 def check_record(rec, where: str) -> dict:
@@ -154,13 +177,15 @@ def check_record(rec, where: str) -> dict:
             bad(f"{key} is {rec[key]!r}")
     if rec["status"] not in STATUSES:
         bad(f"status {rec['status']!r} (expected {', '.join(STATUSES)})")
-    for key in _SPEC:
-        if key not in rec["spec"]:
-            bad(f"spec.{key} is missing")
+    for name, keys in _SECTIONS.items():
+        if rec[name] is not None and (problem := _problem(rec[name], keys)):
+            bad(name + problem)
     for i, f in enumerate(rec["forms"]):
-        missing = [k for k in _FORM if k not in f]
-        if missing:
-            bad(f"forms[{i}].{missing[0]} is missing")
+        if problem := _problem(f, _FORM):
+            bad(f"forms[{i}]{problem}")
+        for name, keys in _FORM.items():
+            if keys and (problem := _problem(f[name], keys)):
+                bad(f"forms[{i}].{name}{problem}")
     return rec
 
 
@@ -172,7 +197,7 @@ def read_record(path: Path) -> dict:
     """One record; a file that is not readable JSON or not a record is a one-line ValueError."""
     try:
         rec = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a readable run record ({e.__class__.__name__})") from None
     return check_record(rec, str(path))
 
@@ -183,15 +208,24 @@ def write_record(results: Path, record: dict) -> Path:
     return path
 
 
-def load_records(results: str | Path) -> list[dict]:
-    """Every record under ``<results>/runs/``, sorted by variant, seed and key."""
+def load_records(results: str | Path, keys=None) -> list[dict]:
+    """The records under ``<results>/runs/`` (only those of ``keys`` when given), sorted by
+    variant, seed and key."""
     runs = Path(results) / "runs"
     if not runs.is_dir():
         raise ValueError(f"{results}: no runs/ folder (expected the output folder of `unet-ablate run`)")
-    out = [read_record(p) for p in sorted(runs.glob("*.json"))]
+    paths = sorted(runs.glob("*.json"))
+    if keys is not None:
+        paths = [p for p in paths if p.stem in set(keys)]
+    out = [read_record(p) for p in paths]
     if not out:
-        raise ValueError(f"{runs}: no run records")
+        raise ValueError(f"{runs}: no run records" + (" of the sweep in sweep.json" if keys is not None else ""))
     return sorted(out, key=lambda r: (r["variant"], r["seed"], r["key"]))
+
+
+def stray_records(results: str | Path, keys) -> list[str]:
+    """Record files in ``<results>/runs/`` that are not runs of ``keys`` (another sweep's)."""
+    return [p.name for p in sorted((Path(results) / "runs").glob("*.json")) if p.stem not in set(keys)]
 
 
 def find_form(record: dict, form: str) -> dict | None:
@@ -223,7 +257,7 @@ def predicted_maps(form: dict) -> dict[str, np.ndarray]:
 
 
 def history(record: dict) -> list[dict]:
-    return (record["train"] or {}).get("history") or []
+    return record["train"]["history"] if record["train"] else []
 
 
 def encode_map(a: np.ndarray) -> str:
@@ -238,15 +272,13 @@ def decode_map(data: str, shape) -> np.ndarray:
 
 def rows(record: dict) -> list[dict]:
     """The tidy rows of one record: one per inference form (one row if it has none)."""
-    train = record["train"] or {}
+    train = record["train"] or dict.fromkeys(TRAIN_KEYS)  # null: the run failed before training
     env = record["env"]
     base = {
         "sweep": record["sweep"], "variant": record["variant"], "seed": record["seed"],
         "status": record["status"], "factor": record["factor"], "is_baseline": record["is_baseline"],
-        "train_img_s": train.get("train_img_s"), "peak_mem_mb": train.get("peak_mem_mb"),
-        "steps": train.get("steps"), "best_step": train.get("best_step"),
-        "best_val_dice": train.get("best_val_dice"), "time_s": record["time_s"],
-        "device_name": env.get("device_name"), "threads": env.get("threads"),
+        **{k: train[k] for k in ("train_img_s", "peak_mem_mb", "steps", "best_step", "best_val_dice")},
+        "time_s": record["time_s"], "device_name": env["device_name"], "threads": env["threads"],
         "arch": variants.from_dict(record["spec"]["arch"]).name, "key": record["key"],
         "error": record["error"],
     }
@@ -255,16 +287,24 @@ def rows(record: dict) -> list[dict]:
     out = []
     for f in record["forms"]:
         cost = f["cost"]
-        row = {**base, "form": f["form"], **f["metrics"], **{k: cost.get(k) for k in COST_COLUMNS}}
-        if cost.get("peak_mem_mb") is not None:
+        row = {**base, "form": f["form"], **f["metrics"], **{k: cost[k] for k in COST_COLUMNS}}
+        if cost["peak_mem_mb"] is not None:
             row["peak_mem_mb"] = max(cost["peak_mem_mb"], row["peak_mem_mb"] or 0)
         out.append(row)
     return out
 
 
+def form_key(form: str) -> tuple:
+    """Sort order of inference forms: "mean" first, then L1..L4."""
+    return (form != "mean", str(form))
+
+
 def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """The tidy table: one row per run and form, with every measured column."""
-    df = pd.DataFrame([r for rec in records for r in rows(rec)])
+    """The tidy table: one row per run and form, with every measured column, ordered by
+    variant, form, seed and key."""
+    table = sorted((r for rec in records for r in rows(rec)),
+                   key=lambda r: (r["variant"], form_key(r["form"]), r["seed"], r["key"]))
+    df = pd.DataFrame(table)
     for c in CSV_COLUMNS:
         if c not in df:
             df[c] = np.nan
@@ -338,6 +378,10 @@ def read_samples(results: Path, data_key: str) -> dict[str, tuple[np.ndarray, np
     path = _samples_path(results, data_key)
     if not path.is_file():
         return {}
-    with np.load(path) as z:
-        return {str(i): (z[f"image{k}"].astype(np.float32) / 255, z[f"mask{k}"].astype(np.int64))
-                for k, i in enumerate(z["ids"])}
+    try:
+        with np.load(path) as z:
+            return {str(i): (z[f"image{k}"].astype(np.float32) / 255, z[f"mask{k}"].astype(np.int64))
+                    for k, i in enumerate(z["ids"])}
+    except (OSError, ValueError, KeyError, zlib.error) as e:
+        raise ValueError(f"{path}: not a samples file written by `unet-ablate run` "
+                         f"({e.__class__.__name__})") from None

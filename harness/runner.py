@@ -55,16 +55,18 @@ def _form_model(model, spec, form: str, channels_last: bool):
 def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: bool = False) -> dict:
     """Train, score on the test split once, and measure one run. Never raises for a run
     that fails: the exception text goes into the record with status ``failed``."""
-    spec = variants.parse(rs.arch)
-    labels = labels or records.Labels(sweep="", variant=spec.name)
+    labels = labels or records.Labels(sweep="", variant=rs.key)  # a run outside any sweep
     device = resolve_device(rs.measure.device)
     p = rs.protocol
     precision = resolve_precision(p.amp, device)
     torch.set_num_threads(rs.measure.threads)
     record = records.new_record(rs, labels, data.summary(),
                                 environment(device, rs.measure.threads, precision.dtype, p.channels_last))
+    log.debug("run %s: %s seed %s on %s (%s, %d threads)", rs.key, labels.variant, rs.seed, device,
+              precision.dtype, rs.measure.threads)
     t0 = time.perf_counter()
     try:
+        spec = variants.parse(rs.arch)
         torch.manual_seed(rs.seed)
         model = variants.build(spec).to(device)
         if p.channels_last:
@@ -90,6 +92,7 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
                              foreground_classes(data.num_classes), test_ids, cost, preds,
                              keep=rs.measure.keep_predictions)
         records.end(record, t0, time.perf_counter(), "ok")
+        log.debug("run %s: ok in %.1f s", rs.key, record["time_s"])
     except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on (OOM included)
         records.end(record, t0, time.perf_counter(), "failed",
                     f"{e.__class__.__name__}: {e}".splitlines()[0], traceback.format_exc(limit=-8))
@@ -139,8 +142,8 @@ def _existing(path: Path) -> dict | None:
         return None
 
 
-def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True) -> list[dict]:
-    """Run what has no record yet; returns the records of every run of the sweep."""
+def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True):
+    """Run what has no record yet; returns the tidy frame (runs.csv) of every run of the sweep."""
     data = load_dataset(sweep.data)      # bad data: a one-line DataError before anything is written
     check_sizes(sweep, data)
     runs = plan(sweep, data)
@@ -156,7 +159,7 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     for rs, labels in runs:
         rec = _existing(records.record_path(out, rs.key))
         if rec is not None and not (retry_failed and rec["status"] == "failed"):
-            done.append({**rec, **vars(labels)})  # labels are the sweep's, not the file's
+            done.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
         else:
             todo.append((rs, labels))
     if done:
@@ -171,5 +174,5 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
                 bar.set_postfix_str(f"{labels.variant} s{rs.seed}: {rec['status']}")
             if rec["status"] != "ok":
                 log.warning("%s seed %s: %s: %s", labels.variant, rs.seed, rec["status"], rec["error"])
-    records.write_runs_csv(out, done)
-    return done
+    log.debug("%d runs done, %d of them now", len(done), len(todo))
+    return records.write_runs_csv(out, done)

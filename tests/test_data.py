@@ -100,18 +100,18 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*"))
 
 
-def _check_dataset(ds: Dataset) -> None:
-    assert len(ds.images) == len(ds.masks) == len(ds.ids) == len(ds.paths)
-    for image, mask in zip(ds.images, ds.masks):
-        assert image.dtype == np.float32 and image.ndim == 3 and image.shape[0] == ds.in_channels
+def _check_dataset(data: Dataset) -> None:
+    assert len(data.images) == len(data.masks) == len(data.ids) == len(data.paths)
+    for image, mask in zip(data.images, data.masks):
+        assert image.dtype == np.float32 and image.ndim == 3 and image.shape[0] == data.in_channels
         assert 0.0 <= image.min() and image.max() <= 1.0
         assert mask.dtype == np.int64 and mask.shape == image.shape[1:]
         valid = mask[mask != 255]
-        assert valid.min() >= 0 and valid.max() < ds.num_classes
-    everything = sorted(i for split in ds.splits.values() for i in split)
-    assert everything == list(range(len(ds.images)))  # disjoint and covering
-    assert all(ds.splits[name] for name in ("train", "val", "test"))
-    json.dumps(ds.summary())
+        assert valid.min() >= 0 and valid.max() < data.num_classes
+    everything = sorted(i for split in data.splits.values() for i in split)
+    assert everything == list(range(len(data.images)))  # disjoint and covering
+    assert all(data.splits[name] for name in ("train", "val", "test"))
+    json.dumps(data.summary())
 
 
 # ----------------------------------------------------------------------------- spec
@@ -164,29 +164,29 @@ def test_synthetic_odd_and_small_sizes(name, size):
 
 
 def test_membranes(tmp_path):
-    ds = load_dataset(DataSpec("membranes", n_images=24, size=64, seed=0), cache_dir=str(tmp_path))
-    _check_dataset(ds)
-    assert ds.in_channels == 1 and ds.num_classes == 2 and ds.class_values == [0, 1]
-    assert ds.images[0].shape == (1, 64, 64)
-    assert ds.ids[7] == "membranes/0007" and ds.paths[7] is None and ds.layout == "synthetic"
-    fractions = np.array([(m == 0).mean() for m in ds.masks])  # 0 = membrane (ISBI convention)
+    data = load_dataset(DataSpec("membranes", n_images=24, size=64, seed=0), cache_dir=str(tmp_path))
+    _check_dataset(data)
+    assert data.in_channels == 1 and data.num_classes == 2 and data.class_values == [0, 1]
+    assert data.images[0].shape == (1, 64, 64)
+    assert data.ids[7] == "membranes/0007" and data.paths[7] is None and data.layout == "synthetic"
+    fractions = np.array([(m == 0).mean() for m in data.masks])  # 0 = membrane (ISBI convention)
     assert 0.12 <= fractions.mean() <= 0.32
     assert fractions.min() > 0.05 and fractions.max() < 0.40
     # not a thresholding task: the darkest pixels are not all membrane
-    images = np.stack(ds.images)[:, 0]
-    masks = np.stack(ds.masks) == 0
+    images = np.stack(data.images)[:, 0]
+    masks = np.stack(data.masks) == 0
     dark = images < np.quantile(images, fractions.mean())
     assert 2 * (dark & masks).sum() / (dark.sum() + masks.sum()) < 0.9
 
 
 def test_shapes(tmp_path):
-    ds = load_dataset(DataSpec("shapes", n_images=40, size=48, seed=0), cache_dir=str(tmp_path))
-    _check_dataset(ds)
-    assert ds.in_channels == 3 and ds.num_classes == 4 and ds.class_values == [0, 1, 2, 3]
-    assert ds.images[0].shape == (3, 48, 48)
-    empty = [m.max() == 0 for m in ds.masks]
+    data = load_dataset(DataSpec("shapes", n_images=40, size=48, seed=0), cache_dir=str(tmp_path))
+    _check_dataset(data)
+    assert data.in_channels == 3 and data.num_classes == 4 and data.class_values == [0, 1, 2, 3]
+    assert data.images[0].shape == (3, 48, 48)
+    empty = [m.max() == 0 for m in data.masks]
     assert 1 <= sum(empty) <= 0.35 * len(empty)
-    assert set(np.unique(np.stack(ds.masks)).tolist()) == {0, 1, 2, 3}
+    assert set(np.unique(np.stack(data.masks)).tolist()) == {0, 1, 2, 3}
 
 
 def test_cache_file_is_written_and_reused(tmp_path, monkeypatch):
@@ -208,9 +208,9 @@ def test_cache_file_is_written_and_reused(tmp_path, monkeypatch):
 def test_damaged_cache_is_regenerated(tmp_path):
     spec = DataSpec("shapes", n_images=4, size=32)
     (tmp_path / f"{spec.key}.npz").write_bytes(b"not a zip file")
-    ds = load_dataset(spec, cache_dir=str(tmp_path))
+    data = load_dataset(spec, cache_dir=str(tmp_path))
     images, _ = synthetic.generate("shapes", 4, 32, 0)
-    assert np.array_equal(np.rint(np.stack(ds.images) * 255).astype(np.uint8), images)
+    assert np.array_equal(np.rint(np.stack(data.images) * 255).astype(np.uint8), images)
     with np.load(tmp_path / f"{spec.key}.npz") as cached:
         assert np.array_equal(cached["images"], images)
 
@@ -259,13 +259,13 @@ def test_split_fixed_by_data_seed(tmp_path):
 
 def test_pairs_layout_binary_0_255(tmp_path):
     root = _make_pairs(tmp_path, n=6, image_ext=".jpg", rgb=True)
-    ds = load_dataset(_folder_spec(root, layout="pairs"))
-    _check_dataset(ds)
-    assert ds.layout == "pairs" and ds.in_channels == 3
-    assert ds.num_classes == 2 and ds.class_values == [0, 255]
-    assert ds.ids == [f"img{i:02d}" for i in range(6)]
-    assert ds.paths[0].endswith("img00.jpg")
-    assert np.array_equal(ds.masks[2], (_binary_mask(seed=2) == 255).astype(np.int64))
+    data = load_dataset(_folder_spec(root, layout="pairs"))
+    _check_dataset(data)
+    assert data.layout == "pairs" and data.in_channels == 3
+    assert data.num_classes == 2 and data.class_values == [0, 255]
+    assert data.ids == [f"img{i:02d}" for i in range(6)]
+    assert data.paths[0].endswith("img00.jpg")
+    assert np.array_equal(data.masks[2], (_binary_mask(seed=2) == 255).astype(np.int64))
     assert load_dataset(_folder_spec(root)).layout == "pairs"  # auto
 
 
@@ -275,10 +275,10 @@ def test_pairs_multiclass_gray_and_16_bit(tmp_path):
         mask = np.zeros((20, 24), np.uint8)
         mask[:, :6], mask[:, 6:12], mask[:, 12:18] = 1, 2, 3
         _save(tmp_path / "masks" / f"a{i}.png", mask)
-    ds = load_dataset(_folder_spec(tmp_path))
-    _check_dataset(ds)
-    assert ds.in_channels == 1 and ds.num_classes == 4 and ds.class_values == [0, 1, 2, 3]
-    assert np.allclose(ds.images[1][0], _gray(seed=1) / 255.0, atol=1e-6)
+    data = load_dataset(_folder_spec(tmp_path))
+    _check_dataset(data)
+    assert data.in_channels == 1 and data.num_classes == 4 and data.class_values == [0, 1, 2, 3]
+    assert np.allclose(data.images[1][0], _gray(seed=1) / 255.0, atol=1e-6)
 
 
 def test_pairs_gray_rgb_mask_rgba_and_palette_images(tmp_path):
@@ -288,16 +288,16 @@ def test_pairs_gray_rgb_mask_rgba_and_palette_images(tmp_path):
     for stem in "abc":
         _save(tmp_path / "masks" / f"{stem}.png", np.stack([_binary_mask(high=1)] * 3, -1))  # gray RGB mask
     _save(tmp_path / "masks" / "orphan.png", _binary_mask())  # a mask without an image is ignored
-    ds = load_dataset(_folder_spec(tmp_path, layout="pairs"))
-    _check_dataset(ds)
-    assert ds.in_channels == 3 and ds.class_values == [0, 1] and ds.ids == ["a", "b", "c"]
+    data = load_dataset(_folder_spec(tmp_path, layout="pairs"))
+    _check_dataset(data)
+    assert data.in_channels == 3 and data.class_values == [0, 1] and data.ids == ["a", "b", "c"]
 
 
 def test_isbi_layout(tmp_path):
     root = _make_pairs(tmp_path, n=5, image_dir="image", mask_dir="label")
-    ds = load_dataset(_folder_spec(root, layout="isbi"))
-    _check_dataset(ds)
-    assert ds.layout == "isbi" and ds.in_channels == 1 and ds.class_values == [0, 255]
+    data = load_dataset(_folder_spec(root, layout="isbi"))
+    _check_dataset(data)
+    assert data.layout == "isbi" and data.in_channels == 1 and data.class_values == [0, 255]
     assert load_dataset(_folder_spec(root)).layout == "isbi"
 
 
@@ -307,20 +307,20 @@ def test_isbi_train_subfolder(tmp_path):
     _save(root / "test" / "0.png", _gray())  # the seed's unlabelled test images
     for layout in ("isbi", "auto"):
         clear_memory_cache()
-        ds = load_dataset(_folder_spec(root, layout=layout))
-        assert ds.layout == "isbi" and len(ds.images) == 4
-        assert "train" in ds.paths[0]
+        data = load_dataset(_folder_spec(root, layout=layout))
+        assert data.layout == "isbi" and len(data.images) == 4
+        assert "train" in data.paths[0]
 
 
 def test_voc_layout_carves_test_from_val(tmp_path):
     root = _make_voc(tmp_path, n=8, class_ids=(1, 15))
-    ds = load_dataset(_folder_spec(root, layout="voc", seed=3))
-    _check_dataset(ds)
-    assert ds.layout == "voc" and ds.in_channels == 3
-    assert ds.class_values == [0, 1, 15] and ds.num_classes == 3
-    assert all((m == 255).sum() == 12 for m in ds.masks)  # ignore kept as 255
-    assert set(np.unique(ds.masks[1]).tolist()) == {0, 2, 255}  # palette index 15 -> class 2
-    split = ds.summary()["split_ids"]
+    data = load_dataset(_folder_spec(root, layout="voc", seed=3))
+    _check_dataset(data)
+    assert data.layout == "voc" and data.in_channels == 3
+    assert data.class_values == [0, 1, 15] and data.num_classes == 3
+    assert all((m == 255).sum() == 12 for m in data.masks)  # ignore kept as 255
+    assert set(np.unique(data.masks[1]).tolist()) == {0, 2, 255}  # palette index 15 -> class 2
+    split = data.summary()["split_ids"]
     assert split["train"] == ["2007_0000", "2007_0001", "2007_0002", "2007_0003"]
     assert len(split["val"]) == 2 and len(split["test"]) == 2
     assert sorted(split["val"] + split["test"]) == ["2007_0004", "2007_0005", "2007_0006", "2007_0007"]
@@ -330,10 +330,10 @@ def test_voc_layout_carves_test_from_val(tmp_path):
 
 def test_voc_layout_with_test_list(tmp_path):
     root = _make_voc(tmp_path, n=8, with_test=True)
-    ds = load_dataset(_folder_spec(root))
-    assert ds.layout == "voc" and ds.class_values == [0, 1, 2]
-    assert ds.summary()["split_ids"]["test"] == ["2007_0006", "2007_0007"]
-    assert ds.summary()["split_ids"]["val"] == ["2007_0004", "2007_0005"]
+    data = load_dataset(_folder_spec(root))
+    assert data.layout == "voc" and data.class_values == [0, 1, 2]
+    assert data.summary()["split_ids"]["test"] == ["2007_0006", "2007_0007"]
+    assert data.summary()["split_ids"]["val"] == ["2007_0004", "2007_0005"]
 
 
 def test_folder_cache_sees_changes(tmp_path):
@@ -437,10 +437,10 @@ def test_voc_errors(tmp_path):
 
 def test_check_min_size(tmp_path):
     root = _make_pairs(tmp_path, n=4)
-    ds = load_dataset(_folder_spec(root))
-    check_min_size(ds, 20, 24)
+    data = load_dataset(_folder_spec(root))
+    check_min_size(data, 20, 24)
     with pytest.raises(DataError) as info:
-        check_min_size(ds, 32, 32)
+        check_min_size(data, 32, 32)
     assert "img00.png" in str(info.value) and "20x24" in str(info.value) and "32x32" in str(info.value)
     synthetic_ds = load_dataset(DataSpec("shapes", n_images=3, size=32))
     with pytest.raises(DataError, match="shapes/0000"):
@@ -451,9 +451,9 @@ def test_cache_dir_unwritable_only_warns(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
     with caplog.at_level(logging.WARNING, logger="unet_ablate"):
-        ds = load_dataset(DataSpec("membranes", n_images=3, size=32), cache_dir=str(blocker / "sub"))
+        data = load_dataset(DataSpec("membranes", n_images=3, size=32), cache_dir=str(blocker / "sub"))
     assert "could not write the data cache" in caplog.text
-    assert len(ds.images) == 3
+    assert len(data.images) == 3
     assert os.listdir(tmp_path) == ["file"]
 
 

@@ -37,11 +37,11 @@ ENV = environment(torch.device("cpu"), 2, "float32", False)
 def data_section() -> dict:
     """The data section the runner writes: a Dataset's summary, with IDS as its test split."""
     ids = IDS + [f"trn{i:02d}" for i in range(56)] + [f"val{i:02d}" for i in range(12)]
-    ds = Dataset(images=[np.zeros((1, 16, 16), np.float32)] * 80, masks=[np.zeros((16, 16), np.int64)] * 80,
+    dataset = Dataset(images=[np.zeros((1, 16, 16), np.float32)] * 80, masks=[np.zeros((16, 16), np.int64)] * 80,
                  ids=ids, paths=[None] * 80, num_classes=2, class_values=[0, 1], in_channels=1,
                  splits={"test": list(range(12)), "train": list(range(12, 68)), "val": list(range(68, 80))},
                  spec=DATA, layout="synthetic")
-    return ds.summary()
+    return dataset.summary()
 
 
 DATA_SECTION = data_section()
@@ -77,11 +77,11 @@ def flaky_counts(seed: int) -> np.ndarray:
     return c
 
 
-def ds_counts(seed: int, head: int) -> np.ndarray:
-    """Head 4 (and the mean of heads) equals the baseline; shallower heads are worse."""
+def ds_counts(seed: int, k: int) -> np.ndarray:
+    """Form L4 (and the mean of heads) equals the baseline; shallower forms are worse."""
     c = baseline_counts(seed)
-    c[:11, 0, 2] += 4 - head
-    c[11, 0, 1] += 4 - head
+    c[:11, 0, 2] += 4 - k
+    c[11, 0, 1] += 4 - k
     c[..., 3] = PIXELS - c[..., :3].sum(-1)
     return c
 
@@ -335,7 +335,7 @@ def test_no_deep_supervision_figure_without_heads(tmp_path):
         records.write_record(root, record("baseline", s, [form("mean", baseline_counts(s), s, 2e9)]))
     out = build_report(root, tmp_path / "rep")  # no sweep.json: the report still works
     assert not (out / "deep_supervision.pdf").exists()
-    assert "no variant has pruned heads" in (out / "index.md").read_text()
+    assert "no variant has pruned forms" in (out / "index.md").read_text()
 
 
 # --------------------------------------------------------------------------- command line
@@ -364,6 +364,19 @@ def test_cli_folder_without_records_exits_2(fails_cleanly, tmp_path, capsys):
                   untouched=[tmp_path / "rep"])
     assert main(["report", str(tmp_path)]) == 2  # the same entry point in-process
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_records_of_another_sweep_are_left_out_with_a_note(built, tmp_path):
+    import shutil
+
+    root, out = built
+    copy = shutil.copytree(root, tmp_path / "mixed")
+    stray = record("baseline", 7, [form("mean", better_counts(0), 0, 2e9)])  # not in sweep.json
+    records.write_record(copy, stray)
+    rep = build_report(copy, tmp_path / "rep")
+    assert (rep / "table.csv").read_bytes() == (out / "table.csv").read_bytes()
+    assert f"are not runs of the sweep in sweep.json and were left out (e.g. {stray['key']}.json)" in \
+        (rep / "index.md").read_text()
 
 
 def test_cli_record_of_another_schema_exits_2(fails_cleanly, built, tmp_path):

@@ -81,13 +81,13 @@ def _tiny_run(arch, seed=0, **protocol):
 
 
 def test_same_spec_and_seed_give_identical_metrics():
-    ds = load_dataset(_tiny_data())
+    data = load_dataset(_tiny_data())
     arch = variants.ArchSpec(width=4, depth=2, in_channels=1)
-    a, b = (run_one(_tiny_run(arch), ds) for _ in range(2))
+    a, b = (run_one(_tiny_run(arch), data) for _ in range(2))
     assert a["status"] == b["status"] == "ok"
     assert a["forms"][0]["counts"] == b["forms"][0]["counts"]
     assert a["train"]["history"][-1]["loss"] == b["train"]["history"][-1]["loss"]
-    c = run_one(_tiny_run(arch, seed=1), ds)
+    c = run_one(_tiny_run(arch, seed=1), data)
     assert c["train"]["history"][-1]["loss"] != a["train"]["history"][-1]["loss"]
 
 
@@ -235,12 +235,12 @@ def test_shipped_sweeps_load_and_the_cpu_preset_covers_every_axis():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_run_with_bf16_and_cuda_event_timing():
-    ds = load_dataset(_tiny_data())
+    data = load_dataset(_tiny_data())
     arch = variants.ArchSpec(topology="unetpp", deep_supervision=True, width=4, depth=2, in_channels=1)
     rs = _tiny_run(arch, amp="bf16")
     rs = RunSpec(arch=rs.arch, data=rs.data, protocol=rs.protocol,
                  measure=Measure(size=(32, 32), batch_size=2, device="cuda", repeats=3), seed=0)
-    rec = run_one(rs, ds)
+    rec = run_one(rs, data)
     assert rec["status"] == "ok", rec["error"]
     assert rec["env"]["device"] == "cuda" and rec["env"]["dtype"] == "bfloat16"
     assert rec["train"]["peak_mem_mb"] > 0

@@ -162,10 +162,16 @@ class SmpSpec:
 Spec = Union[ArchSpec, SmpSpec]
 
 
+def is_int(value: Any) -> bool:
+    """The one integer rule of every spec and config table: an int, never a bool, a float
+    such as 3.0 or a text such as "3"."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_positive(spec: Any, *names: str) -> None:
     for n in names:
         v = getattr(spec, n)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"{n}: expected a positive integer, got {v!r}")
 
 

@@ -96,7 +96,7 @@ class NestedUNet(_Base):
 
     With deep supervision a 1x1 head sits on every X(0, j): training mode returns the list
     of head logits (all cropped to the last head's size in crop mode); inference returns
-    their mean ("accurate" mode). A spec with ``head="Lk"`` builds the "fast" mode: only
+    their mean ("accurate" mode). A spec with ``form="Lk"`` builds the "fast" mode: only
     the nodes with i + j <= k and head k, so that its cost is measured pruned; parameter
     names equal the full network's, see :meth:`pruned`.
     """

@@ -1,8 +1,8 @@
 """Data for the harness: built-in synthetic sets and your own folders, one split rule.
 
     from harness.data import DataSpec, load_dataset
-    ds = load_dataset(DataSpec("membranes", n_images=240, seed=0))
-    train_images, train_masks, train_ids = ds.subset("train")
+    data = load_dataset(DataSpec("membranes", n_images=240, seed=0))
+    train_images, train_masks, train_ids = data.subset("train")
 
 Images are float32 (C, H, W) in [0, 1]; masks int64 (H, W) with class indices
 0..num_classes-1 and 255 = ignore (voc only).  The split is fixed by the data seed.

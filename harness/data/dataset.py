@@ -96,11 +96,11 @@ class Dataset:
         }
 
 
-def check_min_size(ds: Dataset, min_h: int, min_w: int) -> None:
+def check_min_size(data: Dataset, min_h: int, min_w: int) -> None:
     """DataError naming the first image (file, else id) smaller than min_h x min_w."""
-    for i, image in enumerate(ds.images):
+    for i, image in enumerate(data.images):
         h, w = image.shape[-2:]
         if h < min_h or w < min_w:
             raise DataError(
-                f"image {ds.name_of(i)} is {h}x{w} (HxW), smaller than the required minimum {min_h}x{min_w}"
+                f"image {data.name_of(i)} is {h}x{w} (HxW), smaller than the required minimum {min_h}x{min_w}"
             )

@@ -14,7 +14,6 @@ Folder data is never written anywhere.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import write_atomic
+from ..fileio import canonical_json, write_atomic
 from . import synthetic
 from .dataset import Dataset, make_splits
 from .folders import plan_folder, read_folder
@@ -87,7 +86,7 @@ def _synthetic_dataset(spec: DataSpec, images_u8: np.ndarray, masks_u8: np.ndarr
 
 
 def _stamp(spec: DataSpec) -> str:
-    return json.dumps({"spec": spec.to_dict(), "version": GENERATOR_VERSION}, sort_keys=True)
+    return canonical_json({"spec": spec.to_dict(), "version": GENERATOR_VERSION})
 
 
 def _load_or_generate(spec: DataSpec, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,8 @@
 """What data a run uses: the `DataSpec`, and `DataError` for every data problem.
 
-A `DataSpec` is a small frozen value.  Its fields are normalised on construction
-(ints are ints, fractions are floats, a path-like root is a string), so that the
-same data set always has the same canonical JSON and therefore the same `key`.
+A `DataSpec` is a small frozen value.  Its fields are validated on construction
+(fractions become floats, a path-like root a string), so that the same data set
+always has the same canonical JSON and therefore the same `key`.
 
 Rules checked here (each violation is a one-line `DataError` naming the key), by the
 same rules as every other table (`harness.config`: integers are ints, never 3.0 or "3"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import load_records, read_plan, read_samples
+from ..records import load_records, read_plan, read_samples, stray_records
 from .describe import caption, methods
 from .figures import draw_figures
 from .index import write_index
@@ -29,13 +29,16 @@ def build_report(results_dir, out_dir=None) -> Path:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ValueError(f"{results_dir}: no such results folder")
-    records = load_records(results_dir)
     plan = read_plan(results_dir)
+    records = load_records(results_dir, plan.keys if plan else None)
+    notes = []
+    if plan and (stray := stray_records(results_dir, plan.keys)):
+        notes.append(f"{len(stray)} record(s) in {results_dir / 'runs'} are not runs of the sweep in "
+                     f"sweep.json and were left out (e.g. {stray[0]})")
     name = sweep_name(records, plan, results_dir)
     out = Path(out_dir) if out_dir is not None else Path("reports") / name
     out.mkdir(parents=True, exist_ok=True)
 
-    notes = []
     baseline = baseline_variant(records)
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
@@ -44,9 +47,7 @@ def build_report(results_dir, out_dir=None) -> Path:
     cap = caption(records, summary, name, baseline)
     write_tables(records, summary, cap, name, out)
 
-    samples = {}
-    for key in sorted({r["data"]["key"] for r in records}):
-        samples.update(read_samples(results_dir, key))
+    samples = {key: read_samples(results_dir, key) for key in sorted({r["data"]["key"] for r in records})}
     figures = draw_figures(records, summary, order, baseline, samples, out)
     for f in figures:  # a skipped figure leaves no stale file of an earlier build behind
         if not f.files:

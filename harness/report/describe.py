@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from ..cost import mac_convention as _mac_convention
+from ..cost import mac_convention
 from ..protocol import Protocol
 from .stats import ALPHA, N_RESAMPLES, natural_key
 
@@ -141,8 +141,9 @@ def macs_size_text(summary) -> str:
     return " / ".join(sizes) if sizes else "HxW"
 
 
-def mac_convention(summary) -> str:
-    return _mac_convention(f"one {macs_size_text(summary)} image")
+def mac_text(summary) -> str:
+    """The MAC convention, for the image size of the table."""
+    return mac_convention(f"one {macs_size_text(summary)} image")
 
 
 def caption(records: list[dict], summary, sweep_name: str, baseline: str | None) -> str:
@@ -150,7 +151,7 @@ def caption(records: list[dict], summary, sweep_name: str, baseline: str | None)
     base = f"Baseline: {baseline}" if baseline else "No baseline in the records (no Δ)"
     return (f"{sweep_name}. Data: {data_text(records)}. Protocol: {protocol_text(records)}. "
             f"Seeds: {seeds_text(records)} (mean ± std over ok seeds). "
-            f"Device: {device_text(records)}. {mac_convention(summary)}. {DICE_CONVENTION}. "
+            f"Device: {device_text(records)}. {mac_text(summary)}. {DICE_CONVENTION}. "
             f"{STATS_CONVENTION}. {base}.")
 
 
@@ -171,7 +172,7 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
         f"the test split. {DICE_CONVENTION}. Also reported: global Dice (counts pooled over "
         f"images), and the false-positive rate on images with an empty reference (only where "
         f"the test split has such images).\n\n"
-        f"**Cost.** Parameters; {mac_convention(summary)}; inference throughput (images/s, "
+        f"**Cost.** Parameters; {mac_text(summary)}; inference throughput (images/s, "
         f"median over seeds of each run's median of timed repeats after warm-up), latency at "
         f"batch 1 (ms, median over seeds), training throughput (images/s, median over seeds), "
         f"peak memory (MB, maximum over seeds, where measured).\n\n"

@@ -4,7 +4,7 @@
 2. ``ablation``         ΔDice vs the baseline with its 95% interval; filled = significant.
 3. ``curves``           validation Dice vs training step, mean over seeds, min-max band.
 4. ``qualitative``      up to 3 test images: input, ground truth, each variant's prediction.
-5. ``deep_supervision`` Dice and GMACs of the pruned heads L1..L4 and the mean of heads.
+5. ``deep_supervision`` Dice and GMACs of the pruned forms L1..L4 and the mean of heads.
 
 Paper conventions: widths 3.3 in (one column) or 7 in (two columns), 7-8 pt text,
 seaborn's colour-blind palette with ONE colour per variant in every figure (built once
@@ -53,7 +53,7 @@ FIGURES = {
     "ablation": "Difference to the baseline",
     "curves": "Validation curves",
     "qualitative": "Qualitative results",
-    "deep_supervision": "Deep supervision: pruned heads",
+    "deep_supervision": "Deep supervision: inference forms",
 }
 """The figures of the report in order: file name -> title."""
 
@@ -207,7 +207,7 @@ def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureR
     res.caption = (f"Test Dice (mean ± std over ok seeds) against MACs per {size} image and "
                    f"against inference throughput (median over seeds); the baseline is a square. "
                    f"The dashed line joins the Pareto-optimal variants (highest Dice for the "
-                   f"cost). Pruned deep-supervision heads are in the deep-supervision figure.")
+                   f"cost). Pruned deep-supervision forms are in the deep-supervision figure.")
     return res
 
 
@@ -302,7 +302,8 @@ def _short_label(text: str, narrow: bool) -> str:
 
 def qualitative(records: list[dict], order: list[str], baseline: str | None, samples: dict,
                 out_dir: Path, n_images: int = 3) -> FigureResult:
-    """``samples``: test image id -> (image, reference mask), as the results store keeps them."""
+    """``samples``: data key -> {test image id: (image, reference mask)}, as the results
+    store keeps them."""
     res = FigureResult("qualitative")
     picks = {}  # variant -> (record, mean form) of its lowest ok seed with predictions
     for v in order:
@@ -322,9 +323,11 @@ def qualitative(records: list[dict], order: list[str], baseline: str | None, sam
     ref = per_image_dice_by_id(records, baseline if baseline in picks else next(iter(picks)))
     ranked = sorted(common, key=lambda i: (ref.get(i, np.nan), i))
     chosen = sorted({ranked[0], ranked[len(ranked) // 2], ranked[-1]}, key=ranked.index)[:n_images]
-    truth = all(i in samples for i in chosen)
+    first_record = next(iter(picks.values()))[0]
+    truth_of = samples.get(first_record["data"]["key"], {})
+    truth = all(i in truth_of for i in chosen)
 
-    k = max(2, next(iter(picks.values()))[0]["data"]["num_classes"],
+    k = max(2, first_record["data"]["num_classes"],
             *(int(m[m != IGNORE].max(initial=0)) + 1 for p in preds.values() for m in p.values()))
     columns = (["Input", "Ground truth"] if truth else []) + list(picks)
     width = ONE_COL if len(columns) <= 3 else TWO_COL
@@ -343,9 +346,9 @@ def qualitative(records: list[dict], order: list[str], baseline: str | None, sam
             if row == 0:
                 ax.set_title(_short_label(name, narrow=len(columns) > 6), fontsize=LABEL_PT)
             if name == "Input" and truth:
-                _show_image(ax, samples[image_id][0])
+                _show_image(ax, truth_of[image_id][0])
             elif name == "Ground truth" and truth:
-                _show_map(ax, samples[image_id][1], k)
+                _show_map(ax, truth_of[image_id][1], k)
             else:
                 _show_map(ax, preds[name][image_id], k)
                 _, form = picks[name]
@@ -370,7 +373,7 @@ def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> Figu
     ds_variants = [v for v in dict.fromkeys(summary["variant"])
                    if (summary.loc[summary["variant"] == v, "form"] != "mean").any()]
     if not ds_variants:
-        res.note = "skipped: no variant has pruned heads (L1..L4)"
+        res.note = "skipped: no variant has pruned forms (L1..L4)"
         return res
     rows = summary[summary["variant"].isin(ds_variants)]
     forms = sorted(set(rows["form"]), key=lambda f: (f == "mean", f))
@@ -386,7 +389,7 @@ def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> Figu
     labels = ["mean of\nheads" if f == "mean" else f for f in forms]
     for ax in (ax_dice, ax_cost):
         ax.set_xticks(range(len(forms)), labels)
-        ax.set_xlabel("Inference form (pruned head, or mean of all heads)")
+        ax.set_xlabel("Inference form (pruned to head k, or mean of all heads)")
     ax_dice.set_ylabel("Dice (mean ± std over seeds)")
     ax_cost.set_ylabel(f"GMACs per {macs_size_text(summary)} image")
     ax_cost.legend(frameon=False, loc="best")

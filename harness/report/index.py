@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import write_text_atomic
+from ..fileio import write_text_atomic
 from .figures import FigureResult
 
 MAX_ERROR_LINES = 20

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from ..metrics import per_image_dice
-from ..records import counts_array, image_ids, ok_forms, runs_frame
+from ..records import counts_array, form_key, image_ids, ok_forms, runs_frame
 
 ALPHA = 0.05
 N_RESAMPLES = 2000
@@ -121,11 +121,6 @@ def natural_key(x) -> tuple:
     if isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)):
         return (0, float(x), "")
     return (1, 0.0, str(x))
-
-
-def form_key(form: str) -> tuple:
-    """Sort order of inference forms: "mean" first, then L1..L4."""
-    return (form != "mean", str(form))
 
 
 def baseline_variant(records: list[dict]) -> str | None:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..records import runs_frame, write_text_atomic
-from .stats import ALPHA, form_key, natural_key
+from ..fileio import write_text_atomic
+from ..records import runs_frame
+from .stats import ALPHA
 
 DASH = "—"
 TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -147,15 +148,6 @@ def latex(summary: pd.DataFrame, caption: str, label: str) -> str:
     ])
 
 
-def tidy_runs(records: list[dict]) -> pd.DataFrame:
-    """The runs frame in a deterministic order: variant, form, seed, key."""
-    frame = runs_frame(records)
-    order = sorted(range(len(frame)), key=lambda i: (
-        str(frame["variant"].iat[i]), form_key(frame["form"].iat[i]),
-        natural_key(frame["seed"].iat[i]), str(frame["key"].iat[i])))
-    return frame.iloc[order].reset_index(drop=True)
-
-
 def write_tables(records: list[dict], summary: pd.DataFrame, caption: str, label: str,
                  out_dir: Path) -> dict[str, Path]:
     """Write table.md, table.tex, table.csv, runs.csv and caption.txt; return their paths."""
@@ -166,6 +158,6 @@ def write_tables(records: list[dict], summary: pd.DataFrame, caption: str, label
     write_text_atomic(paths["table.tex"], latex(summary, caption, label))
     write_text_atomic(paths["table.csv"], summary.to_csv(index=False, float_format="%.6g",
                                                          lineterminator="\n"))
-    write_text_atomic(paths["runs.csv"], tidy_runs(records).to_csv(index=False, lineterminator="\n"))
+    write_text_atomic(paths["runs.csv"], runs_frame(records).to_csv(index=False, lineterminator="\n"))
     write_text_atomic(paths["caption.txt"], caption + "\n")
     return paths
