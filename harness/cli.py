@@ -106,19 +106,31 @@ def _size(text: str) -> int:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="unet-ablate", description=__doc__.splitlines()[0])
+def _verbosity(default) -> argparse.ArgumentParser:
+    """-v / -q, accepted before or after the subcommand."""
+    p = argparse.ArgumentParser(add_help=False)
     loud = p.add_mutually_exclusive_group()
-    loud.add_argument("-v", "--verbose", action="store_true", help="debug diagnostics on stderr (each run's key, "
-                                                                   "device, precision and time)")
-    loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
-    sub = p.add_subparsers(dest="command", required=True)
+    loud.add_argument("-v", "--verbose", action="store_true", default=default,
+                      help="debug diagnostics on stderr (each run's key, device, precision and time)")
+    loud.add_argument("-q", "--quiet", action="store_true", default=default,
+                      help="warnings and errors only, no progress bars")
+    return p
 
-    q = sub.add_parser("list", help="list the presets and their specs")
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unet-ablate", description=__doc__.splitlines()[0],
+                                parents=[_verbosity(False)])
+    sub = p.add_subparsers(dest="command", required=True)
+    flags = _verbosity(argparse.SUPPRESS)  # a subcommand's default must not undo the main one
+
+    def command(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[flags], **kw)
+
+    q = command("list", help="list the presets and their specs")
     q.add_argument("--json", action="store_true", help="one JSON list")
     q.set_defaults(func=cmd_list)
 
-    q = sub.add_parser("profile", help="parameters, MACs and shapes of one variant")
+    q = command("profile", help="parameters, MACs and shapes of one variant")
     q.add_argument("name", help="a preset or a readable spec name")
     q.add_argument("--in-channels", type=_size, default=3, help="default: 3")
     q.add_argument("--classes", type=_size, default=1, help="default: 1")
@@ -126,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="one JSON object")
     q.set_defaults(func=cmd_profile)
 
-    q = sub.add_parser("run", help="train, evaluate and measure every variant of a sweep (resumable)")
+    q = command("run", help="train, evaluate and measure every variant of a sweep (resumable)")
     q.add_argument("sweep", help="a sweep preset (smoke, cpu, gpu) or a TOML file")
     q.add_argument("--data", metavar="DIR", help="your own folder of images and masks")
     q.add_argument("--layout", choices=LAYOUTS, help="folder layout (default auto)")
@@ -139,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
     q.set_defaults(func=cmd_run)
 
-    q = sub.add_parser("report", help="tables and figures from a results folder (never trains)",
+    q = command("report", help="tables and figures from a results folder (never trains)",
                        description="Build tables (md, tex, csv), figures (pdf, png) and index.md "
                                    "from the run records of a results folder.")
     q.add_argument("results_dir", metavar="RESULTS_DIR", help="a folder written by `unet-ablate run`")

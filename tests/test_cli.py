@@ -50,8 +50,10 @@ def test_user_errors_are_one_line_exit_2(fails_cleanly, args, needle):
 def test_diagnostics_go_through_the_logger_and_its_levels(capsys):
     """-v shows debug diagnostics, -q leaves warnings only; results stay on stdout."""
     log = logging.getLogger("unet_ablate")
-    for flags, level in ([], logging.INFO), (["-v"], logging.DEBUG), (["-q"], logging.WARNING):
-        assert main([*flags, "list", "--json"]) == 0
+    for argv, level in [(["list", "--json"], logging.INFO), (["-v", "list", "--json"], logging.DEBUG),
+                        (["-q", "list", "--json"], logging.WARNING), (["list", "--json", "-q"], logging.WARNING),
+                        (["list", "-v", "--json"], logging.DEBUG)]:
+        assert main(argv) == 0
         assert log.level == level
         log.info("a diagnostic")
         out, err = capsys.readouterr()
