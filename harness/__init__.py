@@ -14,6 +14,6 @@ store, reports and the command line. One owner per concept:
   records    the run record (schema, build, validate, read), sweep.json, samples, runs.csv
   runner     ``run_one`` and ``run_sweep`` (resumable)
   sweep      sweep files (TOML) expanded into variants
-  report/    tables and figures from a results folder (reads ``records`` only)
+  report/    tables and figures from a results folder (reads nothing but the results store)
   cli        ``unet-ablate list | profile | run | report``, logging, the console summary
 """
