@@ -216,7 +216,8 @@ def load_records(results: str | Path, keys=None) -> list[dict]:
         raise ValueError(f"{results}: no runs/ folder (expected the output folder of `unet-ablate run`)")
     paths = sorted(runs.glob("*.json"))
     if keys is not None:
-        paths = [p for p in paths if p.stem in set(keys)]
+        wanted = set(keys)
+        paths = [p for p in paths if p.stem in wanted]
     out = [read_record(p) for p in paths]
     if not out:
         raise ValueError(f"{runs}: no run records" + (" of the sweep in sweep.json" if keys is not None else ""))
@@ -225,7 +226,8 @@ def load_records(results: str | Path, keys=None) -> list[dict]:
 
 def stray_records(results: str | Path, keys) -> list[str]:
     """Record files in ``<results>/runs/`` that are not runs of ``keys`` (another sweep's)."""
-    return [p.name for p in sorted((Path(results) / "runs").glob("*.json")) if p.stem not in set(keys)]
+    wanted = set(keys)
+    return [p.name for p in sorted((Path(results) / "runs").glob("*.json")) if p.stem not in wanted]
 
 
 def find_form(record: dict, form: str) -> dict | None:
