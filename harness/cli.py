@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,15 @@ def summary_text(df) -> str:
     return t[["runs", "Dice", "params (M)", "GMACs", "infer img/s", "train img/s"]].to_string()
 
 
+def run_command(args: argparse.Namespace, out: Path) -> str:
+    """The command line that runs this sweep again into ``out`` (completing what is missing)."""
+    argv = ["unet-ablate", "run", args.sweep]
+    for flag in ("data", "layout", "variants", "seeds", "steps", "device"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag}", str(getattr(args, flag))]
+    return shlex.join(argv + ["--out", str(out)])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_sweep
     from .sweep import load_sweep, override
@@ -83,7 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
                      args.device)
     out = Path(args.out or Path("results") / sweep.name)
-    df = run_sweep(sweep, out, retry_failed=args.retry_failed, progress=not (args.no_progress or args.quiet))
+    df = run_sweep(sweep, out, retry_failed=args.retry_failed, progress=not (args.no_progress or args.quiet),
+                   command=run_command(args, out))
     print(summary_text(df))
     n_bad = int((df.drop_duplicates("key").status != "ok").sum())
     print(f"\n{df.key.nunique()} runs ({n_bad} not ok) in {out}/runs, table {out}/runs.csv")

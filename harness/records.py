@@ -5,8 +5,9 @@ records with ``new_record`` / ``add_training`` / ``add_form`` / ``end``, the rep
 them with ``load_records`` and the accessors below. A results folder holds:
 
 ```
-sweep.json              the sweep as planned (``SweepPlan``): name, source, description,
-                        baseline label, variant labels, seeds, run keys
+sweep.json              the sweep as planned (``SweepPlan``): name, source, description, the
+                        command that runs it, baseline label, variant labels and their
+                        families, seeds, and every planned run (key, variant, seed)
 runs/<key>.json         one record per run, written atomically (a record that exists is whole)
 runs.csv                one row per run and inference form (``runs_frame``)
 samples/<data key>.npz  the test images (8-bit, for display) and reference masks that the
@@ -54,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 import variants
+from variants.spec import is_int
 from .fileio import write_atomic, write_json_atomic, write_text_atomic
 from .metrics import FIELDS, summarize
 
@@ -322,16 +324,39 @@ def write_runs_csv(results: Path, records: list[dict]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the sweep as planned
 
+FAMILIES = ("baseline", "one-factor", "grid", "explicit")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    key: str
+    variant: str
+    seed: int
+
+
 @dataclass(frozen=True)
 class SweepPlan:
-    """What ``sweep.json`` holds: the sweep as planned, whatever has run so far."""
+    """What ``sweep.json`` holds: the sweep as planned, written before any run, whatever has
+    run so far. ``families`` declares the question each variant answers (``FAMILIES``:
+    one-factor ablations, grid points, explicit variants and smp baselines are compared with
+    the baseline, family by family); ``command`` is the command line that runs (and
+    completes) the sweep."""
     name: str
     source: str
     description: str
+    command: str
     baseline: str
     variants: tuple[str, ...]
+    families: dict
     seeds: tuple[int, ...]
-    keys: tuple[str, ...]
+    runs: tuple[PlannedRun, ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(r.key for r in self.runs)
+
+    def seeds_of(self, variant: str) -> list[int]:
+        return [r.seed for r in self.runs if r.variant == variant]
 
 
 def write_plan(results: Path, plan: SweepPlan) -> None:
@@ -347,12 +372,19 @@ def read_plan(results: Path) -> SweepPlan | None:
         d = json.loads(path.read_text())
         fields = {f.name for f in dataclasses.fields(SweepPlan)}
         if not isinstance(d, dict) or set(d) != fields:
-            raise TypeError(f"expected the keys {', '.join(sorted(fields))}")
-        plan = SweepPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-        if not all(isinstance(v, str) for v in (plan.name, plan.baseline, *plan.variants, *plan.keys)):
-            raise TypeError("expected text labels and keys")
+            raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
+                            f"the same arguments rewrites it without training again")
+        runs = tuple(PlannedRun(**r) for r in d["runs"])
+        plan = SweepPlan(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
+                            "runs": runs})
+        labels = (plan.name, plan.command, plan.baseline, *plan.variants, *plan.families,
+                  *plan.families.values(), *(x for r in runs for x in (r.key, r.variant)))
+        if not all(isinstance(v, str) for v in labels) or not all(is_int(r.seed) for r in runs):
+            raise TypeError("expected text labels and keys, integer seeds")
+        if bad := sorted(set(plan.families.values()) - set(FAMILIES)):
+            raise TypeError(f"family {bad[0]!r} (expected one of {', '.join(FAMILIES)})")
         return plan
-    except (json.JSONDecodeError, TypeError) as e:
+    except (json.JSONDecodeError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a sweep plan written by `unet-ablate run` ({e})") from None
 
 

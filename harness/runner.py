@@ -142,16 +142,19 @@ def _existing(path: Path) -> dict | None:
         return None
 
 
-def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True):
-    """Run what has no record yet; returns the tidy frame (runs.csv) of every run of the sweep."""
+def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True,
+              command: str = ""):
+    """Run what has no record yet; returns the tidy frame (runs.csv) of every run of the sweep.
+    ``command``: the command line that runs it (the report shows it to complete missing runs)."""
     data = load_dataset(sweep.data)      # bad data: a one-line DataError before anything is written
     check_sizes(sweep, data)
     runs = plan(sweep, data)
     out = Path(out)
     records.write_plan(out, records.SweepPlan(
-        name=sweep.name, source=sweep.source, description=sweep.description,
+        name=sweep.name, source=sweep.source, description=sweep.description, command=command,
         baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),
-        seeds=tuple(sweep.seeds), keys=tuple(rs.key for rs, _ in runs)))
+        families={v.label: v.family for v in sweep.variants}, seeds=tuple(sweep.seeds),
+        runs=tuple(records.PlannedRun(rs.key, labels.variant, rs.seed) for rs, labels in runs)))
     test_x, test_y, test_ids = data.subset("test")
     keep = sweep.measure.keep_predictions
     records.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])

@@ -40,6 +40,7 @@ class Variant:
     spec: object          # variants.ArchSpec | variants.SmpSpec, channels not yet set
     factor: str | None    # the axis a one-factor variant changes; "baseline" for the baseline
     is_baseline: bool = False
+    family: str = "explicit"  # the question it answers (records.FAMILIES), declared up front
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
     if "baseline" not in d:
         raise ValueError(f"{where}: variants.baseline: missing (the spec every variant is compared with)")
     base = _spec(d["baseline"], f"{where}: variants.baseline")
-    out = [Variant("baseline", base, "baseline", True)]
+    out = [Variant("baseline", base, "baseline", True, "baseline")]
     fields = {f.name for f in dataclasses.fields(variants.ArchSpec)}
 
     def derived(changes: dict, key: str):
@@ -112,14 +113,14 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
         for v in values if isinstance(values, list) else [values]:
             spec = derived({axis: v}, f"one_factor.{axis}")
             if spec != base:
-                out.append(Variant(f"{axis}={getattr(spec, axis)}", spec, axis))
+                out.append(Variant(f"{axis}={getattr(spec, axis)}", spec, axis, family="one-factor"))
     grid = d.get("grid") or {}
     for combo in itertools.product(*[v if isinstance(v, list) else [v] for v in grid.values()]):
         changes = dict(zip(grid, combo))
         spec = derived(changes, "grid")
         if spec != base:
             label = ",".join(f"{a}={getattr(spec, a)}" for a in changes if getattr(base, a) != getattr(spec, a))
-            out.append(Variant(label, spec, None))
+            out.append(Variant(label, spec, None, family="grid"))
     for label, value in (d.get("explicit") or {}).items():
         out.append(Variant(label, _spec(value, f"{where}: variants.explicit.{label}"), None))
     seen = set()

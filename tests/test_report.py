@@ -20,7 +20,8 @@ from harness.measure import environment
 from harness.protocol import Measure, Protocol, RunSpec
 from harness.records import load_records
 from harness.report import build_report
-from harness.report.stats import holm, pareto_front, summary_table
+from harness.report.stats import holm, pareto_front
+from harness.report.summary import summary_table
 from harness.train import FitResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +63,7 @@ def baseline_counts(seed: int) -> np.ndarray:
 
 def better_counts(seed: int) -> np.ndarray:
     c = baseline_counts(seed)
-    c[:11, 0, 1] -= 5        # five fewer false positives on every foreground image
-    c[11, 0, 1] = 0          # and none on the empty one
+    c[:11, 0, 1] -= 5        # five fewer false positives on every foreground image, every seed
     c[..., 3] = PIXELS - c[..., :3].sum(-1)
     return c
 
@@ -137,9 +137,13 @@ def make_results(root: Path, samples: bool = True) -> Path:
                        error="loss is NaN at step 12 (fabricated)"))
     for r in recs:
         records.write_record(root, r)
+    families = {"baseline": "baseline", "better": "one-factor", "same": "one-factor",
+                "flaky": "one-factor", "broken": "one-factor", "ds": "explicit"}
+    planned = [records.PlannedRun(r["key"], r["variant"], r["seed"]) for r in recs]
     records.write_plan(root, records.SweepPlan(
-        name="fab", source="fabricated", description="", baseline="baseline", variants=tuple(ORDER),
-        seeds=(0, 1, 2), keys=tuple(r["key"] for r in recs)))
+        name="fab", source="fabricated", description="", command="unet-ablate run fab.toml --out results/fab",
+        baseline="baseline", variants=tuple(ORDER), families=families, seeds=(0, 1, 2),
+        runs=tuple(planned)))
     if samples:
         images = [np.full((1, 16, 16), i / 12, np.float32) for i in range(4)]
         masks = [np.eye(16, dtype=np.int64) for _ in range(4)]
@@ -171,12 +175,6 @@ def row(table: pd.DataFrame, variant: str, form_name: str = "mean") -> pd.Series
 
 # --------------------------------------------------------------------------- statistics
 
-def test_holm_hand_example():
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.5, np.nan, 0.01]) == pytest.approx([0.5, np.nan, 0.02], nan_ok=True)
-    assert holm([0.4, 0.5]) == pytest.approx([0.8, 0.8])  # monotone, capped at 1 below
-
-
 def test_pareto_front_hand_example():
     cost = [1, 2, 3, 4, np.nan]
     dice = [0.5, 0.7, 0.6, 0.8, 0.9]
@@ -184,55 +182,142 @@ def test_pareto_front_hand_example():
     assert pareto_front(cost, dice, minimize_cost=False).tolist() == [False, False, False, True, False]
 
 
+def seed_matrix(counts_of, seeds=range(3)) -> np.ndarray:
+    return np.stack([hand_dice(counts_of(s)) for s in seeds])
+
+
 def test_summary_against_hand_computation(built):
     root, _ = built
-    table = summary_table(load_records(root), "baseline", ORDER)
-    base_seed_dice = [hand_dice(baseline_counts(s)).mean() for s in range(3)]
+    table = summary_table(load_records(root), "baseline", ORDER, records.read_plan(root))
+    base = seed_matrix(baseline_counts)
     b = row(table, "baseline")
-    assert b["dice_mean"] == pytest.approx(statistics.mean(base_seed_dice))
-    assert b["dice_std"] == pytest.approx(statistics.stdev(base_seed_dice))
-    assert b["status"] == "3/3 ok" and b["is_baseline"] and np.isnan(b["p_wilcoxon"])
+    assert b["dice_mean"] == pytest.approx(statistics.mean(base.mean(axis=1)))
+    assert b["dice_std"] == pytest.approx(statistics.stdev(base.mean(axis=1)))
+    assert b["status"] == "3/3 ok" and b["is_baseline"] and np.isnan(b["p"]) and b["family"] == "baseline"
     assert b["fpr_empty_mean"] == pytest.approx(2 / 3)  # seeds 1 and 2 predict on the empty image
 
-    base_img = np.mean([hand_dice(baseline_counts(s)) for s in range(3)], axis=0)
-    better_img = np.mean([hand_dice(better_counts(s)) for s in range(3)], axis=0)
-    diff = better_img - base_img
-    assert (diff > 0).all()
+    better = seed_matrix(better_counts)
     r = row(table, "better")
-    assert r["delta"] == pytest.approx(diff.mean())
-    assert r["p_wilcoxon"] == pytest.approx(scipy.stats.wilcoxon(diff).pvalue)
+    assert r["delta"] == pytest.approx(better.mean() - base.mean())
+    per_seed = (better - base).mean(axis=1)
+    assert [r[f"delta_seed_{s}"] for s in range(3)] == pytest.approx(per_seed)
+    assert r["p_images"] == pytest.approx(2 / 2 ** 11)  # 11 equal-sign differences, one tie
+    assert r["p_seeds"] == pytest.approx(scipy.stats.ttest_1samp(per_seed, 0).pvalue)
+    assert r["p"] == max(r["p_images"], r["p_seeds"])
     assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["ci_low"] > 0
-    assert r["n_pairs"] == 12 and r["significant"] and r["p_holm"] < 0.05
+    assert r["ci_level"] == pytest.approx(1 - 0.05 / 4) and r["ci_method"] in ("BCa", "percentile")
+    assert r["n_pairs"] == 12 and r["n_seeds"] == 3 and r["n_dropped"] == 0
+    assert r["significant"] and r["p_holm"] < 0.05 and not r["disagree"]
 
     same = row(table, "same")
-    assert same["delta"] == 0 and same["p_wilcoxon"] == 1.0
-    assert same["ci_low"] == 0 and same["ci_high"] == 0 and not same["significant"]
+    assert same["delta"] == 0 and same["p"] == 1.0 and not same["significant"]
 
-    flaky_img = np.mean([hand_dice(flaky_counts(s)) for s in range(2)], axis=0)
+    flaky = seed_matrix(flaky_counts, range(2))
     f = row(table, "flaky")
-    assert f["status"] == "2/3 ok (1 failed)" and f["n_ok"] == 2
-    assert f["delta"] == pytest.approx((flaky_img - base_img).mean())
-    assert f["p_wilcoxon"] == pytest.approx(scipy.stats.wilcoxon(flaky_img - base_img).pvalue)
+    assert f["status"] == "2/3 ok, 1 failed" and f["n_ok"] == 2 and f["fail_rate"] == pytest.approx(1 / 3)
+    assert f["delta"] == pytest.approx(flaky.mean() - base.mean())
+    assert f["test_note"] == "2 seeds: too few to test" and np.isnan(f["p_holm"]) and not f["significant"]
+    assert np.isfinite(f["ci_low"])  # two seeds still give an interval, shown without a mark
+    # sensitivity: the failed seed scores 0
+    assert f["dice_fail0_mean"] == pytest.approx(statistics.mean([*flaky.mean(axis=1), 0.0]))
+    assert f["dice_fail0_std"] == pytest.approx(statistics.stdev([*flaky.mean(axis=1), 0.0]))
 
     broken = row(table, "broken")
-    assert broken["status"] == "0/2 ok (1 diverged, 1 failed)" and np.isnan(broken["dice_mean"])
+    assert broken["status"] == "0/2 ok, 1 failed, 1 diverged" and np.isnan(broken["dice_mean"])
+    assert broken["dice_fail0_mean"] == 0 and broken["test_note"] == "no ok run"
 
-    # Holm over every non-baseline row with a p-value, by hand.
-    tested = table[table["p_wilcoxon"].notna()]
-    assert len(tested) == 3 + 5  # better, same, flaky, ds mean + L1..L4
-    p = tested["p_wilcoxon"].to_numpy()
-    order = np.argsort(p)
-    expect = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        expect[i] = running
-    assert tested["p_holm"].to_numpy() == pytest.approx(expect)
+    # families, declared in sweep.json: Holm within each, counting every declared row
+    fam = table.groupby("family")["variant"].apply(list).to_dict()
+    assert fam["one-factor"] == ["better", "same", "flaky", "broken"]
+    assert fam["explicit"] == ["ds"] and fam["pruned ds"] == ["ds"] * 4
+    one = table[table["family"] == "one-factor"]
+    p = one["p"].to_numpy(float)
+    expect = holm(np.where(np.isfinite(p), p, 1.0))  # flaky and broken: declared, untested
+    tested = np.isfinite(p)
+    assert one["p_holm"].to_numpy()[tested] == pytest.approx(expect[tested])
+    assert (one["family_size"] == 4).all()
+
+    # pruned forms: against their own network's mean form, paired by seed, a family of 4
+    ds_mean = seed_matrix(lambda s: ds_counts(s, 4))
+    for k in (1, 2, 3):
+        lk = row(table, "ds", f"L{k}")
+        assert lk["reference"] == "ds (mean)" and lk["family"] == "pruned ds"
+        assert lk["delta"] == pytest.approx(seed_matrix(lambda s: ds_counts(s, k)).mean() - ds_mean.mean())
+        assert lk["delta"] < 0 and lk["ci_level"] == pytest.approx(1 - 0.05 / 4)
+    l4 = row(table, "ds", "L4")
+    assert (l4["delta"], l4["ci_low"], l4["ci_high"]) == (0, 0, 0)  # paired: no seed blur
+    assert row(table, "ds")["reference"] == "baseline" and row(table, "ds")["ci_level"] == pytest.approx(0.95)
 
     assert list(table["form"][table["variant"] == "ds"]) == ["mean", "L1", "L2", "L3", "L4"]
     assert row(table, "ds", "L2")["gmacs"] == pytest.approx(2.0)
     assert row(table, "better")["infer_img_s"] == pytest.approx(410.0)  # median over seeds
     assert row(table, "baseline")["params_m"] == pytest.approx(1.0)
+
+
+def copy_results(built, tmp_path, name="copy") -> Path:
+    import shutil
+
+    return Path(shutil.copytree(built[0], tmp_path / name))
+
+
+def key_of(root: Path, variant: str, seed: int) -> str:
+    return next(r.key for r in records.read_plan(root).runs if (r.variant, r.seed) == (variant, seed))
+
+
+def test_a_deleted_record_is_a_missing_run_with_the_command_that_completes_it(built, tmp_path):
+    root = copy_results(built, tmp_path)
+    key = key_of(root, "better", 2)
+    records.record_path(root, key).unlink()
+    rep = build_report(root, tmp_path / "rep")
+    csv = pd.read_csv(rep / "table.csv")
+    r = row(csv, "better")
+    assert r["status"] == "2/3 ok, 1 missing" and r["n_missing"] == 1 and r["n_planned"] == 3
+    assert r["test_note"] == "2 seeds: too few to test" and not r["significant"]
+    index = (rep / "index.md").read_text()
+    assert "## Missing runs" in index and f"`better` seed 2 (`{key}`)" in index
+    assert "unet-ablate run fab.toml --out results/fab" in index
+    assert "2/3 ok, 1 missing" in (rep / "table.md").read_text()
+    # a complete sweep has no such section
+    assert "## Missing runs" not in (built[1] / "index.md").read_text()
+
+
+def test_a_planned_variant_without_any_record_keeps_its_row(built, tmp_path):
+    root = copy_results(built, tmp_path)
+    for s in range(3):
+        records.record_path(root, key_of(root, "same", s)).unlink()
+    table = summary_table(load_records(root), "baseline", ORDER, records.read_plan(root))
+    r = row(table, "same")
+    assert r["status"] == "0/3 ok, 3 missing" and np.isnan(r["dice_mean"]) and r["family"] == "one-factor"
+    assert r["family_size"] == 4  # still a declared member of its family
+
+
+def test_seeds_that_differ_between_arms_are_not_tested(built, tmp_path):
+    root = copy_results(built, tmp_path)
+    recs = load_records(root)
+    extra = record("better", 5, [form("mean", better_counts(2), 2, 3e9)], arch="unet-bilinear", factor="up")
+    extra["variant"], extra["key"] = "better", "f" * 16
+    recs = [r for r in recs if not (r["variant"] == "better" and r["seed"] == 2)] + [extra]
+    table = summary_table(recs, "baseline", ORDER)
+    r = row(table, "better")
+    assert r["test_note"] == "seeds 0, 1, 5 differ from baseline's 0, 1, 2: not paired"
+    assert np.isnan(r["p_holm"]) and not r["significant"]
+    assert np.isnan(r["delta_seed_5"]) and np.isfinite(r["delta_seed_0"])
+
+
+def test_images_scored_by_only_some_seeds_are_counted_as_dropped(built, tmp_path):
+    recs = load_records(built[0])
+    for r in recs:
+        if r["variant"] == "better" and r["seed"] == 1:   # this run scored 11 of the 12 images
+            c = r["forms"][0]["counts"]
+            c["images"], c["values"] = c["images"][:-1], c["values"][:-1]
+    r = row(summary_table(recs, "baseline", ORDER), "better")
+    assert r["n_pairs"] == 11 and r["n_dropped"] == 1
+
+
+def test_without_a_plan_families_come_from_the_records(built):
+    table = summary_table(load_records(built[0]), "baseline", ORDER)
+    assert row(table, "better")["family"] == "one-factor" and row(table, "ds")["family"] == "explicit"
+    assert row(table, "flaky")["status"] == "2/3 ok, 1 failed"  # planned = recorded
 
 
 # --------------------------------------------------------------------------- outputs
@@ -247,7 +332,9 @@ def test_tables_and_index(built):
     assert list(csv["variant"].drop_duplicates()) == ORDER
     assert len(runs) == 3 * 4 + 3 * 4 + 3 + 2  # one row per run and form
     for text in (md, index):
-        assert "2/3 ok (1 failed)" in text and "0/2 ok (1 diverged, 1 failed)" in text
+        assert "2/3 ok, 1 failed" in text and "0/2 ok, 1 failed, 1 diverged" in text
+        assert "2 seeds: too few to test" in text and "Seeds × images" in text and "3 × 12" in text
+        assert "Dice (fail = 0)" in text and "pruned ds" in text
         assert "better†" in text and "same†" not in text
         assert "FlopCounterMode" in text and "64x64" in text and ENV["device_name"] in text
     assert "RuntimeError: out of memory (fabricated)" in index

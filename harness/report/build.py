@@ -12,7 +12,7 @@ from ..records import load_records, read_plan, read_samples, stray_records
 from .describe import caption, methods
 from .figures import draw_figures
 from .index import write_index
-from .stats import baseline_variant, summary_table, variant_order
+from .summary import baseline_variant, summary_table, variant_order
 from .tables import markdown, write_tables
 
 
@@ -43,7 +43,7 @@ def build_report(results_dir, out_dir=None) -> Path:
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
     order = variant_order(records, baseline, plan.variants if plan else None)
-    summary = summary_table(records, baseline, order)
+    summary = summary_table(records, baseline, order, plan)
     cap = caption(records, summary, name, baseline)
     write_tables(records, summary, cap, name, out)
 
@@ -53,7 +53,13 @@ def build_report(results_dir, out_dir=None) -> Path:
         if not f.files:
             for suffix in (".pdf", ".png"):
                 (out / f"{f.name}{suffix}").unlink(missing_ok=True)
+    recorded = {r["key"] for r in records}
+    missing = [r for r in plan.runs if r.key not in recorded] if plan else None
+    if plan is None:
+        notes.append("no sweep.json in the results folder: runs that were planned and never "
+                     "recorded cannot be counted")
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
                 methods=methods(records, summary, baseline), table_md=markdown(summary, cap),
-                figures=figures, records=records, notes=notes)
+                figures=figures, records=records, notes=notes, missing=missing,
+                command=plan.command if plan else "")
     return out

@@ -12,18 +12,51 @@ import json
 
 from ..cost import mac_convention
 from ..protocol import Protocol
-from .stats import ALPHA, N_RESAMPLES, natural_key
+from .stats import ALPHA, N_RESAMPLES
+from .summary import MIN_SEEDS, natural_key
 
 # Protocol keys in the order of the protocol's fields.
 PROTOCOL_ORDER = tuple(f.name for f in dataclasses.fields(Protocol))
 
 DICE_CONVENTION = ("Dice: per-image Dice averaged over images, empty reference + empty "
                    "prediction = 1, foreground classes averaged")
-STATS_CONVENTION = (f"Δ vs baseline: per-image Dice (mean over ok seeds) minus the baseline's, "
-                    f"averaged over test images, with a paired bootstrap 95% CI (BCa, "
-                    f"{N_RESAMPLES} resamples of images); Wilcoxon signed-rank over test "
-                    f"images, Holm-corrected across the table; † significant at {ALPHA:g} "
-                    f"after correction")
+
+
+def families_text(summary) -> str:
+    """"one-factor: 4 rows vs baseline, 98.75% intervals; pruned ds: 4 rows vs ds (mean),
+    98.75% intervals" from the summary's declared families."""
+    rows = summary[summary["reference"].notna()]
+    parts = []
+    for family, g in rows.groupby("family", sort=False):
+        refs = " / ".join(dict.fromkeys(g["reference"]))
+        m = int(g["family_size"].iloc[0])
+        parts.append(f"{family}: {m} row{'s' * (m != 1)} vs {refs}, {100 * (1 - ALPHA / m):.4g}% intervals")
+    return "; ".join(parts) or "none"
+
+
+def interval_methods_text(summary) -> str:
+    """Which bootstrap interval each row got: "BCa for every row", or the exceptions."""
+    rows = summary[summary["ci_method"].astype(str) != ""]
+    if rows.empty:
+        return "no row has an interval (it needs at least 2 ok seeds per arm)"
+    by = {m: [f"{r.variant}" + (f" {r.form}" if r.form != "mean" else "") for r in g.itertuples()]
+          for m, g in rows.groupby("ci_method")}
+    if len(by) == 1:
+        return f"{next(iter(by))} for every row with an interval"
+    return "; ".join(f"{m} for {', '.join(names)}" for m, names in sorted(by.items()))
+
+
+def stats_text(summary) -> str:
+    """The statistics conventions of a table, as its caption states them."""
+    return (f"Δ: mean per-image Dice over seeds and test images minus the reference's (the "
+            f"baseline; for a pruned form its own network's accurate form), on the images "
+            f"both scored. Interval: two-stage bootstrap ({N_RESAMPLES:,} resamples of seeds "
+            f"within each arm, paired by seed where both ran the same seeds, then of test "
+            f"images, paired), Bonferroni-adjusted within each "
+            f"family; {interval_methods_text(summary)}. † Holm p < {ALPHA:g} within the "
+            f"family; p is the larger of a sign-flip permutation test over test images and a "
+            f"paired t test over seeds; no test with fewer than {MIN_SEEDS} ok seeds per arm "
+            f"or different seeds. Families: {families_text(summary)}")
 
 
 def _value(v) -> str:
@@ -152,7 +185,7 @@ def caption(records: list[dict], summary, sweep_name: str, baseline: str | None)
     return (f"{sweep_name}. Data: {data_text(records)}. Protocol: {protocol_text(records)}. "
             f"Seeds: {seeds_text(records)} (mean ± std over ok seeds). "
             f"Device: {device_text(records)}. {mac_text(summary)}. {DICE_CONVENTION}. "
-            f"{STATS_CONVENTION}. {base}.")
+            f"{stats_text(summary)}. {base}.")
 
 
 def methods(records: list[dict], summary, baseline: str | None) -> str:
@@ -177,8 +210,35 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
         f"batch 1 (ms, median over seeds), training throughput (images/s, median over seeds), "
         f"peak memory (MB, maximum over seeds, where measured).\n\n"
         f"**Statistics.** Mean ± sample standard deviation (ddof = 1) over the ok seeds of each "
-        f"variant. {STATS_CONVENTION}. The interval and the test take the test images as the "
-        f"sampling unit, each image's Dice averaged over the ok seeds: seed-to-seed variation "
-        f"shows in the ± std columns, not in the interval. Failed and diverged runs are "
-        f"counted in every row and listed below; they do not enter the statistics."
+        f"variant. Every Δ has two sources of variation, the test images and the training "
+        f"seeds; an interval or test over images with each image's Dice averaged over seeds "
+        f"counts a lucky seed as an effect, so both enter here. "
+        f"*Interval*: a two-stage (hierarchical) bootstrap with {N_RESAMPLES:,} resamples: the "
+        f"ok seeds are resampled within each arm (where both arms ran the same seeds, the "
+        f"same draws for both, seed k with seed k, as the test pairs them; a pruned form "
+        f"shares its runs with its reference), then the test images, the same draw for "
+        f"both arms; BCa "
+        f"(bias from the resamples, acceleration from a jackknife over images and seeds), "
+        f"percentile where BCa is undefined, as the caption says per row. We chose the "
+        f"bootstrap over a mixed model (Dice ~ variant + (1 | image) + (1 | seed)) because "
+        f"per-image Dice is bounded and skewed, often piled up at 1, where normal random "
+        f"effects are a poor description, and because the bootstrap estimates exactly the Δ "
+        f"shown. With few seeds the seed stage is coarse (3 seeds give 10 distinct draws), "
+        f"so the interval is descriptive; the mark rests on the test. "
+        f"*Test*: a row is marked only when Δ stands out against both sources: the exact "
+        f"sign-flip permutation test of the mean per-image Δ (seed-averaged; all 2^n sign "
+        f"patterns for n ≤ 20 non-zero differences, 10,000 random ones beyond; differences "
+        f"within 1e-12 of zero are ties) and the paired t test of the per-seed Δ (seed k of "
+        f"the variant vs seed k of the reference); p is the larger of the two, an "
+        f"intersection-union test whose level stays at or below {ALPHA:g} whichever source "
+        f"dominates. No test with fewer than {MIN_SEEDS} ok seeds in either arm or when the "
+        f"arms' seeds differ: the row says why. "
+        f"*Families*, declared by the sweep before any run: {families_text(summary)}. Holm "
+        f"within each family, counting every declared row (an untested row counts as not "
+        f"rejected); intervals at the Bonferroni level 1 - {ALPHA:g}/m. ‡ marks a row whose "
+        f"interval and test disagree. table.csv holds both p-values, the interval method and "
+        f"level, and the per-seed Δ (delta_seed_<k>). "
+        f"*Runs*: every row counts planned, ok, failed, diverged and missing runs (planned in "
+        f"sweep.json without a record); failed and diverged runs are outcomes: their rate "
+        f"is shown and \"Dice (fail = 0)\" scores them 0, so that no variant wins by failing."
     )

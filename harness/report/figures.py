@@ -1,7 +1,7 @@
 """The figures, each saved as a vector PDF (TrueType fonts embedded) and a 300-dpi PNG.
 
 1. ``accuracy_cost``    Dice vs GMACs (log x) and Dice vs inference images/s, Pareto fronts.
-2. ``ablation``         ΔDice vs the baseline with its 95% interval; filled = significant.
+2. ``ablation``         ΔDice vs the reference with its family-adjusted interval; filled = †.
 3. ``curves``           validation Dice vs training step, mean over seeds, min-max band.
 4. ``qualitative``      up to 3 test images: input, ground truth, each variant's prediction.
 5. ``deep_supervision`` Dice and GMACs of the pruned forms L1..L4 and the mean of heads.
@@ -31,7 +31,8 @@ from matplotlib.transforms import Bbox
 from ..metrics import IGNORE, per_image_dice
 from ..records import counts_array, history, image_ids, ok_forms, predicted_maps
 from .describe import macs_size_text
-from .stats import ALPHA, natural_key, pareto_front, per_image_dice_by_id
+from .stats import ALPHA, pareto_front
+from .summary import natural_key, per_image_dice_by_id
 from .tables import format_p
 
 ONE_COL, TWO_COL = 3.3, 7.0
@@ -227,22 +228,25 @@ def ablation(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult
                if _finite(r["ci_low"]) and _finite(r["ci_high"]) else None)
         ax.errorbar(r["delta"], yi, xerr=err, fmt="o", ms=4, color=c,
                     mfc=c if r["significant"] else "white", capsize=2, elinewidth=0.8, zorder=3)
-        ax.text(1.03, yi, format_p(r["p_holm"]), transform=ptext, va="center", ha="left",
-                fontsize=LABEL_PT)
+        ax.text(1.03, yi, format_p(r["p_holm"]) + ("‡" if r["disagree"] else ""), transform=ptext,
+                va="center", ha="left", fontsize=LABEL_PT)
     ax.text(1.03, 1.0, "p (Holm)", transform=ax.transAxes, va="bottom", ha="left",
             fontsize=LABEL_PT)
     ax.axvline(0, color="0.3", lw=0.7, ls=":", zorder=1)
     ax.set_yticks(y, [_row_label(r) + _factor_suffix(r) for _, r in rows.iterrows()])
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlabel("ΔDice vs baseline (95% CI)")
+    ax.set_xlabel("ΔDice vs reference (family-adjusted CI)")
     fig.legend([Line2D([], [], ls="none", marker="o", color="0.3", ms=4),
                 Line2D([], [], ls="none", marker="o", color="0.3", mfc="white", ms=4)],
                [f"Holm p < {ALPHA:g}", "not significant"], loc="outside lower center",
                ncols=2, frameon=False)
     res.files = _save(fig, out_dir, res.name)
-    res.caption = ("Per-image Dice (mean over ok seeds) minus the baseline's, averaged over "
-                   "test images, with a paired bootstrap 95% interval; filled markers are "
-                   f"significant at {ALPHA:g} (Wilcoxon signed-rank, Holm-corrected; p on the right).")
+    res.caption = ("Δ of mean per-image Dice vs the reference (the baseline; a pruned form: its "
+                   "own network's accurate form), with the two-stage bootstrap interval over seeds "
+                   "and test images at the Bonferroni level of the row's family; filled markers "
+                   f"are marked † (Holm p < {ALPHA:g} within the family for the larger of the "
+                   "image sign-flip and seed t tests; p on the right, — where no test was "
+                   "possible, ‡ where interval and test disagree).")
     return res
 
 

@@ -1,5 +1,6 @@
-"""The front page ``index.md``: title, methods, the table, the figures, and every run
-that failed or diverged with its error text."""
+"""The front page ``index.md``: title, the planned runs that are missing (with the command
+that completes them), methods, the table, the figures, and every run that failed or
+diverged with its error text."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,6 +30,18 @@ def failures_markdown(records: list[dict]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def missing_markdown(missing, command: str) -> str:
+    """The planned runs without a record, and the command that completes them."""
+    if not missing:
+        return "None: every planned run has a record.\n"
+    runs = "\n".join(f"- `{r.variant}` seed {r.seed} (`{r.key}`)" for r in missing)
+    how = (f"Complete them (runs with a record are not done again):\n\n```sh\n{command}\n```\n"
+           if command else "Run the sweep again with the command that started it; runs with a "
+                           "record are not done again.\n")
+    return (f"{len(missing)} planned run(s) of sweep.json have no record, so their rows count "
+            f"fewer seeds than planned:\n\n{runs}\n\n{how}")
+
+
 def figures_markdown(figures: list[FigureResult]) -> str:
     out = []
     for f in figures:
@@ -45,13 +58,14 @@ def figures_markdown(figures: list[FigureResult]) -> str:
 
 def write_index(out_dir: Path, *, sweep_name: str, results_dir: str, n_records: int,
                 methods: str, table_md: str, figures: list[FigureResult],
-                records: list[dict], notes: list[str]) -> Path:
+                records: list[dict], notes: list[str], missing=None, command: str = "") -> Path:
     """Write ``index.md`` into ``out_dir`` and return its path."""
     parts = [
         f"# Ablation report: {sweep_name}\n",
         f"Built from the {n_records} run records in `{results_dir}` by `unet-ablate report` "
         f"(no training). Files: [table.md](table.md), [table.tex](table.tex), "
         f"[table.csv](table.csv) (summary), [runs.csv](runs.csv) (one row per run and form).\n",
+        *(["## Missing runs\n", missing_markdown(missing, command)] if missing else []),
         "## Methods\n",
         methods + "\n",
         "## Results\n",

@@ -1,43 +1,40 @@
-"""The statistics of the report: one summary row per (variant, form), computed from records.
+"""The inference of the report, as pure numpy / scipy functions: arrays in, numbers out.
 
-Pure functions: records in, numbers out; no files, no plots.
+Two sources of variation stand behind every Δ: the test images and the training seeds.
+An arm (one variant and inference form) is a matrix ``Y`` of per-image scores, one row per
+ok seed and one column per test image (the same images, in the same order, in both arms).
 
-* Accuracy per row: mean and sample standard deviation (ddof=1) over the runs (seeds)
-  whose status is ``ok``; failed and diverged runs are counted, never silently dropped.
-* Difference to the baseline (the ``is_baseline`` variant, form ``mean``): per test
-  image, the image's Dice averaged over the ok seeds, minus the same for the baseline
-  (images paired by test id). Mean difference, a paired bootstrap 95% interval
-  (resampling images; BCa, percentile where BCa is undefined), the Wilcoxon
-  signed-rank p-value (1.0 when every difference is zero), and the Holm step-down
-  correction across every non-baseline row.
-* Cost per row: medians over ok seeds (peak memory: the maximum).
+* ``hierarchical_bootstrap``: the interval of Δ = mean(Y_a) - mean(Y_b) from a two-stage
+  bootstrap: seeds resampled within each arm (the same draws for both arms when their
+  seeds are paired: seed k with seed k), then test images resampled, paired across arms. Vectorized; BCa where it is defined,
+  percentile otherwise, and the method used is returned.
+* ``signflip_p``: exact sign-flip permutation test of the mean of paired differences
+  (meet-in-the-middle enumeration of all 2**n sign patterns for n <= ``EXACT_MAX``
+  non-zero differences, a seeded Monte Carlo beyond).
+* ``seed_t_p``: paired t test of per-seed differences (seed k vs seed k).
+* ``difference_test``: the test that awards the significance mark. Δ must stand out
+  against both sources: over test images (``signflip_p`` of the per-image Δ, averaged
+  over seeds) *and* over seeds (``seed_t_p`` of the per-seed Δ). Its p-value is the larger
+  of the two (an intersection-union test): the image test alone counts a lucky seed as an
+  effect, the seed test alone counts a lucky test set as one; requiring both keeps the
+  level at or below alpha whichever source dominates (``tests/test_stats.py`` simulates it).
+* ``holm``: Holm step-down adjustment; ``pareto_front``.
 """
 from __future__ import annotations
 
-import numbers
 import warnings
-from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from scipy import stats
-
-from ..metrics import per_image_dice
-from ..records import counts_array, form_key, image_ids, ok_forms, runs_frame
+from scipy import special, stats
 
 ALPHA = 0.05
-N_RESAMPLES = 2000
+N_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
-
-SUMMARY_COLUMNS = [
-    "variant", "form", "factor", "is_baseline", "arch", "status", "n_ok", "n_total",
-    "n_failed", "n_diverged",
-    "dice_mean", "dice_std", "iou_mean", "iou_std", "dice_global_mean", "dice_global_std",
-    "fpr_empty_mean", "n_empty", "n_images",
-    "delta", "ci_low", "ci_high", "n_pairs", "p_wilcoxon", "p_holm", "significant",
-    "params_m", "gmacs", "macs_size", "infer_img_s", "infer_batch", "latency_ms",
-    "train_img_s", "peak_mem_mb",
-]
+EXACT_MAX = 20        # sign-flip enumeration up to 2**20 patterns; Monte Carlo beyond
+N_FLIPS = 10_000      # Monte Carlo sign flips beyond EXACT_MAX
+ZERO_TOL = 1e-12      # |difference| at or below this is a tie (float noise of equal scores)
+CHUNK = 2_000         # bootstrap resamples per block (bounds memory for large test sets)
 
 
 # --------------------------------------------------------------------------- tests
@@ -58,48 +55,164 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def wilcoxon_p(diff) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences (scipy defaults).
+def _pattern_sums(d: np.ndarray) -> np.ndarray:
+    """The sums of ``d`` under all 2**len(d) sign patterns."""
+    sums = np.zeros(1)
+    for x in d:
+        sums = np.concatenate([sums + x, sums - x])
+    return sums
 
-    1.0 when every difference is zero (scipy leaves that case undefined); NaN with no data."""
+
+def signflip_p(diff, exact_max: int = EXACT_MAX, n_flips: int = N_FLIPS,
+               seed: int = BOOTSTRAP_SEED) -> float:
+    """Two-sided sign-flip permutation p-value of the mean of paired differences.
+
+    Under the null each difference is as likely to have either sign; the p-value is the
+    share of sign patterns whose |sum| is at least the observed |sum|. Differences within
+    ``ZERO_TOL`` of zero are ties: flipping them changes nothing, so they are left out of
+    the enumeration (never out of the mean). Exact for up to ``exact_max`` non-zero
+    differences (e.g. 6 equal positive ones: 2/64); beyond, ``n_flips`` seeded random
+    patterns with p = (1 + hits) / (1 + n_flips). 1.0 when every difference is a tie,
+    NaN without data."""
     d = np.asarray(diff, dtype=float)
     if d.size == 0:
         return float("nan")
-    if np.all(d == 0):
+    d = d[np.abs(d) > ZERO_TOL]
+    if d.size == 0:
         return 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # small-sample / ties notes
-        return float(stats.wilcoxon(d).pvalue)
+    observed = abs(d.sum())
+    tol = ZERO_TOL * d.size  # the observed pattern itself always counts
+    if observed <= tol:      # the differences cancel: every pattern is at least as extreme
+        return 1.0
+    if d.size <= exact_max:
+        half = d.size // 2
+        a, b = _pattern_sums(d[:half]), np.sort(_pattern_sums(d[half:]))
+        upper = b.size - np.searchsorted(b, observed - tol - a, side="left")   # a + b >= +obs
+        lower = np.searchsorted(b, -observed + tol - a, side="right")          # a + b <= -obs
+        return float((upper + lower).sum() / (a.size * b.size))
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_flips, d.size))
+    hits = int((np.abs(signs @ d) >= observed - tol).sum())
+    return (1 + hits) / (1 + n_flips)
 
 
-def bootstrap_ci(diff, level: float = 0.95, n_resamples: int = N_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Bootstrap interval of the mean of ``diff`` (resampling its entries, i.e. images).
+def seed_t_p(per_seed) -> float:
+    """Two-sided one-sample t test that the per-seed differences have mean zero.
 
-    BCa with a fixed RNG; percentile where BCa is undefined; (d, d) when every entry is
-    d (every resample has that mean); NaN with fewer than two entries."""
-    d = np.asarray(diff, dtype=float)
+    NaN with fewer than two seeds; with no spread between seeds (within ``ZERO_TOL``),
+    1.0 when they are all zero and 0.0 otherwise (t is infinite)."""
+    d = np.asarray(per_seed, dtype=float)
     if d.size < 2:
-        return float("nan"), float("nan")
-    if np.ptp(d) == 0:
-        return float(d[0]), float(d[0])
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # degenerate-data warnings: handled below
-            ci = stats.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=level,
-                                 method=method, rng=np.random.default_rng(seed)).confidence_interval
-        if np.isfinite(ci.low) and np.isfinite(ci.high):
-            return float(ci.low), float(ci.high)
-    return float("nan"), float("nan")
+        return float("nan")
+    if np.ptp(d) <= ZERO_TOL:
+        return 1.0 if abs(d.mean()) <= ZERO_TOL else 0.0
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
-def paired_difference(diff) -> dict:
-    """Mean, 95% bootstrap interval and Wilcoxon p of per-image differences."""
-    d = np.asarray(diff, dtype=float)
-    low, high = bootstrap_ci(d)
-    return {"delta": float(d.mean()) if d.size else float("nan"), "ci_low": low, "ci_high": high,
-            "n_pairs": int(d.size), "p_wilcoxon": wilcoxon_p(d)}
+@dataclass(frozen=True)
+class TestResult:
+    p: float          # max(p_images, p_seeds): what the mark is awarded on
+    p_images: float   # sign-flip test over test images (per-image Δ averaged over seeds)
+    p_seeds: float    # paired t test over seeds (per-seed Δ)
 
+
+def difference_test(ya, yb) -> TestResult:
+    """The test of Δ between two arms whose seeds are paired (row k of ``ya`` and of ``yb``
+    is seed k) and whose columns are the same test images."""
+    ya, yb = np.asarray(ya, dtype=float), np.asarray(yb, dtype=float)
+    if ya.shape != yb.shape:
+        raise ValueError(f"paired arms must have the same seeds and images, got {ya.shape} and {yb.shape}")
+    diff = ya - yb
+    p_images = signflip_p(diff.mean(axis=0))
+    p_seeds = seed_t_p(diff.mean(axis=1))
+    return TestResult(max(p_images, p_seeds), p_images, p_seeds)
+
+
+# --------------------------------------------------------------------------- interval
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    method: str       # "BCa" | "percentile" | "" (no interval)
+
+
+NO_INTERVAL = Interval(float("nan"), float("nan"), "")
+
+
+def _weights(rng, n: int, size: int) -> np.ndarray:
+    """Bootstrap weights: (size, n) resample counts divided by n (each row sums to 1)."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=size) / n
+
+
+def _jackknife_contributions(ya: np.ndarray, yb: np.ndarray, paired: bool) -> np.ndarray:
+    """Per-unit jackknife influence on Δ, scaled to the unit's level, for the BCa
+    acceleration: one value per test image and per seed (per seed pair when paired)."""
+    def level(estimates: np.ndarray) -> np.ndarray:
+        n = estimates.size
+        return (n - 1) * (estimates.mean() - estimates) / n if n > 1 else np.zeros(0)
+
+    ma, mb = ya.mean(axis=0), yb.mean(axis=0)                    # per image, over seeds
+    n = ma.size
+    parts = [level(((ma - mb).sum() - (ma - mb)) / max(n - 1, 1))]  # leave one image out
+    if paired:
+        d = (ya - yb).mean(axis=1)
+        parts.append(level((d.sum() - d) / max(d.size - 1, 1)))
+    else:
+        for y, sign in ((ya, 1.0), (yb, -1.0)):
+            s = y.mean(axis=1)
+            parts.append(sign * level((s.sum() - s) / max(s.size - 1, 1)))
+    return np.concatenate(parts)
+
+
+def hierarchical_bootstrap(ya, yb, level: float = 1 - ALPHA, paired: bool = False,
+                           n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                           want_distribution: bool = False):
+    """Two-stage bootstrap interval of Δ = mean(ya) - mean(yb).
+
+    ``ya`` (seeds_a, images) and ``yb`` (seeds_b, images) share their image columns. Each
+    resample draws seeds with replacement within each arm (the same seed draws for both
+    arms when ``paired``: row k of both is seed k), then test images with
+    replacement, the same images for both arms, and takes the weighted Δ. BCa (bias from
+    the resamples, acceleration from a jackknife over images and seeds); percentile where
+    BCa is undefined (every resample on one side of Δ, or no jackknife spread). Needs at
+    least two seeds per arm and two images (else no interval: seed variation would be
+    invisible). Returns an ``Interval`` (and the resampled Δs with ``want_distribution``)."""
+    ya, yb = np.asarray(ya, dtype=float), np.asarray(yb, dtype=float)
+    if min(ya.shape[0], yb.shape[0]) < 2 or ya.shape[1] < 2 or ya.shape[1] != yb.shape[1]:
+        return (NO_INTERVAL, np.zeros(0)) if want_distribution else NO_INTERVAL
+    if paired and ya.shape != yb.shape:
+        raise ValueError("paired arms must have the same seeds")
+    rng = np.random.default_rng(seed)
+    estimate = ya.mean() - yb.mean()
+    out = []
+    for start in range(0, n_resamples, CHUNK):
+        size = min(CHUNK, n_resamples - start)
+        wa = _weights(rng, ya.shape[0], size)
+        wb = wa if paired else _weights(rng, yb.shape[0], size)
+        wi = _weights(rng, ya.shape[1], size)
+        out.append(np.einsum("bi,bi->b", wa @ ya - wb @ yb, wi))
+    boot = np.concatenate(out)
+
+    tail = (1 - level) / 2
+    quantiles, method = np.array([tail, 1 - tail]), "percentile"
+    below = np.mean(boot < estimate - ZERO_TOL) + 0.5 * np.mean(np.abs(boot - estimate) <= ZERO_TOL)
+    u = _jackknife_contributions(ya, yb, paired)
+    spread = float((u ** 2).sum())
+    if 0 < below < 1 and spread > 0:
+        z0 = special.ndtri(below)
+        accel = float((u ** 3).sum()) / (6 * spread ** 1.5)
+        z = special.ndtri(quantiles)
+        adjusted = special.ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))
+        if np.all(np.isfinite(adjusted)):
+            quantiles, method = adjusted, "BCa"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        low, high = np.quantile(boot, quantiles)
+    result = Interval(float(low), float(high), method)
+    return (result, boot) if want_distribution else result
+
+
+# --------------------------------------------------------------------------- fronts
 
 def pareto_front(cost, value, minimize_cost: bool = True) -> np.ndarray:
     """Boolean mask of the points no other point dominates (value is maximized; cost is
@@ -112,118 +225,3 @@ def pareto_front(cost, value, minimize_cost: bool = True) -> np.ndarray:
         dominated = ok & (c <= c[i]) & (v >= v[i]) & ((c < c[i]) | (v > v[i]))
         front[i] = not dominated.any()
     return front
-
-
-# --------------------------------------------------------------------------- records
-
-def natural_key(x) -> tuple:
-    """Numbers before text, numbers by value (seeds 2 < 10), text as text."""
-    if isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)):
-        return (0, float(x), "")
-    return (1, 0.0, str(x))
-
-
-def baseline_variant(records: list[dict]) -> str | None:
-    """The variant flagged ``is_baseline``, or None."""
-    flagged = sorted({r["variant"] for r in records if r["is_baseline"]})
-    return flagged[0] if flagged else None
-
-
-def variant_order(records: list[dict], baseline: str | None, order=None) -> list[str]:
-    """Variants in the sweep file's order when given (others appended, sorted), else the
-    baseline first and the rest sorted by name."""
-    present = sorted({r["variant"] for r in records})
-    listed = [v for v in (order or []) if v in present]
-    if not listed and baseline in present:
-        listed = [baseline]
-    return listed + [v for v in present if v not in listed]
-
-
-def status_text(counts: Counter) -> str:
-    """"2/3 ok (1 failed)" from a Counter of run statuses."""
-    n, ok = sum(counts.values()), counts.get("ok", 0)
-    others = sorted(s for s in counts if s != "ok")
-    rest = ", ".join(f"{counts[s]} {s}" for s in others)
-    return f"{ok}/{n} ok" + (f" ({rest})" if rest else "")
-
-
-def per_image_dice_by_id(records: list[dict], variant: str, form: str = "mean") -> pd.Series:
-    """Per-test-image Dice of one (variant, form), averaged over its ok seeds; index = id."""
-    columns = [pd.Series(per_image_dice(counts_array(f)), index=image_ids(f))
-               for _, f in ok_forms(records, variant, form)]
-    if not columns:
-        return pd.Series(dtype=float)
-    return pd.concat(columns, axis=1).mean(axis=1).sort_index()
-
-
-def _macs_size(records: list[dict], variant: str, form: str) -> str | None:
-    sizes = sorted({tuple(f["cost"]["macs_size"]) for _, f in ok_forms(records, variant, form)})
-    return ", ".join("x".join(str(int(v)) for v in s) for s in sizes) or None
-
-
-def _infer_batch(records: list[dict], variant: str, form: str) -> float:
-    values = [f["cost"]["infer_batch"] for _, f in ok_forms(records, variant, form)]
-    return float(np.median(values)) if values else float("nan")
-
-
-def _mean_std(s: pd.Series) -> tuple[float, float]:
-    s = pd.to_numeric(s, errors="coerce").dropna()
-    if s.empty:
-        return float("nan"), float("nan")
-    return float(s.mean()), (float(s.std(ddof=1)) if len(s) > 1 else float("nan"))
-
-
-def _median(s: pd.Series) -> float:
-    s = pd.to_numeric(s, errors="coerce").dropna()
-    return float(s.median()) if not s.empty else float("nan")
-
-
-def summary_table(records: list[dict], baseline: str | None = None, order=None) -> pd.DataFrame:
-    """One row per (variant, form) with accuracy, difference to the baseline and cost.
-
-    Rows follow ``variant_order``; within a variant "mean" comes first, then L1..L4. A
-    variant whose every run failed still has its "mean" row (with NaN numbers)."""
-    frame = runs_frame(records)
-    frame["variant"] = frame["variant"].astype(str)
-    base = per_image_dice_by_id(records, baseline, "mean") if baseline else pd.Series(dtype=float)
-    rows = []
-    for v in variant_order(records, baseline, order):
-        statuses = Counter(r["status"] for r in records if r["variant"] == v)
-        runs = frame[frame["variant"] == v]
-        for form in sorted(runs["form"].unique(), key=form_key):
-            g = runs[runs["form"] == form]
-            ok = g[g["status"] == "ok"]
-            first = g.iloc[0]
-            row = {
-                "variant": v, "form": form, "factor": first["factor"],
-                "is_baseline": v == baseline and form == "mean", "arch": first["arch"],
-                "status": status_text(statuses), "n_ok": int(len(ok)),
-                "n_total": int(sum(statuses.values())),
-                "n_failed": statuses.get("failed", 0), "n_diverged": statuses.get("diverged", 0),
-            }
-            for m in ("dice", "iou", "dice_global"):
-                row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(ok[m])
-            has_empty = ok[pd.to_numeric(ok["n_empty"], errors="coerce").fillna(0) > 0]
-            row["fpr_empty_mean"] = _mean_std(has_empty["fpr_empty"])[0]
-            row["n_empty"] = _median(ok["n_empty"])
-            row["n_images"] = _median(ok["n_images"])
-            if row["is_baseline"] or base.empty:
-                row.update(delta=np.nan, ci_low=np.nan, ci_high=np.nan, n_pairs=0, p_wilcoxon=np.nan)
-            else:
-                mine = per_image_dice_by_id(records, v, form)
-                common = mine.index.intersection(base.index).sort_values()
-                row.update(paired_difference((mine[common] - base[common]).to_numpy()))
-            row["params_m"] = _median(ok["params"]) / 1e6
-            row["gmacs"] = _median(ok["macs"]) / 1e9
-            row["macs_size"] = _macs_size(records, v, form)
-            row["infer_img_s"] = _median(ok["infer_img_s"])
-            row["infer_batch"] = _infer_batch(records, v, form)
-            row["latency_ms"] = _median(ok["latency_ms"])
-            row["train_img_s"] = _median(ok["train_img_s"])
-            mem = pd.to_numeric(ok["peak_mem_mb"], errors="coerce").dropna()
-            row["peak_mem_mb"] = float(mem.max()) if not mem.empty else float("nan")
-            rows.append(row)
-    out = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in ("p_holm", "significant")])
-    out["p_holm"] = holm(out["p_wilcoxon"].to_numpy(dtype=float))
-    out["significant"] = out["p_holm"] < ALPHA
-    return out[SUMMARY_COLUMNS].reset_index(drop=True)

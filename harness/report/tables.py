@@ -68,17 +68,37 @@ def _delta(row) -> str:
         return DASH
     ci = (f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
           if _ok(row["ci_low"]) and _ok(row["ci_high"]) else "")
-    return f"{row['delta']:+.3f}{ci}".replace("-", "−")  # a true minus sign
+    mark = "‡" if row["disagree"] else ""
+    return f"{row['delta']:+.3f}{ci}{mark}".replace("-", "−")  # a true minus sign
+
+
+def _p(row) -> str:
+    """The Holm-adjusted p, or why the row has none."""
+    if row["is_baseline"] or not _ok(row["reference"]):
+        return DASH
+    return format_p(row["p_holm"]) if _ok(row["p_holm"]) else (row["test_note"] or DASH)
+
+
+def _sample(row) -> str:
+    """"3 × 12": the seeds and test images behind the row's Δ (its own, for a reference)."""
+    if row["is_baseline"] or not _ok(row["reference"]):
+        return f"{row['n_ok']} × {_num(row['n_images'], '.0f')}" if row["n_ok"] else DASH
+    if not row["n_pairs"]:
+        return DASH
+    dropped = f" ({row['n_dropped']} dropped)" if row["n_dropped"] else ""
+    return f"{row['n_seeds']} × {row['n_pairs']}{dropped}"
 
 
 def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[list[str]]]:
     """(headers, alignments "l"/"r", rows of text cells) of the summary.
 
-    Optional columns (form, factor, FPR on empty references, peak memory) appear only
-    when some row has a value for them."""
+    Optional columns (form, factor, family, fail = 0 sensitivity, FPR on empty references,
+    peak memory) appear only when some row has a value for them."""
     has = {
         "form": (summary["form"] != "mean").any(),
         "factor": summary["factor"].map(lambda f: _ok(f) and f != "baseline").any(),
+        "family": summary["reference"].map(_ok).any(),
+        "fail0": (summary["n_failed"] + summary["n_diverged"]).gt(0).any(),
         "fpr": summary["fpr_empty_mean"].map(_ok).any(),
         "mem": summary["peak_mem_mb"].map(_ok).any(),
     }
@@ -86,13 +106,16 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         ("Variant", "l", None, lambda r: r["variant"] + ("†" if r["significant"] else "")),
         ("Form", "l", "form", lambda r: str(r["form"])),
         ("Factor", "l", "factor", lambda r: str(r["factor"]) if _ok(r["factor"]) else DASH),
+        ("Family", "l", "family", lambda r: str(r["family"])),
         ("Runs", "l", None, lambda r: r["status"]),
+        ("Seeds × images", "r", None, _sample),
         ("Dice", "r", None, lambda r: _mean_std(r["dice_mean"], r["dice_std"])),
+        ("Dice (fail = 0)", "r", "fail0", lambda r: _mean_std(r["dice_fail0_mean"], r["dice_fail0_std"])),
         ("IoU", "r", None, lambda r: _mean_std(r["iou_mean"], r["iou_std"])),
         ("Dice (global)", "r", None, lambda r: _mean_std(r["dice_global_mean"], r["dice_global_std"])),
         ("FPR empty", "r", "fpr", lambda r: _num(r["fpr_empty_mean"], ".3f")),
-        ("ΔDice [95% CI]", "r", None, _delta),
-        ("p (Holm)", "r", None, lambda r: format_p(r["p_holm"])),
+        ("ΔDice [adj. CI]", "r", None, _delta),
+        ("p (Holm)", "r", None, _p),
         ("Params (M)", "r", None, lambda r: _size(r["params_m"])),
         ("GMACs", "r", None, lambda r: _size(r["gmacs"])),
         ("Infer (img/s)", "r", None, lambda r: _rate(r["infer_img_s"])),
@@ -106,9 +129,15 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
 
 
 def footnote(summary: pd.DataFrame) -> str:
-    n = int(summary["significant"].sum())
-    return (f"† Δ significant at {ALPHA:g} after Holm correction ({n} of "
-            f"{int(summary['p_holm'].notna().sum())} tested rows). — not available.")
+    n, tested = int(summary["significant"].sum()), int(summary["p_holm"].notna().sum())
+    text = (f"† Δ significant at {ALPHA:g} after Holm correction within its family ({n} of "
+            f"{tested} tested rows).")
+    if summary["disagree"].any():
+        text += (" ‡ The interval and the test disagree (one excludes 0, the other does not; "
+                 "they are different procedures, see Methods): the Δ is not established.")
+    if (summary["n_failed"] + summary["n_diverged"]).gt(0).any():
+        text += " Dice (fail = 0): mean over every run that ended, a failed or diverged seed scoring 0."
+    return text + " — not available."
 
 
 def markdown(summary: pd.DataFrame, caption: str) -> str:

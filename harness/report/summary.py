@@ -1,0 +1,255 @@
+"""The summary table: one row per (variant, inference form), from the records and the plan.
+
+* Run accounting per row: planned (from ``sweep.json``), ok, failed, diverged, missing
+  (planned with no record). Failed and diverged runs are outcomes: the failure rate and a
+  sensitivity column in which such a seed scores Dice 0 ("fail = 0").
+* Accuracy: mean and sample standard deviation (ddof = 1) over the ok seeds.
+* Δ of every row against its reference, per declared family (``family_of``): one-factor
+  ablations, grid points, explicit variants and smp baselines against the baseline; a
+  pruned deep-supervision form L1..Lk against its own network's accurate ("mean") form.
+  Δ is the mean per-image Dice over seeds and test images minus the reference's, over the
+  images both arms scored with every seed. Its interval is the two-stage bootstrap of
+  ``stats.hierarchical_bootstrap`` (seed draws paired when both arms ran the same seeds,
+  as the per-seed Δ and the seed test pair them) at the Bonferroni level 1 - alpha/m of its family of m
+  rows; the mark † needs ``stats.difference_test`` (images and seeds), at least
+  ``MIN_SEEDS`` ok seeds in both arms and the same seeds in both, and a Holm-adjusted p
+  below alpha within the family. m counts every declared row of the family, tested or not.
+* Cost: medians over ok seeds (peak memory: the maximum).
+"""
+from __future__ import annotations
+
+import numbers
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import per_image_dice
+from ..records import counts_array, form_key, image_ids, ok_forms, runs_frame
+from .stats import ALPHA, difference_test, hierarchical_bootstrap, holm
+
+MIN_SEEDS = 3
+BAD = ("failed", "diverged")
+
+SUMMARY_COLUMNS = [
+    "variant", "form", "factor", "family", "reference", "is_baseline", "arch", "status",
+    "n_planned", "n_ok", "n_failed", "n_diverged", "n_missing", "fail_rate",
+    "dice_mean", "dice_std", "iou_mean", "iou_std", "dice_global_mean", "dice_global_std",
+    "dice_fail0_mean", "dice_fail0_std", "fpr_empty_mean", "n_empty", "n_images",
+    "delta", "ci_low", "ci_high", "ci_level", "ci_method", "n_seeds", "n_pairs", "n_dropped",
+    "p_images", "p_seeds", "p", "family_size", "p_holm", "significant", "disagree", "test_note",
+    "params_m", "gmacs", "macs_size", "infer_img_s", "infer_batch", "latency_ms",
+    "train_img_s", "peak_mem_mb",
+]
+COMPARISON = {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "ci_level": np.nan,
+              "ci_method": "", "n_seeds": 0, "n_pairs": 0, "n_dropped": 0, "p_images": np.nan,
+              "p_seeds": np.nan, "p": np.nan, "test_note": ""}
+
+
+# --------------------------------------------------------------------------- labels and order
+
+def natural_key(x) -> tuple:
+    """Numbers before text, numbers by value (seeds 2 < 10), text as text."""
+    if isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)):
+        return (0, float(x), "")
+    return (1, 0.0, str(x))
+
+
+def baseline_variant(records: list[dict]) -> str | None:
+    """The variant flagged ``is_baseline``, or None."""
+    flagged = sorted({r["variant"] for r in records if r["is_baseline"]})
+    return flagged[0] if flagged else None
+
+
+def variant_order(records: list[dict], baseline: str | None, order=None) -> list[str]:
+    """Variants in the sweep file's order when given (planned variants without a record
+    included), others appended, sorted; else the baseline first and the rest sorted."""
+    present = sorted({r["variant"] for r in records})
+    listed = list(dict.fromkeys(order or []))
+    if not listed and baseline in present:
+        listed = [baseline]
+    return listed + [v for v in present if v not in listed]
+
+
+def family_of(variant: str, form: str, factor, families: dict) -> str:
+    """The declared family of a row: "pruned <variant>" for a pruned form, else the plan's
+    family of the variant (without a plan: from the record's factor)."""
+    if form != "mean":
+        return f"pruned {variant}"
+    if variant in families:
+        return families[variant]
+    return "baseline" if factor == "baseline" else ("one-factor" if isinstance(factor, str) else "explicit")
+
+
+def status_text(ok: int, planned: int, counts: Counter) -> str:
+    """"2/3 ok, 1 failed, 1 missing"."""
+    rest = [f"{counts[s]} {s}" for s in (*BAD, "missing") if counts.get(s)]
+    return ", ".join([f"{ok}/{planned} ok", *rest])
+
+
+def _seeds_text(seeds) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+# --------------------------------------------------------------------------- arms and comparisons
+
+def seed_scores(records: list[dict], variant: str, form: str = "mean",
+                score=per_image_dice) -> dict[int, pd.Series]:
+    """Per-image scores of every ok seed of (variant, form): seed -> Series by test id."""
+    return {r["seed"]: pd.Series(score(counts_array(f)), index=image_ids(f))
+            for r, f in ok_forms(records, variant, form)}
+
+
+def per_image_dice_by_id(records: list[dict], variant: str, form: str = "mean") -> pd.Series:
+    """Per-test-image Dice of one (variant, form), averaged over its ok seeds; index = id."""
+    columns = list(seed_scores(records, variant, form).values())
+    return pd.concat(columns, axis=1).mean(axis=1).sort_index() if columns else pd.Series(dtype=float)
+
+
+def compare(mine: dict, ref: dict, ref_label: str, level: float) -> dict:
+    """Δ of one arm against its reference (both: seed -> per-image Series), with interval,
+    test, image and seed counts, per-seed Δ and, where no test is possible, why. Arms that
+    ran the same seeds are paired by seed in the interval as in the test."""
+    out = {**COMPARISON, "per_seed": {}}
+    if not mine or not ref:
+        out["test_note"] = "no ok run" if not mine else f"{ref_label}: no ok run"
+        return out
+    series = [*mine.values(), *ref.values()]
+    common = sorted(set.intersection(*(set(s.index) for s in series)))
+    union = set().union(*(set(s.index) for s in series))
+    sa, sb = sorted(mine, key=natural_key), sorted(ref, key=natural_key)
+    out.update(n_pairs=len(common), n_dropped=len(union) - len(common), n_seeds=min(len(sa), len(sb)))
+    if not common:
+        out["test_note"] = "no test image scored by every seed of both arms"
+        return out
+    ya = np.stack([mine[s][common].to_numpy(float) for s in sa])
+    yb = np.stack([ref[s][common].to_numpy(float) for s in sb])
+    out["delta"] = float(ya.mean() - yb.mean())
+    out["per_seed"] = {s: float((mine[s][common] - ref[s][common]).mean()) for s in sa if s in ref}
+    interval = hierarchical_bootstrap(ya, yb, level, paired=sa == sb)
+    out.update(ci_low=interval.low, ci_high=interval.high, ci_method=interval.method,
+               ci_level=level if interval.method else np.nan)
+    if len(sa) < MIN_SEEDS:
+        out["test_note"] = f"{len(sa)} seed{'s' * (len(sa) != 1)}: too few to test"
+    elif len(sb) < MIN_SEEDS:
+        out["test_note"] = f"{ref_label} has {len(sb)} seed{'s' * (len(sb) != 1)}: too few to test"
+    elif sa != sb:
+        out["test_note"] = f"seeds {_seeds_text(sa)} differ from {ref_label}'s {_seeds_text(sb)}: not paired"
+    else:
+        t = difference_test(ya, yb)
+        out.update(p=t.p, p_images=t.p_images, p_seeds=t.p_seeds)
+    return out
+
+
+# --------------------------------------------------------------------------- the table
+
+def _mean_std(values) -> tuple[float, float]:
+    s = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
+    if s.empty:
+        return float("nan"), float("nan")
+    return float(s.mean()), (float(s.std(ddof=1)) if len(s) > 1 else float("nan"))
+
+
+def _median(s: pd.Series) -> float:
+    s = pd.to_numeric(s, errors="coerce").dropna()
+    return float(s.median()) if not s.empty else float("nan")
+
+
+def _cost(ok: pd.DataFrame, records: list[dict], variant: str, form: str) -> dict:
+    forms = [f for _, f in ok_forms(records, variant, form)]
+    sizes = sorted({tuple(f["cost"]["macs_size"]) for f in forms})
+    mem = pd.to_numeric(ok["peak_mem_mb"], errors="coerce").dropna()
+    return {
+        "params_m": _median(ok["params"]) / 1e6, "gmacs": _median(ok["macs"]) / 1e9,
+        "macs_size": ", ".join("x".join(str(int(v)) for v in s) for s in sizes) or None,
+        "infer_img_s": _median(ok["infer_img_s"]),
+        "infer_batch": _median(pd.Series([f["cost"]["infer_batch"] for f in forms], dtype=float)),
+        "latency_ms": _median(ok["latency_ms"]), "train_img_s": _median(ok["train_img_s"]),
+        "peak_mem_mb": float(mem.max()) if not mem.empty else float("nan"),
+    }
+
+
+def _accounting(records: list[dict], variant: str, planned: list | None) -> dict:
+    """Planned / ok / failed / diverged / missing runs of one variant."""
+    mine = [r for r in records if r["variant"] == variant]
+    counts = Counter(r["status"] for r in mine)
+    seeds = planned if planned is not None else [r["seed"] for r in mine]
+    counts["missing"] = len(set(seeds) - {r["seed"] for r in mine})
+    ran = counts["ok"] + sum(counts[s] for s in BAD)
+    return {"status": status_text(counts["ok"], len(seeds), counts), "n_planned": len(seeds),
+            "n_ok": counts["ok"], "n_failed": counts["failed"], "n_diverged": counts["diverged"],
+            "n_missing": counts["missing"],
+            "fail_rate": sum(counts[s] for s in BAD) / ran if ran else np.nan}
+
+
+def _skeleton(records: list[dict], frame: pd.DataFrame, baseline, variant_list, plan) -> list[dict]:
+    """The rows without accuracy, comparison or cost: who they are and their accounting."""
+    families = dict(plan.families) if plan else {}
+    rows = []
+    for v in variant_list:
+        runs = frame[frame["variant"] == v]
+        account = _accounting(records, v, plan.seeds_of(v) if plan else None)
+        first = runs.iloc[0] if len(runs) else pd.Series({"factor": None, "arch": None})
+        for form in sorted(runs["form"].unique(), key=form_key) if len(runs) else ["mean"]:
+            is_base = v == baseline and form == "mean"
+            family = family_of(v, form, first["factor"], families)
+            reference = None if is_base else (f"{v} (mean)" if form != "mean" else baseline)
+            rows.append({"variant": v, "form": form, "factor": first["factor"], "family": family,
+                         "reference": reference, "is_baseline": is_base, "arch": first["arch"],
+                         **account})
+    return rows
+
+
+def summary_table(records: list[dict], baseline: str | None = None, order=None, plan=None) -> pd.DataFrame:
+    """One row per (variant, form): accounting, accuracy, Δ to its reference, cost.
+
+    Rows follow ``variant_order``; within a variant "mean" comes first, then L1..L4. A
+    planned variant without a record, or whose every run failed, still has its "mean" row.
+    Per-seed Δ columns ``delta_seed_<k>`` follow the named columns."""
+    frame = runs_frame(records)
+    frame["variant"] = frame["variant"].astype(str)
+    rows = _skeleton(records, frame, baseline, variant_order(records, baseline, order), plan)
+    size = Counter(r["family"] for r in rows if not r["is_baseline"])
+    seeds = sorted({*(plan.seeds if plan else ()), *(r["seed"] for r in records)}, key=natural_key)
+    arms: dict = {}
+
+    def arm(variant, form):
+        if (variant, form) not in arms:
+            arms[variant, form] = seed_scores(records, variant, form)
+        return arms[variant, form]
+
+    for row in rows:
+        v, form = row["variant"], row["form"]
+        runs = frame[(frame["variant"] == v) & (frame["form"] == form)]
+        ok = runs[runs["status"] == "ok"]
+        for m in ("dice", "iou", "dice_global"):
+            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(ok[m])
+        failed_seeds = sum(r["variant"] == v and r["status"] in BAD for r in records)
+        row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_seeds])
+        has_empty = ok[pd.to_numeric(ok["n_empty"], errors="coerce").fillna(0) > 0]
+        row["fpr_empty_mean"] = _mean_std(has_empty["fpr_empty"])[0]
+        row["n_empty"], row["n_images"] = _median(ok["n_empty"]), _median(ok["n_images"])
+        row["family_size"] = size[row["family"]] if row["reference"] else 0
+        if row["reference"] is None or (form == "mean" and baseline is None):
+            comparison = {**COMPARISON, "per_seed": {}}
+        elif form == "mean":
+            comparison = compare(arm(v, form), arm(baseline, "mean"), baseline, 1 - ALPHA / row["family_size"])
+        else:
+            comparison = compare(arm(v, form), arm(v, "mean"), f"{v} (mean)", 1 - ALPHA / row["family_size"])
+        per_seed = comparison.pop("per_seed")
+        row.update(comparison)
+        row.update({f"delta_seed_{s}": per_seed.get(s, np.nan) for s in seeds})
+        row.update(_cost(ok, records, v, form))
+
+    out = pd.DataFrame(rows)
+    out["p_holm"] = np.nan
+    for family in size:
+        members = out.index[(out["family"] == family) & out["reference"].notna()]
+        p = out.loc[members, "p"].to_numpy(float)
+        adjusted = holm(np.where(np.isfinite(p), p, 1.0))  # untested rows count as not rejected
+        out.loc[members, "p_holm"] = np.where(np.isfinite(p), adjusted, np.nan)
+    out["significant"] = out["p_holm"].lt(ALPHA)
+    excludes_zero = (out["ci_low"] > 0) | (out["ci_high"] < 0)
+    out["disagree"] = out["p_holm"].notna() & (excludes_zero != out["significant"])
+    extra = [c for c in out.columns if c.startswith("delta_seed_")]
+    return out[SUMMARY_COLUMNS + extra].reset_index(drop=True)
