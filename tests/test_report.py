@@ -475,3 +475,20 @@ def test_cli_record_of_another_schema_exits_2(fails_cleanly, built, tmp_path):
     path.write_text(path.read_text().replace('"schema": 2', '"schema": 1'))
     fails_cleanly("report", copy, "--out", tmp_path / "rep", names=[path.name, "schema 1"],
                   untouched=[tmp_path / "rep", copy])
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.pop("families"),                           # written by an older version
+    lambda d: d.update(runs=[["k", "v", 0]]),              # runs that are not tables
+    lambda d: d.update(families={"better": "favourite"}),  # a family that does not exist
+    lambda d: d["runs"][0].update(seed="0"),               # a seed that is not an integer
+])
+def test_cli_sweep_plan_that_is_not_one_exits_2(fails_cleanly, built, tmp_path, change):
+    import json
+
+    root = copy_results(built, tmp_path)
+    d = json.loads((root / "sweep.json").read_text())
+    change(d)
+    (root / "sweep.json").write_text(json.dumps(d))
+    fails_cleanly("report", root, "--out", tmp_path / "rep", names=["sweep.json", "not a sweep plan"],
+                  untouched=[tmp_path / "rep", root])

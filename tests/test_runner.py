@@ -267,3 +267,36 @@ def test_override_returns_a_new_sweep_and_leaves_the_loaded_one():
     assert sweep == load_sweep("smoke")  # unchanged
     with pytest.raises(dataclasses.FrozenInstanceError):
         sweep.seeds = (0,)
+
+
+def test_a_missing_run_is_reported_with_the_command_that_completes_it(smoke, tmp_path):
+    """Delete one record of a finished sweep: its row says "1/2 ok, 1 missing", the front
+    page lists the run and the command; running that command does only that run."""
+    import shlex
+    import shutil
+
+    from harness import records
+    from harness.report import build_report
+
+    out = Path(shutil.copytree(smoke, tmp_path / "results"))
+    plan = records.read_plan(out)
+    assert plan.families == {v.label: v.family for v in load_sweep("smoke").variants}
+    gone = next(r for r in plan.runs if r.variant == "up=bilinear" and r.seed == 1)
+    records.record_path(out, gone.key).unlink()
+    plan = records.read_plan(out)  # the plan still names the run
+    assert gone in plan.runs
+
+    report = build_report(out, tmp_path / "report")
+    assert "| up=bilinear | mean | up | one-factor | 1/2 ok, 1 missing |" in (report / "table.md").read_text()
+    index = (report / "index.md").read_text()
+    assert f"`up=bilinear` seed 1 (`{gone.key}`)" in index
+    command = plan.command.replace(str(smoke), str(out))
+    assert shlex.split(command)[:3] == ["unet-ablate", "run", "smoke"]
+
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert main(shlex.split(command)[1:] + ["--no-progress"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert set(after) - set(before) == {f"{gone.key}.json"}
+    assert all(after[name] == t for name, t in before.items())
+    index = (build_report(out, tmp_path / "report") / "index.md").read_text()
+    assert "## Missing runs" not in index and "1 missing" not in index

@@ -2,7 +2,8 @@
 
 It reads the results store only (``harness.records``), never a data set, and never trains.
 Modules, one job each:
-  stats     the summary statistics (mean ± std, paired Δ, bootstrap CI, Wilcoxon, Holm)
+  stats     the inference: two-stage bootstrap, sign-flip and seed tests, Holm (pure numpy)
+  summary   the summary table: run accounting, declared families, Δ per row, cost
   describe  what the records say about the setup, as caption / methods text
   tables    table.md, table.tex (booktabs), table.csv, runs.csv; number and p-value formats
   figures   accuracy_cost, ablation, curves, qualitative, deep_supervision (pdf + png)
