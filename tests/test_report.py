@@ -492,3 +492,15 @@ def test_cli_sweep_plan_that_is_not_one_exits_2(fails_cleanly, built, tmp_path, 
     (root / "sweep.json").write_text(json.dumps(d))
     fails_cleanly("report", root, "--out", tmp_path / "rep", names=["sweep.json", "not a sweep plan"],
                   untouched=[tmp_path / "rep", root])
+
+
+def test_a_baseline_without_any_record_leaves_every_comparison_saying_so(built, tmp_path):
+    root = copy_results(built, tmp_path)
+    for s in range(3):
+        records.record_path(root, key_of(root, "baseline", s)).unlink()
+    rep = build_report(root, tmp_path / "rep")
+    csv = pd.read_csv(rep / "table.csv")
+    assert row(csv, "baseline")["status"] == "0/3 ok, 3 missing"
+    assert row(csv, "better")["test_note"] == "baseline: no ok run"
+    assert np.isfinite(row(csv, "ds", "L1")["p"])  # the pruned family does not need the baseline
+    assert "`baseline` seed 2" in (rep / "index.md").read_text()

@@ -39,7 +39,7 @@ def build_report(results_dir, out_dir=None) -> Path:
     out = Path(out_dir) if out_dir is not None else Path("reports") / name
     out.mkdir(parents=True, exist_ok=True)
 
-    baseline = baseline_variant(records)
+    baseline = plan.baseline if plan else baseline_variant(records)
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
     order = variant_order(records, baseline, plan.variants if plan else None)

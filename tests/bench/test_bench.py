@@ -56,3 +56,17 @@ def test_confusion_counts(benchmark):
     pred = torch.randint(0, 4, (512, 512), generator=g)
     ref = torch.randint(0, 4, (512, 512), generator=g)
     benchmark(confusion_counts, pred, ref, [1, 2, 3])
+
+
+@pytest.mark.benchmark(group="report inference: one comparison, 5 seeds x 200 images")
+@pytest.mark.parametrize("what", ["two-stage bootstrap (10,000)", "sign-flip (Monte Carlo) + seed t"])
+def test_report_inference(benchmark, what):
+    import numpy as np
+
+    from harness.report.stats import difference_test, hierarchical_bootstrap
+
+    rng = np.random.default_rng(0)
+    ya, yb = rng.uniform(0.7, 0.95, (5, 200)), rng.uniform(0.7, 0.95, (5, 200))
+    fn = (lambda: hierarchical_bootstrap(ya, yb, 0.99, paired=True)) if what.startswith("two") \
+        else (lambda: difference_test(ya, yb))
+    benchmark.pedantic(fn, rounds=3, warmup_rounds=1)
