@@ -144,8 +144,11 @@ def load_sweep(source: str) -> Sweep:
     seeds = d.get("seeds", 3)
     if is_int(seeds) and seeds >= 1:
         seeds = list(range(seeds))
-    if not (isinstance(seeds, list) and seeds and all(is_int(s) for s in seeds)):
-        raise ValueError(f"{where}: seeds: expected a positive count or a list of integers, got {seeds!r}")
+    if not (isinstance(seeds, list) and seeds and all(is_int(s) and s >= 0 for s in seeds)):
+        raise ValueError(f"{where}: seeds: expected a positive count or a list of integers >= 0, got {seeds!r}")
+    if (twice := next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)) is not None:
+        raise ValueError(f"{where}: seeds: {twice} is given twice (each seed is one run; a repeat "
+                         f"would be counted twice)")
     try:
         data = DataSpec.from_dict(d["data"])
         protocol = Protocol.from_dict(d.get("protocol", {}))
@@ -169,6 +172,8 @@ def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = Non
     elif layout is not None:
         raise ValueError("--layout needs --data DIR")
     if variant_labels:
+        if (twice := next((x for i, x in enumerate(variant_labels) if x in variant_labels[:i]), None)) is not None:
+            raise ValueError(f"--variants: {twice} is given twice (a variant runs once per seed)")
         by_label = {v.label: v for v in sweep.variants}
         chosen = [sweep.baseline]
         for label in variant_labels:

@@ -460,3 +460,32 @@ def test_cache_dir_unwritable_only_warns(tmp_path, caplog):
 def test_loader_rejects_non_spec():
     with pytest.raises(DataError):
         loader.load_dataset({"name": "membranes"})
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_masks_of_one_value_are_refused(tmp_path, value):
+    """All-0 (or all-255) masks are not a binary task with one class: one line naming
+    the folder and the value, before any run."""
+    root = _make_pairs(tmp_path, n=4)
+    for i in range(4):
+        _save(root / "masks" / f"img{i:02d}.png", np.full((20, 24), value, np.uint8))
+    message = _error(_folder_spec(root))
+    assert "masks" in message and f"only the value {value}" in message and "two classes" in message
+
+
+@pytest.mark.parametrize("which", ["images", "masks"])
+def test_multi_page_files_are_refused_not_cut_to_their_first_frame(tmp_path, which):
+    root = _make_pairs(tmp_path, n=4, image_ext=".tif")
+    if which == "masks":
+        for p in (root / "masks").iterdir():
+            p.unlink()
+        for i in range(4):
+            _save(root / "masks" / f"img{i:02d}.tif", _binary_mask(seed=i))
+    path = root / which / "img01.tif"
+    array = _gray() if which == "images" else _binary_mask()
+    frames = [Image.fromarray(array), Image.fromarray(array[::-1].copy()), Image.fromarray(array)]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    before = _files(tmp_path)
+    message = _error(_folder_spec(root))
+    assert "img01.tif" in message and "3 frames" in message
+    assert _files(tmp_path) == before

@@ -163,6 +163,7 @@ def test_resume_after_a_kill(tmp_path):
     (["run", "no-such-sweep"], "no-such-sweep"),
     (["run", "smoke", "--data", "/no/such/folder"], "/no/such/folder"),
     (["run", "smoke", "--variants", "unet-gelu"], "gelu"),
+    (["run", "smoke", "--variants", "up=bilinear,up=bilinear"], "--variants: up=bilinear is given twice"),
 ])
 def test_run_user_errors_are_one_line_and_write_nothing(fails_cleanly, tmp_path, args, needle):
     out = tmp_path / "out"
@@ -175,6 +176,9 @@ def test_run_user_errors_are_one_line_and_write_nothing(fails_cleanly, tmp_path,
     ('[measure]\nthreads = "2"', "measure.threads: expected a positive integer"),
     ('[protocol]\nloss = "focal"', "protocol.loss: expected bce | ce | dice"),
     ('colour = "red"', "colour: unknown key"),
+    ('seeds = [0, 0]', "seeds: 0 is given twice"),
+    ('seeds = [1, 2, 1]', "seeds: 1 is given twice"),
+    ('seeds = [-1, 0]', "seeds: expected a positive count or a list of integers >= 0"),
 ])
 def test_bad_sweep_file_names_the_file_and_key(fails_cleanly, tmp_path, table, needle):
     bad = tmp_path / "bad.toml"

@@ -219,9 +219,13 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-        return image
     except Exception as exc:  # PIL raises many types for a bad file
         raise DataError(f"cannot read {what} file {path}: {type(exc).__name__}: {exc}") from None
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise DataError(f"{what} file {path} holds {frames} frames (a multi-page file); expected one "
+                        f"image per file: split the stack into one file per frame")
+    return image
 
 
 def _is_gray_palette(image: Image.Image) -> bool:
@@ -292,6 +296,9 @@ def _classes(values: list[np.ndarray], paths: list[Path], layout: str) -> list[i
                             "expected at least 2 classes")
         return classes
     present = set(found)
+    if len(found) < 2:
+        raise DataError(f"masks in {paths[0].parent} hold only the value {found[0]} everywhere; expected "
+                        f"at least two classes (e.g. 0/1 or 0/255) to segment")
     if present <= {0, 1}:
         return [0, 1]
     if present <= {0, IGNORE}:
