@@ -102,13 +102,21 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
     return record
 
 
+def data_identity(data) -> dict:
+    """What a run key says about its data: the data spec, and for folder data the hash of
+    what was read (``Dataset.content_key``), so that a run on changed data is a new run."""
+    d = data.spec.to_dict()
+    return d if data.spec.synthetic else {**d, "content": data.content_key}
+
+
 def plan(sweep: Sweep, data) -> list[tuple[RunSpec, records.Labels]]:
     """(run spec, labels) for every variant and seed of a sweep."""
     out = []
+    identity = data_identity(data)
     for v in sweep.variants:
         arch = arch_for_data(v.spec, data)
         for seed in sweep.seeds:
-            rs = RunSpec(arch=arch.to_dict(), data=sweep.data.to_dict(), protocol=sweep.protocol,
+            rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=sweep.protocol,
                          measure=sweep.measure, seed=seed)
             out.append((rs, records.Labels(sweep.name, v.label, v.factor, v.is_baseline)))
     seen: dict[str, str] = {}
@@ -142,6 +150,31 @@ def _existing(path: Path) -> dict | None:
         return None
 
 
+def _say_what_changed(out: Path, runs, data) -> None:
+    """One line before anything runs when planned runs had records made on other data
+    (or under other settings): those records are kept aside, never reused."""
+    try:
+        old = records.read_plan(out)
+    except ValueError:
+        return  # written by another version: nothing to compare with
+    if old is None:
+        return
+    new = {(labels.variant, rs.seed): rs.key for rs, labels in runs}
+    stale = [r for r in old.runs if new.get((r.variant, r.seed), r.key) != r.key
+             and records.record_path(out, r.key).is_file()]
+    if not stale:
+        return
+    try:
+        before = records.read_record(records.record_path(out, stale[0].key))["spec"]["data"]
+    except ValueError:
+        before = {}
+    changed = before.get("content") != data_identity(data).get("content")
+    what = (f"the data in {data.spec.root} changed since they ran" if changed
+            else "the sweep's settings changed since they ran")
+    log.warning("%d recorded run(s) in %s are not reused: %s; they are done again and the old "
+                "records are left out of the report", len(stale), out, what)
+
+
 def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True,
               command: str = ""):
     """Run what has no record yet; returns the tidy frame (runs.csv) of every run of the sweep.
@@ -150,6 +183,7 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     check_sizes(sweep, data)
     runs = plan(sweep, data)
     out = Path(out)
+    _say_what_changed(out, runs, data)
     records.write_plan(out, records.SweepPlan(
         name=sweep.name, source=sweep.source, description=sweep.description, command=command,
         baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),

@@ -304,3 +304,53 @@ def test_a_missing_run_is_reported_with_the_command_that_completes_it(smoke, tmp
     assert all(after[name] == t for name, t in before.items())
     index = (build_report(out, tmp_path / "report") / "index.md").read_text()
     assert "## Missing runs" not in index and "1 missing" not in index
+
+
+def _folder(root: Path, n: int, seed: int = 0) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(root / "images" / f"im{i}.png")
+        Image.fromarray((rng.random((16, 16)) < 0.4).astype(np.uint8) * 255).save(root / "masks" / f"im{i}.png")
+    return root
+
+
+def test_results_are_never_reused_when_the_data_changed(tmp_path, caplog):
+    """Run on a folder, rewrite one mask, run the same command again: the run key changes
+    with the data, one line says so before anything runs, the new run is done, and the
+    report and runs.csv take the new run only."""
+    import logging
+    import os
+
+    from harness.report import build_report
+
+    data, out = _folder(tmp_path / "data", 6), tmp_path / "out"
+    args = ["run", "smoke", "--data", str(data), "--variants", "baseline", "--seeds", "1",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    first = {p.name for p in (out / "runs").glob("*.json")}
+    assert len(first) == 1
+
+    os.utime(data / "masks" / "im3.png", ns=(1, 1))  # touched or copied: the same data
+    caplog.clear()
+    assert main(args) == 0
+    assert {p.name for p in (out / "runs").glob("*.json")} == first
+    assert "not reused" not in caplog.text
+
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:9, 4:9] = 255
+    from PIL import Image
+    Image.fromarray(mask).save(data / "masks" / "im3.png")  # the data changed
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="unet_ablate"):
+        assert main(args) == 0
+    lines = [r.getMessage() for r in caplog.records if "not reused" in r.getMessage()]
+    assert len(lines) == 1 and f"the data in {data}" in lines[0] and "changed" in lines[0]
+    now = {p.name for p in (out / "runs").glob("*.json")}
+    assert len(now) == 2 and first < now
+    assert pd.read_csv(out / "runs.csv")["key"].nunique() == 1  # only this sweep's run
+    rep = build_report(out, tmp_path / "rep")
+    assert "1 record(s)" in (rep / "index.md").read_text()       # the old one, left out

@@ -14,10 +14,13 @@ seed, the file system order, or the model.  Index lists are returned sorted.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from ..fileio import canonical_json
 from .spec import DataError, DataSpec
 
 def seeded_order(indices: list[int], ids: list[str], seed: int) -> list[int]:
@@ -76,6 +79,18 @@ class Dataset:
             raise DataError(f"unknown split {split!r}: expected one of {', '.join(self.splits)}")
         idx = self.splits[split]
         return [self.images[i] for i in idx], [self.masks[i] for i in idx], [self.ids[i] for i in idx]
+
+    @cached_property
+    def content_key(self) -> str:
+        """Hash of what was read: ids, split, class values and every image and mask array.
+        It changes when the data does (files added, masks rewritten), not when a file is
+        only copied or touched; part of the key of every run on folder data."""
+        h = hashlib.sha1(canonical_json({"ids": self.ids, "splits": self.splits,
+                                         "class_values": list(self.class_values)}).encode())
+        for a in (*self.images, *self.masks):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:12]
 
     def summary(self) -> dict:
         """A JSON-able description: what a run record stores about its data."""
