@@ -30,6 +30,16 @@ def from_table(cls, table: Any, where: str):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
 
 
+def first_repeat(items: Iterable) -> Any:
+    """The first item that occurs a second time in ``items``, or None."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
 def _fail(key: str, expected: str, value: Any):
     raise ValueError(f"{key}: expected {expected}, got {value!r}")
 

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 import variants
-from .config import check_keys, is_int
+from .config import check_keys, first_repeat, is_int
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
@@ -123,11 +123,8 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
             out.append(Variant(label, spec, None, family="grid"))
     for label, value in (d.get("explicit") or {}).items():
         out.append(Variant(label, _spec(value, f"{where}: variants.explicit.{label}"), None))
-    seen = set()
-    for v in out:
-        if v.label in seen:
-            raise ValueError(f"{where}: variant {v.label!r} is given twice")
-        seen.add(v.label)
+    if (twice := first_repeat(v.label for v in out)) is not None:
+        raise ValueError(f"{where}: variant {twice!r} is given twice")
     return tuple(out)
 
 
@@ -146,7 +143,7 @@ def load_sweep(source: str) -> Sweep:
         seeds = list(range(seeds))
     if not (isinstance(seeds, list) and seeds and all(is_int(s) and s >= 0 for s in seeds)):
         raise ValueError(f"{where}: seeds: expected a positive count or a list of integers >= 0, got {seeds!r}")
-    if (twice := next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)) is not None:
+    if (twice := first_repeat(seeds)) is not None:
         raise ValueError(f"{where}: seeds: {twice} is given twice (each seed is one run; a repeat "
                          f"would be counted twice)")
     try:
@@ -172,7 +169,7 @@ def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = Non
     elif layout is not None:
         raise ValueError("--layout needs --data DIR")
     if variant_labels:
-        if (twice := next((x for i, x in enumerate(variant_labels) if x in variant_labels[:i]), None)) is not None:
+        if (twice := first_repeat(variant_labels)) is not None:
             raise ValueError(f"--variants: {twice} is given twice (a variant runs once per seed)")
         by_label = {v.label: v for v in sweep.variants}
         chosen = [sweep.baseline]

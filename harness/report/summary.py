@@ -224,13 +224,13 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         ok = runs[runs["status"] == "ok"]
         for m in ("dice", "iou", "dice_global"):
             row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(ok[m])
-        failed_seeds = sum(r["variant"] == v and r["status"] in BAD for r in records)
+        failed_seeds = row["n_failed"] + row["n_diverged"]  # outcomes: they score 0
         row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_seeds])
         has_empty = ok[pd.to_numeric(ok["n_empty"], errors="coerce").fillna(0) > 0]
         row["fpr_empty_mean"] = _mean_std(has_empty["fpr_empty"])[0]
         row["n_empty"], row["n_images"] = _median(ok["n_empty"]), _median(ok["n_images"])
         row["family_size"] = size[row["family"]] if row["reference"] else 0
-        if row["reference"] is None or (form == "mean" and baseline is None):
+        if row["reference"] is None:  # the baseline, or no baseline to compare with
             comparison = {**COMPARISON, "per_seed": {}}
         elif form == "mean":
             comparison = compare(arm(v, form), arm(baseline, "mean"), baseline, 1 - ALPHA / row["family_size"])

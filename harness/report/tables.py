@@ -74,14 +74,14 @@ def _delta(row) -> str:
 
 def _p(row) -> str:
     """The Holm-adjusted p, or why the row has none."""
-    if row["is_baseline"] or not _ok(row["reference"]):
+    if not _ok(row["reference"]):  # the baseline (or no baseline): nothing to compare
         return DASH
     return format_p(row["p_holm"]) if _ok(row["p_holm"]) else (row["test_note"] or DASH)
 
 
 def _sample(row) -> str:
     """"3 × 12": the seeds and test images behind the row's Δ (its own, for a reference)."""
-    if row["is_baseline"] or not _ok(row["reference"]):
+    if not _ok(row["reference"]):  # the baseline (or no baseline): nothing to compare
         return f"{row['n_ok']} × {_num(row['n_images'], '.0f')}" if row["n_ok"] else DASH
     if not row["n_pairs"]:
         return DASH
