@@ -2,11 +2,16 @@
 
 Results go to stdout; diagnostics go through the ``unet_ablate`` logger to stderr (``-v``
 for more, ``-q`` for warnings only). User mistakes (an unknown name, an invalid spec, a
-bad data folder) print one line on stderr and exit with status 2; nothing is half-written.
+bad data folder) and filesystem faults (a read-only folder, a full disk) print one line on
+stderr, ``unet-ablate: error: <what, where, expected>``, and exit with status 2; nothing is
+half-written (``--debug`` shows the traceback instead). Ctrl-C, at start-up too, prints one
+line and exits with 130. This module imports torch only inside ``main``, so that Ctrl-C
+during the imports is caught like any other.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import shlex
@@ -14,14 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import variants
-from .data.spec import LAYOUTS
-from .protocol import DEVICES
-
 log = logging.getLogger("unet_ablate")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    import variants
+
     rows = [{"name": n, "spec_name": s.name, "note": variants.PRESET_NOTES.get(n, ""),
              "spec": s.to_dict()} for n, s in variants.PRESETS.items()]
     if args.json:
@@ -39,6 +42,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    import variants
     from .cost import mac_convention, profile
 
     spec = variants.parse(args.name).replace(in_channels=args.in_channels, classes=args.classes)
@@ -125,10 +129,15 @@ def _verbosity(default) -> argparse.ArgumentParser:
                       help="debug diagnostics on stderr (each run's key, device, precision and time)")
     loud.add_argument("-q", "--quiet", action="store_true", default=default,
                       help="warnings and errors only, no progress bars")
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="a failure shows its full traceback instead of one line")
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.spec import LAYOUTS
+    from .protocol import DEVICES
+
     p = argparse.ArgumentParser(prog="unet-ablate", description=__doc__.splitlines()[0],
                                 parents=[_verbosity(False)])
     sub = p.add_subparsers(dest="command", required=True)
@@ -178,15 +187,35 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
+_HINTS = {errno.ENOSPC: "the records written so far are whole; free space and run the same command "
+                        "again to go on",
+          errno.EACCES: "expected a folder you can write to", errno.EROFS: "expected a folder you can write to",
+          errno.EISDIR: "expected a file", errno.ENOTDIR: "expected a folder"}
+
+
+def error_line(e: BaseException) -> str:
+    """The one line a user error or filesystem fault prints: what, where, what was expected."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f"{e.filename}: " if e.filename else ""
+        hint = _HINTS.get(e.errno)
+        return f"{where}{e.strerror}" + (f" ({hint})" if hint else "")
+    return str(e).splitlines()[0] if str(e) else e.__class__.__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
+    debug = False
     try:
+        args = build_parser().parse_args(argv)
+        debug = args.debug
+        _configure_logging(args.verbose, args.quiet)
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        print(f"unet-ablate: error: {msg}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        if debug:
+            raise
+        print(f"unet-ablate: error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if debug:
+            raise
         print("unet-ablate: interrupted", file=sys.stderr)
         return 130

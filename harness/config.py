@@ -7,6 +7,7 @@ never ``3.0``, ``"3"`` or ``true``; numbers are ints or floats, never strings or
 from __future__ import annotations
 
 import dataclasses
+import struct
 from typing import Any, Iterable, Mapping
 
 from variants.spec import is_int  # the same integer rule as the architecture specs
@@ -54,10 +55,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # numbers reach the model and optimizer as float32
+
+
 def number(key: str, value: Any, minimum: float = 0.0, strict: bool = False) -> float:
-    """An int or float >= ``minimum`` (> with ``strict``)."""
-    if not _is_number(value) or not (value > minimum if strict else value >= minimum):
-        _fail(key, f"a number {'>' if strict else '>='} {minimum:g}", value)
+    """An int or float >= ``minimum`` (> with ``strict``) that float32 holds (not inf, not
+    1e300, and with ``strict``, not so small that it rounds to the minimum)."""
+    fits = _is_number(value) and abs(value) <= FLOAT32_MAX
+    if fits and strict:
+        fits = float(struct.unpack("f", struct.pack("f", value))[0]) > minimum
+    if not fits or not (value > minimum if strict else value >= minimum):
+        _fail(key, f"a number {'>' if strict else '>='} {minimum:g} that fits float32", value)
     return value
 
 
@@ -71,6 +79,19 @@ def fraction(key: str, value: Any) -> float:
 def boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         _fail(key, "true or false", value)
+    return value
+
+
+def text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        _fail(key, "a text string", value)
+    return value
+
+
+def table(key: str, value: Any, what: str) -> Mapping:
+    """A table (TOML ``{...}`` or ``[key]``); ``what`` says what its entries are."""
+    if not isinstance(value, Mapping):
+        _fail(key, f"a table of {what}", value)
     return value
 
 

@@ -2,10 +2,11 @@
 
 Convention (stated in every table): MACs count convolutions (transposed included) and
 matrix multiplies only, for one image, from ``torch.utils.flop_counter.FlopCounterMode``
-(FLOPs = 2 x MACs) run on the ``meta`` device so that it costs no compute. Norms,
-activations, pooling and interpolation are not counted. ``thop`` is the cross-check; on
-PyPI it over-counts ``ConvTranspose2d`` by stride^2 and leaves buffers on the model, so it
-runs on a copy with a corrected counter (and also counts norms and interpolation).
+(FLOPs = 2 x MACs) run on the ``meta`` device so that it costs no compute and no memory at
+any image size. Norms, activations, pooling and interpolation are not counted. ``thop`` is
+the cross-check, also on ``meta``; on PyPI it over-counts ``ConvTranspose2d`` by stride^2
+and leaves buffers on the model, so it runs on a copy with a corrected counter (and also
+counts norms and interpolation).
 """
 from __future__ import annotations
 
@@ -39,12 +40,18 @@ def _meta_model(spec) -> nn.Module:
 
 def _meta_forward(spec, height: int, width: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, int]:
     """(model, input, output, MACs) of one ``height x width`` image in inference (eval)
-    mode, from a single forward pass on ``meta``."""
+    mode, from a single forward pass on ``meta``. An input the model cannot take is a
+    one-line ValueError."""
     spec = variants.parse(spec)
     model = _meta_model(spec).eval()
     x = torch.empty(1, spec.in_channels, height, width, device="meta")
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        y = model(x)
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            y = model(x)
+    except ValueError as e:  # the model's own input check names the sizes it takes
+        raise ValueError(f"{spec.name}: {e}") from None
+    except RuntimeError as e:  # a layer's
+        raise ValueError(f"{spec.name} cannot take a {height}x{width} input: {str(e).splitlines()[0]}") from None
     return model, x, y, counter.get_total_flops() // 2
 
 
@@ -61,13 +68,14 @@ def _thop_convtranspose(m: nn.ConvTranspose2d, x, y) -> None:
 
 
 def count_macs_thop(model: nn.Module, in_channels: int, height: int, width: int) -> int:
-    """The thop cross-check on a copy (thop adds buffers), with the corrected counter."""
+    """The thop cross-check on a ``meta`` copy (thop adds buffers; its hooks read only
+    shapes, so no image-sized memory is allocated at any size), with the corrected counter."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # thop imports distutils' LooseVersion
         import thop
 
-    model = copy.deepcopy(model).cpu().float().eval()
-    x = torch.zeros(1, in_channels, height, width)
+    model = copy.deepcopy(model).to("meta").float().eval()
+    x = torch.empty(1, in_channels, height, width, device="meta")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         macs, _ = thop.profile(model, inputs=(x,), verbose=False,
@@ -88,6 +96,5 @@ def profile(spec, height: int = 256, width: int = 256, thop_check: bool = True) 
         "output_shape": list(y.shape),
     }
     if thop_check:
-        real = variants.build(spec.replace(weights=None) if spec.weights else spec)
-        out["macs_thop"] = count_macs_thop(real, spec.in_channels, height, width)
+        out["macs_thop"] = count_macs_thop(_meta_model(spec), spec.in_channels, height, width)
     return out

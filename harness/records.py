@@ -46,6 +46,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,10 @@ import pandas as pd
 
 import variants
 from variants.spec import is_int
-from .fileio import write_atomic, write_json_atomic, write_text_atomic
+from .fileio import check_folder_path, write_atomic, write_json_atomic, write_text_atomic
 from .metrics import FIELDS, summarize
+
+log = logging.getLogger("unet_ablate")
 
 SCHEMA = 2
 STATUSES = ("ok", "failed", "diverged")
@@ -169,8 +172,10 @@ def check_record(rec, where: str) -> dict:
         raise ValueError(f"{where}: not a run record of schema {SCHEMA}: {what}")
 
     if not isinstance(rec, dict):
-        bad("not a JSON object")
-    if rec.get("schema") != SCHEMA:
+        bad(f"JSON {json.dumps(rec)[:20]} where a record object belongs")
+    if "schema" not in rec:
+        bad("no schema key")
+    if rec["schema"] != SCHEMA:
         bad(f"it has schema {rec.get('schema')!r} (written by another version; run the sweep again)")
     for key, types in _TOP.items():
         if key not in rec:
@@ -210,9 +215,11 @@ def write_record(results: Path, record: dict) -> Path:
     return path
 
 
-def load_records(results: str | Path, keys=None) -> list[dict]:
+def load_records(results: str | Path, keys=None, skipped: list | None = None) -> list[dict]:
     """The records under ``<results>/runs/`` (only those of ``keys`` when given), sorted by
-    variant, seed and key."""
+    variant, seed and key. A file that is not a run record (``[]``, ``{}``, another schema,
+    half a file written by hand) is left out with a warning, and its one-line reason
+    appended to ``skipped``."""
     runs = Path(results) / "runs"
     if not runs.is_dir():
         raise ValueError(f"{results}: no runs/ folder (expected the output folder of `unet-ablate run`)")
@@ -220,10 +227,32 @@ def load_records(results: str | Path, keys=None) -> list[dict]:
     if keys is not None:
         wanted = set(keys)
         paths = [p for p in paths if p.stem in wanted]
-    out = [read_record(p) for p in paths]
+    out = []
+    for p in paths:
+        try:
+            out.append(read_record(p))
+        except ValueError as e:
+            reason = str(e).splitlines()[0]
+            log.warning("%s; left out", reason)
+            if skipped is not None:
+                skipped.append(reason)
     if not out:
-        raise ValueError(f"{runs}: no run records" + (" of the sweep in sweep.json" if keys is not None else ""))
+        raise ValueError(f"{runs}: no run records" + (" of the sweep in sweep.json" if keys is not None else "")
+                         + (f" ({len(paths)} file(s) that are not run records)" if paths else ""))
     return sorted(out, key=lambda r: (r["variant"], r["seed"], r["key"]))
+
+
+def check_results_folder(results: Path) -> None:
+    """A one-line ValueError, before anything is written, where ``results`` cannot be a
+    results folder: it is a file, sits below a file, or holds a file where a folder belongs
+    (or a folder where a file belongs)."""
+    results = Path(results)
+    check_folder_path(results, "a results folder")
+    for name, folder in (("runs", True), ("samples", True), ("sweep.json", False), ("runs.csv", False)):
+        path = results / name
+        if path.exists() and path.is_dir() != folder:
+            raise ValueError(f"{path}: is a {'file' if folder else 'folder'}, expected "
+                             f"{'the folder' if folder else 'the file'} a results folder keeps there")
 
 
 def stray_records(results: str | Path, keys) -> list[str]:
@@ -397,14 +426,22 @@ def _samples_path(results: Path, data_key: str) -> Path:
 def write_samples(results: Path, data_key: str, ids: list[str], images: list[np.ndarray],
                   masks: list[np.ndarray]) -> None:
     """Store test images (float (C, H, W) in [0, 1], kept as 8-bit for display) and their
-    reference masks (class index, IGNORE kept), so that a report needs no data set."""
+    reference masks (class index, IGNORE kept), so that a report needs no data set. A file
+    that already holds the same samples is left alone."""
     arrays = {"ids": np.asarray(ids, dtype=str)}
     for i, (image, mask) in enumerate(zip(images, masks)):
         arrays[f"image{i}"] = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
         arrays[f"mask{i}"] = np.asarray(mask).astype(np.uint8)  # class indices < 255; IGNORE is 255
+    path = _samples_path(results, data_key)
+    try:
+        with np.load(path) as z:
+            if set(z.files) == set(arrays) and all(np.array_equal(z[k], v) for k, v in arrays.items()):
+                return
+    except (OSError, ValueError, KeyError, zlib.error):
+        pass  # none yet, or unreadable: write it
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    write_atomic(_samples_path(results, data_key), lambda f: f.write(buffer.getvalue()))
+    write_atomic(path, lambda f: f.write(buffer.getvalue()))
 
 
 def read_samples(results: Path, data_key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

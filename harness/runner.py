@@ -16,6 +16,7 @@ from . import records
 from .choices import resolve_precision
 from .cost import count_macs, count_params
 from .data import check_min_size, load_dataset
+from .fileio import check_writable
 from .evaluate import foreground_classes, input_geometry, predict_classes, score
 from .measure import environment, inference_cost, resolve_device
 from .protocol import RunSpec
@@ -128,13 +129,20 @@ def plan(sweep: Sweep, data) -> list[tuple[RunSpec, records.Labels]]:
 
 
 def check_sizes(sweep: Sweep, data) -> None:
-    """Every image must be large enough for every pad-mode model (2**depth pixels);
-    crop-mode models mirror-pad, smp baselines pad, so any size works for them."""
+    """Before anything trains: every image must be large enough for every pad-mode model
+    (2**depth pixels; crop-mode models mirror-pad, smp baselines pad, so any size works for
+    them), and every model must take the input of ``measure.size`` (tried on ``meta``, so
+    it costs no compute)."""
     need = 1
+    h, w = sweep.measure.size
     for v in sweep.variants:
         spec = arch_for_data(v.spec, data)
         if isinstance(spec, variants.ArchSpec) and spec.skip == "pad":
             need = max(need, 2 ** spec.depth)
+        try:
+            count_macs(spec, input_geometry(spec, h)[0], input_geometry(spec, w)[0])
+        except ValueError as e:
+            raise ValueError(f"measure.size: does not fit variant {v.label!r}: {e}") from None
     check_min_size(data, need, need)
 
 
@@ -179,11 +187,23 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
               command: str = ""):
     """Run what has no record yet; returns the tidy frame (runs.csv) of every run of the sweep.
     ``command``: the command line that runs it (the report shows it to complete missing runs)."""
+    out = Path(out)
+    records.check_results_folder(out)    # a file where a folder belongs: one line, nothing written
     data = load_dataset(sweep.data)      # bad data: a one-line DataError before anything is written
     check_sizes(sweep, data)
     runs = plan(sweep, data)
-    out = Path(out)
     _say_what_changed(out, runs, data)
+    done, todo = [], []
+    for rs, labels in runs:
+        rec = _existing(records.record_path(out, rs.key))
+        if rec is not None and not (retry_failed and rec["status"] == "failed"):
+            done.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
+        else:
+            todo.append((rs, labels))
+    if todo:
+        check_writable(records.record_path(out, "").parent)  # fail now, not after the first run
+    # a fully recorded sweep rerun writes nothing (each writer skips identical content), so
+    # its summary prints even from a read-only folder
     records.write_plan(out, records.SweepPlan(
         name=sweep.name, source=sweep.source, description=sweep.description, command=command,
         baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),
@@ -192,13 +212,6 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     test_x, test_y, test_ids = data.subset("test")
     keep = sweep.measure.keep_predictions
     records.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])
-    done, todo = [], []
-    for rs, labels in runs:
-        rec = _existing(records.record_path(out, rs.key))
-        if rec is not None and not (retry_failed and rec["status"] == "failed"):
-            done.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
-        else:
-            todo.append((rs, labels))
     if done:
         log.info("resuming: %d of %d runs already recorded in %s", len(done), len(runs), out)
     with _progress(len(todo), f"sweep {sweep.name}", progress) as bar:

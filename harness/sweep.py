@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import variants
-from .config import check_keys, first_repeat, is_int
+from .config import check_keys, first_repeat, is_int, table, text
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
 SWEEP_KEYS = ("name", "description", "seeds", "data", "protocol", "measure", "variants")
 VARIANT_KEYS = ("baseline", "one_factor", "grid", "explicit")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a name, never a path
+NAME_BAD = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
@@ -106,22 +109,27 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
                 raise ValueError(f"{where}: variants.{key}.{axis}: not an axis (expected one of {', '.join(sorted(fields))})")
         try:
             return base.replace(**changes)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise ValueError(f"{where}: variants.{key}: {e}") from None
 
-    for axis, values in (d.get("one_factor") or {}).items():
+    try:
+        one_factor = table("variants.one_factor", d.get("one_factor", {}), "axis = [values]")
+        grid = table("variants.grid", d.get("grid", {}), "axis = [values]")
+        explicit = table("variants.explicit", d.get("explicit", {}), "label = spec name or table")
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    for axis, values in one_factor.items():
         for v in values if isinstance(values, list) else [values]:
             spec = derived({axis: v}, f"one_factor.{axis}")
             if spec != base:
                 out.append(Variant(f"{axis}={getattr(spec, axis)}", spec, axis, family="one-factor"))
-    grid = d.get("grid") or {}
     for combo in itertools.product(*[v if isinstance(v, list) else [v] for v in grid.values()]):
         changes = dict(zip(grid, combo))
         spec = derived(changes, "grid")
         if spec != base:
             label = ",".join(f"{a}={getattr(spec, a)}" for a in changes if getattr(base, a) != getattr(spec, a))
             out.append(Variant(label, spec, None, family="grid"))
-    for label, value in (d.get("explicit") or {}).items():
+    for label, value in explicit.items():
         out.append(Variant(label, _spec(value, f"{where}: variants.explicit.{label}"), None))
     if (twice := first_repeat(v.label for v in out)) is not None:
         raise ValueError(f"{where}: variant {twice!r} is given twice")
@@ -152,10 +160,16 @@ def load_sweep(source: str) -> Sweep:
         measure = Measure.from_dict(d.get("measure", {}))
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
-    name = d.get("name") or Path(source).stem
+    name = d.get("name", NAME_BAD.sub("_", Path(source).stem))
+    if not (isinstance(name, str) and NAME.fullmatch(name)):
+        raise ValueError(f"{where}: name: expected a plain name (letters, digits, '.', '_', '-'; "
+                         f"it names the folders results/<name> and reports/<name>), got {name!r}")
+    try:
+        description = text("description", d.get("description", ""))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     return Sweep(name=name, data=data, protocol=protocol, measure=measure, seeds=tuple(seeds),
-                 variants=_expand_variants(d["variants"], where), description=d.get("description", ""),
-                 source=where)
+                 variants=_expand_variants(d["variants"], where), description=description, source=where)
 
 
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,

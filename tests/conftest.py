@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -31,22 +33,34 @@ def _snapshot(path: Path):
 
 
 @pytest.fixture
-def fails_cleanly():
-    """``fails_cleanly(*args, names=[...], untouched=[paths])`` runs ``python -m harness
-    ARGS`` and asserts that it fails as every user error must: exit status 2, one line
-    ``unet-ablate: error: ...`` on stderr naming each of ``names``, no traceback, and
-    nothing written under any of ``untouched`` (paths that did not exist still do not)."""
-    def check(*args, names=(), untouched=()) -> str:
+def fails_cleanly(monkeypatch):
+    """``fails_cleanly(*args, names=[...], untouched=[paths], in_process=True)`` runs
+    ``unet-ablate ARGS`` and asserts that it fails as every user error must: exit status 2,
+    one line ``unet-ablate: error: ...`` on stderr naming each of ``names``, no traceback,
+    and nothing written under any of ``untouched`` (paths that did not exist still do not).
+    In process (``harness.cli.main``, fast) by default; ``in_process=False`` runs
+    ``python -m harness`` as a user would (seconds: it imports torch)."""
+    def check(*args, names=(), untouched=(), in_process=True) -> str:
         before = {Path(p): _snapshot(Path(p)) for p in untouched}
-        r = subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=ROOT,
-                           capture_output=True, text=True)
-        assert r.returncode == 2, r.stderr
-        assert r.stderr.startswith("unet-ablate: error: ") and r.stderr.count("\n") == 1, r.stderr
-        assert "Traceback" not in r.stderr
+        if in_process:
+            from harness.cli import main
+
+            monkeypatch.chdir(ROOT)
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = main([str(a) for a in args])
+            stderr = err.getvalue()
+        else:
+            r = subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=ROOT,
+                               capture_output=True, text=True)
+            code, stderr = r.returncode, r.stderr
+        assert code == 2, stderr
+        assert stderr.startswith("unet-ablate: error: ") and stderr.count("\n") == 1, stderr
+        assert "Traceback" not in stderr
         for name in names:
-            assert str(name) in r.stderr, r.stderr
+            assert str(name) in stderr, stderr
         for path, snapshot in before.items():
             assert _snapshot(path) == snapshot, f"{path} was written"
-        return r.stderr
+        return stderr
 
     return check

@@ -466,15 +466,18 @@ def test_records_of_another_sweep_are_left_out_with_a_note(built, tmp_path):
         (rep / "index.md").read_text()
 
 
-def test_cli_record_of_another_schema_exits_2(fails_cleanly, built, tmp_path):
+def test_a_record_of_another_schema_is_left_out_named_and_counted_missing(built, tmp_path):
     import shutil
 
     root, _ = built
     copy = shutil.copytree(root, tmp_path / "old")
-    path = next((copy / "runs").glob("*.json"))
+    path = records.record_path(copy, key_of(copy, "baseline", 1))
     path.write_text(path.read_text().replace('"schema": 2', '"schema": 1'))
-    fails_cleanly("report", copy, "--out", tmp_path / "rep", names=[path.name, "schema 1"],
-                  untouched=[tmp_path / "rep", copy])
+    rep = build_report(copy, tmp_path / "rep")
+    index = (rep / "index.md").read_text()
+    assert f"left out, {path}: not a run record of schema 2: it has schema 1" in index
+    assert "`baseline` seed 1" in index  # its run is missing: the plan's command redoes it
+    assert row(pd.read_csv(rep / "table.csv"), "baseline")["status"] == "2/3 ok, 1 missing"
 
 
 @pytest.mark.parametrize("change", [

@@ -58,6 +58,10 @@ class _Base(nn.Module):
         if self.spec.skip == "crop":
             for n in x.shape[-2:]:
                 output_size(self.spec, int(n))  # raises a ValueError naming valid sizes
+        elif min(x.shape[-2:]) < 2 ** self.spec.depth:
+            n = 2 ** self.spec.depth
+            raise ValueError(f"input {x.shape[-2]}x{x.shape[-1]} is smaller than {n}x{n}, the smallest "
+                             f"a pad-mode net of depth {self.spec.depth} takes (2**depth)")
 
 
 class UNet(_Base):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..fileio import check_folder_path
 from ..records import load_records, read_plan, read_samples, stray_records
 from .describe import caption, methods
 from .figures import draw_figures
@@ -28,15 +29,18 @@ def build_report(results_dir, out_dir=None) -> Path:
     and return that folder. A missing folder or one without records is a ValueError."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise ValueError(f"{results_dir}: no such results folder")
+        raise ValueError(f"{results_dir}: " + ("is a file, expected a" if results_dir.exists() else "no such")
+                         + " results folder")
     plan = read_plan(results_dir)
-    records = load_records(results_dir, plan.keys if plan else None)
-    notes = []
+    skipped: list[str] = []
+    records = load_records(results_dir, plan.keys if plan else None, skipped)
+    notes = [f"left out, {reason}" for reason in skipped]
     if plan and (stray := stray_records(results_dir, plan.keys)):
         notes.append(f"{len(stray)} record(s) in {results_dir / 'runs'} are not runs of the sweep in "
                      f"sweep.json and were left out (e.g. {stray[0]})")
     name = sweep_name(records, plan, results_dir)
     out = Path(out_dir) if out_dir is not None else Path("reports") / name
+    check_folder_path(out, "a report folder")
     out.mkdir(parents=True, exist_ok=True)
 
     baseline = plan.baseline if plan else baseline_variant(records)
