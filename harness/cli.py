@@ -109,7 +109,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
     start = time.perf_counter()
-    out = build_report(args.results_dir, args.out)
+    out = build_report(args.results_dir, args.out, args.metric)
     print(f"report: {out / 'index.md'} ({time.perf_counter() - start:.1f} s)")
     return 0
 
@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from the run records of a results folder.")
     q.add_argument("results_dir", metavar="RESULTS_DIR", help="a folder written by `unet-ablate run`")
     q.add_argument("--out", metavar="DIR", default=None, help="report folder (default: reports/<sweep>)")
+    q.add_argument("--metric", metavar="NAME", default=None,
+                   help="the headline metric of the Δ column, intervals, tests and figures (default: "
+                        "the sweep's [report] metric, else dice): dice, iou, dice_nn, iou_nn, "
+                        "dice_thin, cldice, rand_f, vi, hd95, nsd, dice_c<k>, iou_c<k>, hd95_c<k>, nsd_c<k>")
     q.set_defaults(func=cmd_report)
     return p
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import variants
-from .metrics import confusion_counts, summarize
+from .metrics import NSD_TOLERANCE, confusion_counts, image_metrics, summarize, thin_class
 
 
 def input_geometry(spec, out: int) -> tuple[int, int]:
@@ -104,6 +105,20 @@ def score(preds: list[np.ndarray], masks: list[np.ndarray], num_classes: int) ->
     classes = foreground_classes(num_classes)
     return np.stack([confusion_counts(torch.from_numpy(p.astype(np.int64)), torch.from_numpy(m), classes)
                      for p, m in zip(preds, masks)])
+
+
+def image_scores(preds: list[np.ndarray], masks: list[np.ndarray], num_classes: int,
+                 counts: np.ndarray) -> dict:
+    """The whole-map metrics of every image (``metrics.image_metrics``), as a record stores
+    them: the thin-structure class (binary data), the NSD tolerance, per-metric lists in
+    image order, and the seconds they took."""
+    start = time.perf_counter()
+    classes = foreground_classes(num_classes)
+    thin = thin_class(counts) if num_classes <= 2 else None
+    per_image = [image_metrics(p, m, classes, thin) for p, m in zip(preds, masks)]
+    values = {k: [d[k] for d in per_image] for k in per_image[0]} if per_image else {}
+    return {"thin_class": thin, "nsd_tolerance": NSD_TOLERANCE, "values": values,
+            "time_s": time.perf_counter() - start}
 
 
 def mean_dice(model, spec, images, masks, num_classes, device, **kw) -> float:

@@ -14,7 +14,8 @@ samples/<data key>.npz  the test images (8-bit, for display) and reference masks
                         report draws next to the stored predictions, compressed
 ```
 
-A record (``schema`` 2):
+A record (``schema`` 3; records of schema 2, without ``image_metrics``, are read too, and
+report the metrics their counts give):
 
 ```
 schema, key (hash of spec), sweep, variant (label in the sweep), factor (the axis a one-factor
@@ -30,7 +31,10 @@ train: null | {steps, best_step, best_val_dice, train_img_s, peak_mem_mb,
 forms: [{form: "mean" | "L1".."L4",
          counts: {classes: [...], fields: [tp, fp, fn, tn], images: [test ids],
                   values: [[[tp, fp, fn, tn] per class] per image]},
-         metrics: {dice, iou, dice_global, iou_global, fpr_empty, n_empty, n_images},
+         metrics: {dice, iou, dice_global, iou_global, fpr_empty, n_empty, n_images, and the
+                   means of every metric of ``harness.metrics`` the run has},
+         image_metrics: {thin_class (binary data, else null), nsd_tolerance, time_s,
+                         values: {hd95, nsd, hd95_c<k>, nsd_c<k>, cldice, rand_f, vi: [per image]}},
          cost: {params, macs, macs_size: [h, w] (the image predicted), input_size: [h, w]
                 (what the model sees: larger for crop mode), infer_img_s, infer_img_s_iqr,
                 infer_batch, latency_ms, latency_ms_iqr, peak_mem_mb},
@@ -58,11 +62,12 @@ import pandas as pd
 import variants
 from variants.spec import is_int
 from .fileio import check_folder_path, write_atomic, write_json_atomic, write_text_atomic
-from .metrics import FIELDS, summarize
+from .metrics import FIELDS, IMAGE_METRICS, nanmean, per_image_from_counts, summarize
 
 log = logging.getLogger("unet_ablate")
 
-SCHEMA = 2
+SCHEMA = 3
+READABLE = (2, 3)  # schema 2: no image_metrics
 STATUSES = ("ok", "failed", "diverged")
 TRAIN_KEYS = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
 COST_COLUMNS = ("params", "macs", "infer_img_s", "infer_img_s_iqr", "latency_ms", "latency_ms_iqr")
@@ -93,6 +98,7 @@ _FORM = {"form": (), "counts": ("classes", "fields", "images", "values"),
          "cost": ("params", "macs", "macs_size", "input_size", "infer_img_s", "infer_img_s_iqr",
                   "infer_batch", "latency_ms", "latency_ms_iqr", "peak_mem_mb"),
          "predictions": ("ids", "shapes", "data")}
+_IMAGE_METRICS = ("thin_class", "nsd_tolerance", "values", "time_s")
 
 
 def _now() -> str:
@@ -128,14 +134,17 @@ def add_training(record: dict, fit_result) -> None:
 
 
 def add_form(record: dict, form: str, counts: np.ndarray, classes: list[int], images: list[str],
-             cost: dict, predictions: list[np.ndarray], keep: int) -> None:
-    """One inference form: per-image, per-class counts (images, classes, 4), the metrics
-    derived from them, its cost, and the first ``keep`` predicted class maps."""
+             cost: dict, predictions: list[np.ndarray], keep: int, image_metrics: dict) -> None:
+    """One inference form: per-image, per-class counts (images, classes, 4), the whole-map
+    metrics per image (``evaluate.image_scores``), the run-level means of both, its cost,
+    and the first ``keep`` predicted class maps."""
+    means = {k: nanmean(v) for k, v in image_metrics["values"].items()}
     record["forms"].append({
         "form": form,
         "counts": {"classes": list(classes), "fields": list(FIELDS), "images": list(images),
                    "values": np.asarray(counts).tolist()},
-        "metrics": summarize(counts),
+        "metrics": {**summarize(counts), **means},
+        "image_metrics": image_metrics,
         "cost": cost,
         "predictions": {"ids": list(images[:keep]), "shapes": [list(p.shape) for p in predictions[:keep]],
                         "data": [encode_map(p) for p in predictions[:keep]]},
@@ -169,13 +178,13 @@ def _problem(section, keys) -> str | None:
 def check_record(rec, where: str) -> dict:
     """``rec`` if it is a record of this schema, else a one-line ValueError naming ``where``."""
     def bad(what: str):
-        raise ValueError(f"{where}: not a run record of schema {SCHEMA}: {what}")
+        raise ValueError(f"{where}: not a run record of schema {' or '.join(map(str, READABLE))}: {what}")
 
     if not isinstance(rec, dict):
         bad(f"JSON {json.dumps(rec)[:20]} where a record object belongs")
     if "schema" not in rec:
         bad("no schema key")
-    if rec["schema"] != SCHEMA:
+    if rec["schema"] not in READABLE:
         bad(f"it has schema {rec.get('schema')!r} (written by another version; run the sweep again)")
     for key, types in _TOP.items():
         if key not in rec:
@@ -193,6 +202,8 @@ def check_record(rec, where: str) -> dict:
         for name, keys in _FORM.items():
             if keys and (problem := _problem(f[name], keys)):
                 bad(f"forms[{i}].{name}{problem}")
+        if rec["schema"] >= 3 and (problem := _problem(f.get("image_metrics"), _IMAGE_METRICS)):
+            bad(f"forms[{i}].image_metrics{problem}")
     return rec
 
 
@@ -277,6 +288,25 @@ def ok_forms(records: list[dict], variant: str, form: str = "mean") -> Iterator[
 def counts_array(form: dict) -> np.ndarray:
     """Counts (images, classes, 4) of one form entry, fields in ``FIELDS`` order."""
     return np.asarray(form["counts"]["values"], dtype=np.int64)
+
+
+def per_image(form: dict, name: str) -> np.ndarray | None:
+    """Per-image values of metric ``name`` (``harness.metrics``) of one form entry, in the
+    order of ``image_ids``; None where the record does not have it (an older schema, or a
+    metric of binary data on multi-class data). NaN: an image the metric leaves out."""
+    values = (form.get("image_metrics") or {}).get("values", {})
+    if name in values:
+        v = np.asarray(values[name], dtype=float)
+        if v.shape != (len(form["counts"]["images"]),):
+            raise ValueError(f"image_metrics.values.{name}: {v.size} values for "
+                             f"{len(form['counts']['images'])} test images")
+        return v
+    if name in IMAGE_METRICS or name.startswith(("hd95_c", "nsd_c")):
+        return None
+    try:
+        return per_image_from_counts(counts_array(form), name)
+    except ValueError:
+        return None
 
 
 def image_ids(form: dict) -> list[str]:
@@ -379,6 +409,7 @@ class SweepPlan:
     families: dict
     seeds: tuple[int, ...]
     runs: tuple[PlannedRun, ...]
+    metric: str = "dice"  # the report's headline (``[report] metric``)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -400,13 +431,15 @@ def read_plan(results: Path) -> SweepPlan | None:
     try:
         d = json.loads(path.read_text())
         fields = {f.name for f in dataclasses.fields(SweepPlan)}
+        if isinstance(d, dict):
+            d.setdefault("metric", "dice")  # plans written before the metric was a choice
         if not isinstance(d, dict) or set(d) != fields:
             raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
                             f"the same arguments rewrites it without training again")
         runs = tuple(PlannedRun(**r) for r in d["runs"])
         plan = SweepPlan(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
                             "runs": runs})
-        labels = (plan.name, plan.command, plan.baseline, *plan.variants, *plan.families,
+        labels = (plan.name, plan.command, plan.baseline, plan.metric, *plan.variants, *plan.families,
                   *plan.families.values(), *(x for r in runs for x in (r.key, r.variant)))
         if not all(isinstance(v, str) for v in labels) or not all(is_int(r.seed) for r in runs):
             raise TypeError("expected text labels and keys, integer seeds")

@@ -17,7 +17,7 @@ from .choices import resolve_precision
 from .cost import count_macs, count_params
 from .data import check_min_size, load_dataset
 from .fileio import check_writable
-from .evaluate import foreground_classes, input_geometry, predict_classes, score
+from .evaluate import foreground_classes, image_scores, input_geometry, predict_classes, score
 from .measure import environment, inference_cost, resolve_device
 from .protocol import RunSpec
 from .sweep import Sweep
@@ -89,9 +89,10 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
                     "macs_size": [h, w], "input_size": list(in_hw),
                     **inference_cost(fmodel, spec.in_channels, in_hw, device, rs.measure,
                                      p.channels_last, amp=precision.amp)}
-            records.add_form(record, form, score(preds, test_y, data.num_classes),
-                             foreground_classes(data.num_classes), test_ids, cost, preds,
-                             keep=rs.measure.keep_predictions)
+            counts = score(preds, test_y, data.num_classes)
+            records.add_form(record, form, counts, foreground_classes(data.num_classes), test_ids, cost,
+                             preds, keep=rs.measure.keep_predictions,
+                             image_metrics=image_scores(preds, test_y, data.num_classes, counts))
         records.end(record, t0, time.perf_counter(), "ok")
         log.debug("run %s: ok in %.1f s", rs.key, record["time_s"])
     except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on (OOM included)
@@ -152,10 +153,11 @@ def _existing(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return records.read_record(path)
+        rec = records.read_record(path)
     except (OSError, ValueError) as e:
         log.warning("%s; the run is done again", str(e).splitlines()[0])
         return None
+    return rec
 
 
 def _say_what_changed(out: Path, runs, data) -> None:
@@ -193,13 +195,18 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     check_sizes(sweep, data)
     runs = plan(sweep, data)
     _say_what_changed(out, runs, data)
-    done, todo = [], []
+    done, todo, older = [], [], 0
     for rs, labels in runs:
         rec = _existing(records.record_path(out, rs.key))
+        if rec is not None and rec["schema"] != records.SCHEMA:  # reports read it; it lacks what runs record now
+            rec, older = None, older + 1
         if rec is not None and not (retry_failed and rec["status"] == "failed"):
             done.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
         else:
             todo.append((rs, labels))
+    if older:
+        log.warning("%d record(s) in %s were written by an older version (schema < %d, without the "
+                    "metrics runs record now); those runs are done again", older, out, records.SCHEMA)
     if todo:
         check_writable(records.record_path(out, "").parent)  # fail now, not after the first run
     # a fully recorded sweep rerun writes nothing (each writer skips identical content), so
@@ -208,7 +215,8 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
         name=sweep.name, source=sweep.source, description=sweep.description, command=command,
         baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),
         families={v.label: v.family for v in sweep.variants}, seeds=tuple(sweep.seeds),
-        runs=tuple(records.PlannedRun(rs.key, labels.variant, rs.seed) for rs, labels in runs)))
+        runs=tuple(records.PlannedRun(rs.key, labels.variant, rs.seed) for rs, labels in runs),
+        metric=sweep.metric))
     test_x, test_y, test_ids = data.subset("test")
     keep = sweep.measure.keep_predictions
     records.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])

@@ -13,6 +13,8 @@ one_factor = { act = ["relu6"], up = ["bilinear"] }   # one axis at a time from 
 grid = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }  # every combination
 [variants.explicit]            # label = spec name, preset or table (smp baselines too)
 "unetpp-ds" = "unetpp-ds-w16"
+[report]
+metric = "dice"                # the headline of the report (harness.metrics.METRICS)
 ```
 One-factor variants are labelled ``axis=value``; grid points ``a=x,b=y``.
 """
@@ -27,11 +29,12 @@ from importlib import resources
 from pathlib import Path
 
 import variants
+from . import metrics
 from .config import check_keys, first_repeat, is_int, table, text
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
-SWEEP_KEYS = ("name", "description", "seeds", "data", "protocol", "measure", "variants")
+SWEEP_KEYS = ("name", "description", "seeds", "data", "protocol", "measure", "variants", "report")
 VARIANT_KEYS = ("baseline", "one_factor", "grid", "explicit")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a name, never a path
 NAME_BAD = re.compile(r"[^A-Za-z0-9._-]")
@@ -56,6 +59,7 @@ class Sweep:
     variants: tuple[Variant, ...]
     description: str = ""
     source: str = ""
+    metric: str = "dice"  # the report's headline metric (harness.metrics)
 
     @property
     def baseline(self) -> Variant:
@@ -166,10 +170,15 @@ def load_sweep(source: str) -> Sweep:
                          f"it names the folders results/<name> and reports/<name>), got {name!r}")
     try:
         description = text("description", d.get("description", ""))
+        report = table("report", d.get("report", {}), "keys (metric)")
+        check_keys(report, ("metric",), "report")
+        metric = text("report.metric", report.get("metric", "dice"))
+        metrics.metric(metric)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     return Sweep(name=name, data=data, protocol=protocol, measure=measure, seeds=tuple(seeds),
-                 variants=_expand_variants(d["variants"], where), description=description, source=where)
+                 variants=_expand_variants(d["variants"], where), description=description, source=where,
+                 metric=metric)
 
 
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,

@@ -17,6 +17,7 @@ from harness import records
 from harness.cli import main
 from harness.data import Dataset, DataSpec
 from harness.measure import environment
+from harness.metrics import per_image_dice
 from harness.protocol import Measure, Protocol, RunSpec
 from harness.records import load_records
 from harness.report import build_report
@@ -96,6 +97,15 @@ def form(name: str, counts: np.ndarray, seed: int, macs: float, params: int = 1_
     return name, counts, cost, maps
 
 
+def fabricated_image_metrics(counts: np.ndarray) -> dict:
+    """Whole-map metrics that follow the counts' Dice: VI and HD95 fall as it rises."""
+    d = per_image_dice(counts)
+    values = {"rand_f": 0.9 * d, "vi": 2 * (1 - d), "cldice": d ** 2, "hd95": 10 * (1 - d), "nsd": d,
+              "hd95_c1": 10 * (1 - d), "nsd_c1": d}
+    return {"thin_class": 0, "nsd_tolerance": 1.0, "time_s": 0.01,
+            "values": {k: v.tolist() for k, v in values.items()}}
+
+
 def record(variant: str, seed: int, forms: list, *, arch: str = "baseline", factor=None,
            status: str = "ok", error=None, traceback=None) -> dict:
     rs = RunSpec(arch=variants.parse(arch).to_dict(), data=DATA.to_dict(), protocol=PROTOCOL,
@@ -109,7 +119,8 @@ def record(variant: str, seed: int, forms: list, *, arch: str = "baseline", fact
     records.add_training(rec, FitResult(steps=200 if ok else 12, best_step=200, best_val_dice=0.9,
                                         train_img_s=100.0 + seed, history=history))
     for name, counts, cost, maps in forms:
-        records.add_form(rec, name, counts, [1], IDS, cost, maps, keep=4)
+        records.add_form(rec, name, counts, [1], IDS, cost, maps, keep=4,
+                         image_metrics=fabricated_image_metrics(counts))
     records.end(rec, 0.0, 60.0, status, error, traceback)
     return rec
 
@@ -310,8 +321,11 @@ def test_images_scored_by_only_some_seeds_are_counted_as_dropped(built, tmp_path
         if r["variant"] == "better" and r["seed"] == 1:   # this run scored 11 of the 12 images
             c = r["forms"][0]["counts"]
             c["images"], c["values"] = c["images"][:-1], c["values"][:-1]
-    r = row(summary_table(recs, "baseline", ORDER), "better")
-    assert r["n_pairs"] == 11 and r["n_dropped"] == 1
+            values = r["forms"][0]["image_metrics"]["values"]
+            values.update({k: v[:-1] for k, v in values.items()})
+    for metric in ("dice", "rand_f"):
+        r = row(summary_table(recs, "baseline", ORDER, metric=metric), "better")
+        assert r["n_pairs"] == 11 and r["n_dropped"] == 1
 
 
 def test_without_a_plan_families_come_from_the_records(built):
@@ -472,10 +486,10 @@ def test_a_record_of_another_schema_is_left_out_named_and_counted_missing(built,
     root, _ = built
     copy = shutil.copytree(root, tmp_path / "old")
     path = records.record_path(copy, key_of(copy, "baseline", 1))
-    path.write_text(path.read_text().replace('"schema": 2', '"schema": 1'))
+    path.write_text(path.read_text().replace(f'"schema": {records.SCHEMA}', '"schema": 1'))
     rep = build_report(copy, tmp_path / "rep")
     index = (rep / "index.md").read_text()
-    assert f"left out, {path}: not a run record of schema 2: it has schema 1" in index
+    assert f"left out, {path}: not a run record of schema 2 or 3: it has schema 1" in index
     assert "`baseline` seed 1" in index  # its run is missing: the plan's command redoes it
     assert row(pd.read_csv(rep / "table.csv"), "baseline")["status"] == "2/3 ok, 1 missing"
 
@@ -507,3 +521,47 @@ def test_a_baseline_without_any_record_leaves_every_comparison_saying_so(built, 
     assert row(csv, "better")["test_note"] == "baseline: no ok run"
     assert np.isfinite(row(csv, "ds", "L1")["p"])  # the pruned family does not need the baseline
     assert "`baseline` seed 2" in (rep / "index.md").read_text()
+
+
+# --------------------------------------------------------------------------- any metric as the headline
+
+def test_a_lower_is_better_headline_keeps_its_sign_and_says_which_way(built, tmp_path):
+    """The fabricated VI falls where Dice rises: "better" has a negative ΔVI, marked, and
+    the table and figures say that lower is better."""
+    plan = records.read_plan(built[0])
+    recs = load_records(built[0])
+    dice, vi = (summary_table(recs, "baseline", ORDER, plan, metric=m) for m in ("dice", "vi"))
+    assert row(dice, "better")["delta"] > 0 and row(vi, "better")["delta"] < 0
+    assert row(vi, "better")["delta"] == pytest.approx(-2 * row(dice, "better")["delta"])
+    assert row(vi, "better")["significant"] and not row(vi, "better")["higher_is_better"]
+    assert row(vi, "better")["p_holm"] == pytest.approx(row(dice, "better")["p_holm"])  # same data, mirrored
+    rep = build_report(built[0], tmp_path / "vi", metric="vi")
+    table = (rep / "table.md").read_text()
+    assert "ΔVI (lower is better) [adj. CI]" in table and "Dice (thin)" in table and "Rand F" in table
+    assert "Headline metric (Δ, intervals, tests, marks): VI (lower is better)" in (rep / "caption.txt").read_text()
+    index = (rep / "index.md").read_text()
+    for name in ("dice", "dice_nn", "dice_thin", "cldice", "rand_f", "vi", "hd95", "nsd"):
+        assert f"- `{name}` (" in index  # one sentence per metric the records hold
+    assert (rep / "ablation.png").is_file() and (rep / "accuracy_cost.png").is_file()
+    assert "lowest VI for the cost" in index
+
+
+def test_records_of_schema_2_build_a_report_with_the_metrics_their_counts_give(built, tmp_path, fails_cleanly):
+    import json
+
+    root = copy_results(built, tmp_path)
+    for path in (root / "runs").glob("*.json"):
+        rec = json.loads(path.read_text())
+        rec["schema"] = 2
+        for f in rec["forms"]:
+            f.pop("image_metrics")
+        path.write_text(json.dumps(rec))
+    rep = build_report(root, tmp_path / "old")
+    csv = pd.read_csv(rep / "table.csv")
+    assert "dice_thin_mean" in csv and "rand_f_mean" not in csv  # counts give the thin class
+    assert np.isfinite(row(csv, "better")["delta"])
+    build_report(root, tmp_path / "old-thin", metric="dice_thin")
+    fails_cleanly("report", root, "--out", tmp_path / "no", "--metric", "rand_f",
+                  names=["metric 'rand_f': no ok run of these records has it"], untouched=[tmp_path / "no"])
+    fails_cleanly("report", root, "--out", tmp_path / "no", "--metric", "dcie",
+                  names=["metric 'dcie': expected one of dice"], untouched=[tmp_path / "no"])

@@ -354,3 +354,41 @@ def test_results_are_never_reused_when_the_data_changed(tmp_path, caplog):
     assert pd.read_csv(out / "runs.csv")["key"].nunique() == 1  # only this sweep's run
     rep = build_report(out, tmp_path / "rep")
     assert "1 record(s)" in (rep / "index.md").read_text()       # the old one, left out
+
+
+@pytest.mark.parametrize("metric", ["dice_nn", "dice_c0", "cldice", "rand_f", "vi", "hd95", "nsd"])
+def test_the_smoke_report_builds_with_each_metric_family_as_headline(smoke, tmp_path, metric):
+    """Counts (nnU-Net convention, per class), thin structures, topology, boundaries."""
+    from harness.metrics import metric as metric_info
+
+    assert main(["report", str(smoke), "--out", str(tmp_path / metric), "--metric", metric]) == 0
+    info = metric_info(metric)
+    table = pd.read_csv(tmp_path / metric / "table.csv")
+    assert (table["metric"] == metric).all() and np.isfinite(table[f"{metric}_mean"]).all()
+    assert f"Δ{info.label} ({'higher' if info.higher_is_better else 'lower'} is better)" in \
+        (tmp_path / metric / "table.md").read_text()
+
+
+def test_records_hold_every_image_metric_per_test_image(smoke):
+    rec = load_records(smoke)[0]
+    f = rec["forms"][0]
+    values = f["image_metrics"]["values"]
+    assert f["image_metrics"]["thin_class"] == 0  # the membranes of the built-in data
+    for name in ("hd95", "nsd", "hd95_c1", "nsd_c1", "cldice", "rand_f", "vi"):
+        assert len(values[name]) == len(f["counts"]["images"])
+        assert f["metrics"][name] == pytest.approx(np.nanmean(values[name]))
+    for name in ("dice_nn", "dice_thin", "dice_c0", "dice_c1", "iou_c0"):
+        assert 0 <= f["metrics"][name] <= 1
+    assert f["metrics"]["dice_c1"] == pytest.approx(f["metrics"]["dice"])
+
+
+def test_a_sweep_names_its_report_metric(tmp_path, fails_cleanly):
+    text = (ROOT / "harness" / "sweeps" / "smoke.toml").read_text()
+    (tmp_path / "vi.toml").write_text(text + '\n[report]\nmetric = "vi"\n')
+    assert load_sweep(str(tmp_path / "vi.toml")).metric == "vi"
+    (tmp_path / "bad.toml").write_text(text + '\n[report]\nmetric = "vl"\n')
+    fails_cleanly("run", tmp_path / "bad.toml", "--out", tmp_path / "o",
+                  names=["bad.toml", "metric 'vl': expected one of"], untouched=[tmp_path / "o"])
+    (tmp_path / "bad2.toml").write_text(text + '\n[report]\nheadline = "vi"\n')
+    fails_cleanly("run", tmp_path / "bad2.toml", "--out", tmp_path / "o",
+                  names=["report.headline: unknown key"], untouched=[tmp_path / "o"])

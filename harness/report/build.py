@@ -13,7 +13,7 @@ from ..records import load_records, read_plan, read_samples, stray_records
 from .describe import caption, methods
 from .figures import draw_figures
 from .index import write_index
-from .summary import baseline_variant, summary_table, variant_order
+from .summary import baseline_variant, shown_metrics, summary_table, variant_order
 from .tables import markdown, write_tables
 
 
@@ -24,9 +24,10 @@ def sweep_name(records: list[dict], plan, results_dir: Path) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "report"
 
 
-def build_report(results_dir, out_dir=None) -> Path:
+def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
     """Write the report of ``results_dir`` into ``out_dir`` (default ``reports/<sweep>``)
-    and return that folder. A missing folder or one without records is a ValueError."""
+    and return that folder. ``metric`` is the headline (default: the sweep's ``[report]
+    metric``, else Dice). A missing folder or one without records is a ValueError."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ValueError(f"{results_dir}: " + ("is a file, expected a" if results_dir.exists() else "no such")
@@ -41,18 +42,21 @@ def build_report(results_dir, out_dir=None) -> Path:
     name = sweep_name(records, plan, results_dir)
     out = Path(out_dir) if out_dir is not None else Path("reports") / name
     check_folder_path(out, "a report folder")
-    out.mkdir(parents=True, exist_ok=True)
 
     baseline = plan.baseline if plan else baseline_variant(records)
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
     order = variant_order(records, baseline, plan.variants if plan else None)
-    summary = summary_table(records, baseline, order, plan)
+    metric = metric or (plan.metric if plan else "dice")
+    summary = summary_table(records, baseline, order, plan, metric)
+    panels = {m: summary if m == metric else summary_table(records, baseline, order, plan, m)
+              for m in shown_metrics(records, metric)}
     cap = caption(records, summary, name, baseline)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a bad --metric writes nothing
     write_tables(records, summary, cap, name, out)
 
     samples = {key: read_samples(results_dir, key) for key in sorted({r["data"]["key"] for r in records})}
-    figures = draw_figures(records, summary, order, baseline, samples, out)
+    figures = draw_figures(records, summary, order, baseline, samples, out, panels)
     for f in figures:  # a skipped figure leaves no stale file of an earlier build behind
         if not f.files:
             for suffix in (".pdf", ".png"):

@@ -13,7 +13,9 @@ import json
 from ..cost import mac_convention
 from ..protocol import Protocol
 from .stats import ALPHA, N_RESAMPLES
-from .summary import MIN_SEEDS, natural_key
+from ..metrics import METRICS
+from ..metrics import metric as metric_info
+from .summary import MIN_SEEDS, has_metric, natural_key
 
 # Protocol keys in the order of the protocol's fields.
 PROTOCOL_ORDER = tuple(f.name for f in dataclasses.fields(Protocol))
@@ -46,9 +48,23 @@ def interval_methods_text(summary) -> str:
     return "; ".join(f"{m} for {', '.join(names)}" for m, names in sorted(by.items()))
 
 
+def headline_text(summary) -> str:
+    """Which metric is the headline, what it measures, which way is better."""
+    info = metric_info(summary["metric"].iloc[0])
+    return (f"Headline metric (Δ, intervals, tests, marks): {info.label} "
+            f"({'higher' if info.higher_is_better else 'lower'} is better): {info.text}")
+
+
+def metrics_list(records: list[dict]) -> str:
+    """One line per metric the records hold: what it measures and how empty masks score."""
+    return "\n".join(f"- `{m.name}` ({m.label}): {m.text}" for m in METRICS.values()
+                     if has_metric(records, m.name))
+
+
 def stats_text(summary) -> str:
     """The statistics conventions of a table, as its caption states them."""
-    return (f"Δ: mean per-image Dice over seeds and test images minus the reference's (the "
+    label = metric_info(summary["metric"].iloc[0]).label
+    return (f"Δ: mean per-image {label} over seeds and test images minus the reference's (the "
             f"baseline; for a pruned form its own network's accurate form), on the images "
             f"both scored. Interval: two-stage bootstrap ({N_RESAMPLES:,} resamples of seeds "
             f"within each arm, paired by seed where both ran the same seeds, then of test "
@@ -185,6 +201,7 @@ def caption(records: list[dict], summary, sweep_name: str, baseline: str | None)
     return (f"{sweep_name}. Data: {data_text(records)}. Protocol: {protocol_text(records)}. "
             f"Seeds: {seeds_text(records)} (mean ± std over ok seeds). "
             f"Device: {device_text(records)}. {mac_text(summary)}. {DICE_CONVENTION}. "
+            f"{headline_text(summary)} "
             f"{stats_text(summary)}. {base}.")
 
 
@@ -204,7 +221,11 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
         f"**Metrics.** Dice and IoU are derived from per-image, per-class TP/FP/FN counts on "
         f"the test split. {DICE_CONVENTION}. Also reported: global Dice (counts pooled over "
         f"images), and the false-positive rate on images with an empty reference (only where "
-        f"the test split has such images).\n\n"
+        f"the test split has such images). Metrics that need whole images are computed once "
+        f"per run on the whole predicted test image (after overlap-tile for crop-mode "
+        f"models), on CPU, and stored per image, so any of them can be the headline "
+        f"(`unet-ablate report --metric NAME`). {headline_text(summary)} Each metric the "
+        f"records hold:\n\n{metrics_list(records)}\n\n"
         f"**Cost.** Parameters; {mac_text(summary)}; inference throughput (images/s, "
         f"median over seeds of each run's median of timed repeats after warm-up), latency at "
         f"batch 1 (ms, median over seeds), training throughput (images/s, median over seeds), "

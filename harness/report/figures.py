@@ -1,7 +1,8 @@
 """The figures, each saved as a vector PDF (TrueType fonts embedded) and a 300-dpi PNG.
 
-1. ``accuracy_cost``    Dice vs GMACs (log x) and Dice vs inference images/s, Pareto fronts.
-2. ``ablation``         ΔDice vs the reference with its family-adjusted interval; filled = †.
+1. ``accuracy_cost``    headline metric vs GMACs (log x) and vs inference images/s, Pareto fronts.
+2. ``ablation``         Δ vs the reference with its family-adjusted interval, one panel per
+                         shown metric (headline, thin-structure Dice, Rand F); filled = †.
 3. ``curves``           validation Dice vs training step, mean over seeds, min-max band.
 4. ``qualitative``      up to 3 test images: input, ground truth, each variant's prediction.
 5. ``deep_supervision`` Dice and GMACs of the pruned forms L1..L4 and the mean of heads.
@@ -29,6 +30,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from matplotlib.transforms import Bbox
 
 from ..metrics import IGNORE, per_image_dice
+from ..metrics import metric as metric_info
 from ..records import counts_array, history, image_ids, ok_forms, predicted_maps
 from .describe import macs_size_text
 from .stats import ALPHA, pareto_front
@@ -173,7 +175,9 @@ def _label_points(ax, xs, ys, labels) -> None:
 
 def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult:
     res = FigureResult("accuracy_cost")
-    rows = summary[(summary["form"] == "mean") & summary["dice_mean"].notna()]
+    info = metric_info(summary["metric"].iloc[0])
+    y, y_std = f"{info.name}_mean", f"{info.name}_std"
+    rows = summary[(summary["form"] == "mean") & summary[y].notna()]
     if rows.empty:
         res.note = "skipped: no variant has an ok run"
         return res
@@ -185,68 +189,87 @@ def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureR
               ("infer_img_s", f"Inference throughput (images/s{batch})", False)]
     for ax, (col, xlabel, minimize) in zip(fig.subplots(1, 2), panels):
         d = rows[pd.to_numeric(rows[col], errors="coerce") > 0]
-        ax.set_ylabel("Dice (mean ± std over seeds)")
+        ax.set_ylabel(f"{info.label} (mean ± std over seeds)" + ("" if info.higher_is_better else ", lower is better"))
         if d.empty:
             ax.set_xlabel(xlabel)
             ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center")
             continue
         for _, r in d.iterrows():
-            ax.errorbar(r[col], r["dice_mean"], yerr=r["dice_std"] if _finite(r["dice_std"]) else None,
+            ax.errorbar(r[col], r[y], yerr=r[y_std] if _finite(r[y_std]) else None,
                         fmt="s" if r["is_baseline"] else "o", ms=4, color=colors[r["variant"]],
                         capsize=2, elinewidth=0.8, zorder=3)
-        front = d[pareto_front(d[col], d["dice_mean"], minimize_cost=minimize)].sort_values(col)
-        ax.plot(front[col], front["dice_mean"], ls="--", color="0.45", lw=0.8, zorder=2)
-        ax.plot(front[col], front["dice_mean"], ls="none", marker="o", ms=8, mfc="none",
+        sign = 1 if info.higher_is_better else -1  # the front keeps the best value for the cost
+        front = d[pareto_front(d[col], sign * d[y], minimize_cost=minimize)].sort_values(col)
+        ax.plot(front[col], front[y], ls="--", color="0.45", lw=0.8, zorder=2)
+        ax.plot(front[col], front[y], ls="none", marker="o", ms=8, mfc="none",
                 mec="0.3", mew=0.7, zorder=4)
         _cost_axis(ax, d[col], xlabel)
         ax.margins(x=0.2, y=0.15)
         ax.legend([Line2D([], [], ls="--", marker="o", mfc="none", color="0.3", ms=6, lw=0.8)],
                   ["Pareto front"], loc="lower right", frameon=False)
-        _label_points(ax, d[col].to_numpy(float), d["dice_mean"].to_numpy(float),
+        _label_points(ax, d[col].to_numpy(float), d[y].to_numpy(float),
                       d["variant"].tolist())
     res.files = _save(fig, out_dir, res.name)
-    res.caption = (f"Test Dice (mean ± std over ok seeds) against MACs per {size} image and "
+    best = "highest" if info.higher_is_better else "lowest"
+    res.caption = (f"Test {info.label} (mean ± std over ok seeds) against MACs per {size} image and "
                    f"against inference throughput (median over seeds); the baseline is a square. "
-                   f"The dashed line joins the Pareto-optimal variants (highest Dice for the "
+                   f"The dashed line joins the Pareto-optimal variants ({best} {info.label} for the "
                    f"cost). Pruned deep-supervision forms are in the deep-supervision figure.")
     return res
 
 
-def ablation(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureResult:
+def ablation(panels: dict, colors: dict, out_dir: Path) -> FigureResult:
+    """Small multiples: one panel of Δ vs the reference per metric of ``panels`` (metric ->
+    summary), the headline first, rows in the same order, so that a reader sees at once
+    where Dice and topology disagree."""
     res = FigureResult("ablation")
-    rows = summary[~summary["is_baseline"].astype(bool) & summary["delta"].notna()]
-    if rows.empty:
+    first = next(iter(panels.values()))
+    keep = ~first["is_baseline"].astype(bool) & pd.concat(
+        [t["delta"].notna() for t in panels.values()], axis=1).any(axis=1)
+    if not keep.any():
         res.note = "skipped: no difference to a baseline could be computed"
         return res
-    fig = _figure(ONE_COL, 0.9 + 0.22 * len(rows))
-    ax = fig.subplots()
-    y = np.arange(len(rows))[::-1]
-    ptext = ax.get_yaxis_transform()
-    for yi, (_, r) in zip(y, rows.iterrows()):
-        c = colors[r["variant"]]
-        err = ([[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]]
-               if _finite(r["ci_low"]) and _finite(r["ci_high"]) else None)
-        ax.errorbar(r["delta"], yi, xerr=err, fmt="o", ms=4, color=c,
-                    mfc=c if r["significant"] else "white", capsize=2, elinewidth=0.8, zorder=3)
-        ax.text(1.03, yi, format_p(r["p_holm"]) + ("‡" if r["disagree"] else ""), transform=ptext,
-                va="center", ha="left", fontsize=LABEL_PT)
-    ax.text(1.03, 1.0, "p (Holm)", transform=ax.transAxes, va="bottom", ha="left",
-            fontsize=LABEL_PT)
-    ax.axvline(0, color="0.3", lw=0.7, ls=":", zorder=1)
-    ax.set_yticks(y, [_row_label(r) + _factor_suffix(r) for _, r in rows.iterrows()])
-    ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlabel("ΔDice vs reference (family-adjusted CI)")
+    n = len(panels)
+    fig = _figure(ONE_COL if n == 1 else TWO_COL, 0.9 + 0.22 * int(keep.sum()))
+    axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
+    y = np.arange(int(keep.sum()))[::-1]
+    for ax, (name, summary) in zip(axes, panels.items()):
+        info = metric_info(name)
+        rows = summary[keep]
+        ptext = ax.get_yaxis_transform()
+        for yi, (_, r) in zip(y, rows.iterrows()):
+            if not _finite(r["delta"]):
+                continue
+            c = colors[r["variant"]]
+            err = ([[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]]
+                   if _finite(r["ci_low"]) and _finite(r["ci_high"]) else None)
+            ax.errorbar(r["delta"], yi, xerr=err, fmt="o", ms=4, color=c,
+                        mfc=c if r["significant"] else "white", capsize=2, elinewidth=0.8, zorder=3)
+            if n == 1:
+                ax.text(1.03, yi, format_p(r["p_holm"]) + ("‡" if r["disagree"] else ""),
+                        transform=ptext, va="center", ha="left", fontsize=LABEL_PT)
+        if n == 1:
+            ax.text(1.03, 1.0, "p (Holm)", transform=ax.transAxes, va="bottom", ha="left",
+                    fontsize=LABEL_PT)
+        ax.axvline(0, color="0.3", lw=0.7, ls=":", zorder=1)
+        ax.set_xlabel(f"Δ{info.label}\n({'better →' if info.higher_is_better else '← better'})")
+    axes[0].set_yticks(y, [_row_label(r) + _factor_suffix(r) for _, r in first[keep].iterrows()])
+    axes[0].set_ylim(-0.7, len(y) - 0.3)
     fig.legend([Line2D([], [], ls="none", marker="o", color="0.3", ms=4),
                 Line2D([], [], ls="none", marker="o", color="0.3", mfc="white", ms=4)],
                [f"Holm p < {ALPHA:g}", "not significant"], loc="outside lower center",
                ncols=2, frameon=False)
     res.files = _save(fig, out_dir, res.name)
-    res.caption = ("Δ of mean per-image Dice vs the reference (the baseline; a pruned form: its "
-                   "own network's accurate form), with the two-stage bootstrap interval over seeds "
+    names = ", ".join(metric_info(m).label for m in panels)
+    res.caption = (f"Δ vs the reference (the baseline; a pruned form: its own network's "
+                   f"accurate form) of {names}, one panel each (headline first; the arrow "
+                   "says which way is better), with the two-stage bootstrap interval over seeds "
                    "and test images at the Bonferroni level of the row's family; filled markers "
-                   f"are marked † (Holm p < {ALPHA:g} within the family for the larger of the "
-                   "image sign-flip and seed t tests; p on the right, — where no test was "
-                   "possible, ‡ where interval and test disagree).")
+                   f"are marked † in that metric (Holm p < {ALPHA:g} within the family for the "
+                   "larger of the image sign-flip and seed t tests"
+                   + ("; p on the right, — where no test was possible, ‡ where interval and "
+                      "test disagree)." if n == 1 else "; the p-values are in table.csv of "
+                      "each `--metric` report)."))
     return res
 
 
@@ -404,14 +427,15 @@ def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> Figu
 
 
 def draw_figures(records: list[dict], summary: pd.DataFrame, order: list[str],
-                 baseline: str | None, samples: dict, out_dir: Path) -> list[FigureResult]:
+                 baseline: str | None, samples: dict, out_dir: Path,
+                 panels: dict | None = None) -> list[FigureResult]:
     """Draw every figure of ``FIGURES`` into ``out_dir``; a figure that cannot be drawn is
     skipped with a note (in the front page) instead of stopping the report."""
     out_dir = Path(out_dir)
     colors = palette(r["variant"] for r in records)
     draw = {
         "accuracy_cost": lambda: accuracy_cost(summary, colors, out_dir),
-        "ablation": lambda: ablation(summary, colors, out_dir),
+        "ablation": lambda: ablation(panels or {summary["metric"].iloc[0]: summary}, colors, out_dir),
         "curves": lambda: curves(records, order, colors, out_dir),
         "qualitative": lambda: qualitative(records, order, baseline, samples, out_dir),
         "deep_supervision": lambda: deep_supervision(summary, colors, out_dir),

@@ -7,8 +7,10 @@
 * Δ of every row against its reference, per declared family (``family_of``): one-factor
   ablations, grid points, explicit variants and smp baselines against the baseline; a
   pruned deep-supervision form L1..Lk against its own network's accurate ("mean") form.
-  Δ is the mean per-image Dice over seeds and test images minus the reference's, over the
-  images both arms scored with every seed. Its interval is the two-stage bootstrap of
+  Δ is the mean per-image value of the headline metric (Dice unless ``--metric`` names
+  another of ``harness.metrics``) over seeds and test images minus the reference's, over
+  the images both arms scored with every seed (an image a metric leaves out, NaN, is
+  dropped from the pair). Its interval is the two-stage bootstrap of
   ``stats.hierarchical_bootstrap`` (seed draws paired when both arms ran the same seeds,
   as the per-seed Δ and the seed test pair them) at the Bonferroni level 1 - alpha/m of its family of m
   rows; the mark † needs ``stats.difference_test`` (images and seeds), at least
@@ -24,8 +26,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from ..metrics import per_image_dice
-from ..records import counts_array, form_key, image_ids, ok_forms, runs_frame
+from ..metrics import metric as metric_info
+from ..records import form_key, image_ids, ok_forms, per_image, runs_frame
 from .stats import ALPHA, difference_test, hierarchical_bootstrap, holm
 
 MIN_SEEDS = 3
@@ -36,7 +38,7 @@ SUMMARY_COLUMNS = [
     "n_planned", "n_ok", "n_failed", "n_diverged", "n_missing", "fail_rate",
     "dice_mean", "dice_std", "iou_mean", "iou_std", "dice_global_mean", "dice_global_std",
     "dice_fail0_mean", "dice_fail0_std", "fpr_empty_mean", "n_empty", "n_images",
-    "delta", "ci_low", "ci_high", "ci_level", "ci_method", "n_seeds", "n_pairs", "n_dropped",
+    "metric", "higher_is_better", "delta", "ci_low", "ci_high", "ci_level", "ci_method", "n_seeds", "n_pairs", "n_dropped",
     "p_images", "p_seeds", "p", "family_size", "p_holm", "significant", "disagree", "test_note",
     "params_m", "gmacs", "macs_size", "infer_img_s", "infer_batch", "latency_ms",
     "train_img_s", "peak_mem_mb",
@@ -94,10 +96,29 @@ def _seeds_text(seeds) -> str:
 # --------------------------------------------------------------------------- arms and comparisons
 
 def seed_scores(records: list[dict], variant: str, form: str = "mean",
-                score=per_image_dice) -> dict[int, pd.Series]:
-    """Per-image scores of every ok seed of (variant, form): seed -> Series by test id."""
-    return {r["seed"]: pd.Series(score(counts_array(f)), index=image_ids(f))
-            for r, f in ok_forms(records, variant, form)}
+                metric: str = "dice") -> dict[int, pd.Series]:
+    """Per-image values of ``metric`` of every ok seed of (variant, form) whose record has
+    it: seed -> Series by test id, without the images the metric leaves out (NaN)."""
+    out = {}
+    for r, f in ok_forms(records, variant, form):
+        values = per_image(f, metric)
+        if values is not None:
+            out[r["seed"]] = pd.Series(values, index=image_ids(f)).dropna()
+    return out
+
+
+def has_metric(records: list[dict], metric: str) -> bool:
+    """Whether some ok run's record holds ``metric`` (older records lack image metrics)."""
+    return any(per_image(f, metric) is not None for r in records if r["status"] == "ok"
+               for f in r["forms"])
+
+
+def shown_metrics(records: list[dict], metric: str) -> list[str]:
+    """The metrics the table shows next to the headline: Dice, and for binary data the
+    thin-structure Dice and the ISBI Rand F-score, where the records have them."""
+    binary = any(len(f["counts"]["classes"]) == 1 for r in records for f in r["forms"])
+    wanted = ["dice", *(("dice_thin", "rand_f") if binary else ())]
+    return list(dict.fromkeys([metric, *(m for m in wanted if has_metric(records, m))]))
 
 
 def per_image_dice_by_id(records: list[dict], variant: str, form: str = "mean") -> pd.Series:
@@ -200,12 +221,22 @@ def _skeleton(records: list[dict], frame: pd.DataFrame, baseline, variant_list, 
     return rows
 
 
-def summary_table(records: list[dict], baseline: str | None = None, order=None, plan=None) -> pd.DataFrame:
-    """One row per (variant, form): accounting, accuracy, Δ to its reference, cost.
+def summary_table(records: list[dict], baseline: str | None = None, order=None, plan=None,
+                  metric: str = "dice") -> pd.DataFrame:
+    """One row per (variant, form): accounting, accuracy, Δ of ``metric`` (the headline) to
+    its reference, cost.
 
     Rows follow ``variant_order``; within a variant "mean" comes first, then L1..L4. A
     planned variant without a record, or whose every run failed, still has its "mean" row.
-    Per-seed Δ columns ``delta_seed_<k>`` follow the named columns."""
+    Mean and std over seeds of the headline and of ``shown_metrics`` are ``<metric>_mean``
+    and ``<metric>_std``; per-seed Δ columns ``delta_seed_<k>`` follow the named columns.
+    Δ is in the metric's units, variant minus reference, whichever way is better
+    (``higher_is_better``)."""
+    info = metric_info(metric)
+    if not has_metric(records, metric):
+        raise ValueError(f"metric {metric!r}: no ok run of these records has it (records of schema 2 "
+                         f"hold only the metrics of their counts; binary-only metrics need binary data)")
+    shown = [m for m in shown_metrics(records, metric) if m not in ("dice", "iou", "dice_global")]
     frame = runs_frame(records)
     frame["variant"] = frame["variant"].astype(str)
     rows = _skeleton(records, frame, baseline, variant_order(records, baseline, order), plan)
@@ -215,7 +246,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
 
     def arm(variant, form):
         if (variant, form) not in arms:
-            arms[variant, form] = seed_scores(records, variant, form)
+            arms[variant, form] = seed_scores(records, variant, form, metric)
         return arms[variant, form]
 
     for row in rows:
@@ -224,6 +255,9 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         ok = runs[runs["status"] == "ok"]
         for m in ("dice", "iou", "dice_global"):
             row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(ok[m])
+        for m in shown:
+            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(
+                [s.mean() for s in seed_scores(records, v, form, m).values() if len(s)])
         failed_seeds = row["n_failed"] + row["n_diverged"]  # outcomes: they score 0
         row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_seeds])
         has_empty = ok[pd.to_numeric(ok["n_empty"], errors="coerce").fillna(0) > 0]
@@ -242,6 +276,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         row.update(_cost(ok, records, v, form))
 
     out = pd.DataFrame(rows)
+    out["metric"], out["higher_is_better"] = metric, info.higher_is_better
     out["p_holm"] = np.nan
     for family in size:
         members = out.index[(out["family"] == family) & out["reference"].notna()]
@@ -251,5 +286,6 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
     out["significant"] = out["p_holm"].lt(ALPHA)
     excludes_zero = (out["ci_low"] > 0) | (out["ci_high"] < 0)
     out["disagree"] = out["p_holm"].notna() & (excludes_zero != out["significant"])
-    extra = [c for c in out.columns if c.startswith("delta_seed_")]
+    extra = [f"{m}_{x}" for m in shown for x in ("mean", "std")]
+    extra += [c for c in out.columns if c.startswith("delta_seed_")]
     return out[SUMMARY_COLUMNS + extra].reset_index(drop=True)

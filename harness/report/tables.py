@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..fileio import write_text_atomic
+from ..metrics import metric as metric_info
 from ..records import runs_frame
 from .stats import ALPHA
 
@@ -89,6 +90,9 @@ def _sample(row) -> str:
     return f"{row['n_seeds']} × {row['n_pairs']}{dropped}"
 
 
+BUILT_IN = ("dice", "iou", "dice_global", "dice_fail0", "fpr_empty")  # columns of their own
+
+
 def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[list[str]]]:
     """(headers, alignments "l"/"r", rows of text cells) of the summary.
 
@@ -123,6 +127,16 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         ("Train (img/s)", "r", None, lambda r: _rate(r["train_img_s"])),
         ("Peak mem (MB)", "r", "mem", lambda r: _num(r["peak_mem_mb"], ",.0f")),
     ]
+    headline = metric_info(summary["metric"].iloc[0]) if len(summary) else metric_info("dice")
+    better = "higher" if headline.higher_is_better else "lower"
+    columns[columns.index(next(c for c in columns if c[0] == "ΔDice [adj. CI]"))] = (
+        f"Δ{headline.label} ({better} is better) [adj. CI]", "r", None, _delta)
+    at = [c[0] for c in columns].index("Dice (global)") + 1
+    for m in (c[:-len("_mean")] for c in summary.columns if c.endswith("_mean") and c[:-len("_mean")]
+              not in BUILT_IN):
+        columns.insert(at, (metric_info(m).label, "r", None,
+                            lambda r, m=m: _mean_std(r[f"{m}_mean"], r[f"{m}_std"])))
+        at += 1
     columns = [c for c in columns if c[2] is None or has[c[2]]]
     rows = [[cell(r) for *_, cell in columns] for _, r in summary.iterrows()]
     return [c[0] for c in columns], [c[1] for c in columns], rows
