@@ -15,6 +15,7 @@ import errno
 import json
 import logging
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -206,9 +207,29 @@ def error_line(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else e.__class__.__name__
 
 
+def _start_up() -> bool:
+    """Import torch and the variants with Ctrl-C held back (an interrupt inside torch's C++
+    initialisation aborts the process with a C++ error instead of raising); True when
+    Ctrl-C was pressed meanwhile."""
+    pressed = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    except ValueError:  # not the main thread: nothing to hold back
+        previous = None
+    try:
+        import torch  # noqa: F401
+        import variants  # noqa: F401
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return bool(pressed)
+
+
 def main(argv: list[str] | None = None) -> int:
     debug = False
     try:
+        if _start_up():
+            raise KeyboardInterrupt
         args = build_parser().parse_args(argv)
         debug = args.debug
         _configure_logging(args.verbose, args.quiet)
