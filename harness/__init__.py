@@ -4,11 +4,11 @@ store, reports and the command line. One owner per concept:
   protocol   RunSpec = arch + data + protocol + measure + seed; its key
   choices    registries by name: optimizers, schedules, losses, precisions
   config     the one rule for reading config tables (unknown keys, integers, numbers)
-  fileio     the atomic writer and the canonical-JSON key
+  fileio     the atomic writer (umask, failures name the file), canonical-JSON keys
   data/      DataSpec, built-in and folder data sets, the seeded split
   train      ``fit``: patches, loss, optimizer, schedule, model selection
   evaluate   whole-image prediction (overlap-tile) and per-image confusion counts
-  metrics    Dice / IoU from counts; ``IGNORE``
+  metrics    every metric (``METRICS``): from counts and from whole maps; ``IGNORE``
   cost       parameters, MACs (FlopCounterMode, thop cross-check); the MAC convention
   measure    throughput, latency, memory and the environment
   records    the run record (schema, build, validate, read), sweep.json, samples, runs.csv
