@@ -96,5 +96,5 @@ def profile(spec, height: int = 256, width: int = 256, thop_check: bool = True) 
         "output_shape": list(y.shape),
     }
     if thop_check:
-        out["macs_thop"] = count_macs_thop(_meta_model(spec), spec.in_channels, height, width)
+        out["macs_thop"] = count_macs_thop(model, spec.in_channels, height, width)
     return out

@@ -157,7 +157,6 @@ METRICS = {m.name: m for m in [
            "pixel: the fraction of both boundaries within the tolerance of the other, per "
            "foreground class, averaged (MONAI); both empty scores 1, one empty scores 0.", False),
 ]}
-IMAGE_METRICS = tuple(m for m in METRICS if not METRICS[m].from_counts)
 
 
 def metric(name: str) -> Metric:
@@ -169,7 +168,7 @@ def metric(name: str) -> Metric:
     if base in ("dice", "iou", "hd95", "nsd") and k.isdigit():
         m = METRICS[base]
         return Metric(name, f"{m.label.split(' ')[0]} class {k}", m.higher_is_better,
-                      f"{m.label.split(' ')[0]} of class {k} alone.", base in ("dice", "iou"))
+                      f"{m.label.split(' ')[0]} of class {k} alone.", m.from_counts)
     raise ValueError(f"metric {name!r}: expected one of {', '.join(METRICS)} or a class's "
                      f"dice_c<k>, iou_c<k>, hd95_c<k>, nsd_c<k>")
 

@@ -62,7 +62,7 @@ import pandas as pd
 import variants
 from variants.spec import is_int
 from .fileio import check_folder_path, write_atomic, write_json_atomic, write_text_atomic
-from .metrics import FIELDS, IMAGE_METRICS, nanmean, per_image_from_counts, summarize
+from .metrics import FIELDS, metric, nanmean, per_image_from_counts, summarize
 
 log = logging.getLogger("unet_ablate")
 
@@ -301,11 +301,11 @@ def per_image(form: dict, name: str) -> np.ndarray | None:
             raise ValueError(f"image_metrics.values.{name}: {v.size} values for "
                              f"{len(form['counts']['images'])} test images")
         return v
-    if name in IMAGE_METRICS or name.startswith(("hd95_c", "nsd_c")):
-        return None
     try:
+        if not metric(name).from_counts:
+            return None
         return per_image_from_counts(counts_array(form), name)
-    except ValueError:
+    except ValueError:  # an unknown name, or a class these counts do not have
         return None
 
 

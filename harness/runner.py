@@ -139,7 +139,7 @@ def check_sizes(sweep: Sweep, data) -> None:
     for v in sweep.variants:
         spec = arch_for_data(v.spec, data)
         if isinstance(spec, variants.ArchSpec) and spec.skip == "pad":
-            need = max(need, 2 ** spec.depth)
+            need = max(need, variants.min_pad_size(spec))
         try:
             count_macs(spec, input_geometry(spec, h)[0], input_geometry(spec, w)[0])
         except ValueError as e:
@@ -153,11 +153,10 @@ def _existing(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        rec = records.read_record(path)
+        return records.read_record(path)
     except (OSError, ValueError) as e:
         log.warning("%s; the run is done again", str(e).splitlines()[0])
         return None
-    return rec
 
 
 def _say_what_changed(out: Path, runs, data) -> None:

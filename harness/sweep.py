@@ -97,6 +97,9 @@ def _spec(value, where: str):
 def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
     try:
         check_keys(d, VARIANT_KEYS, "variants")
+        one_factor = table("variants.one_factor", d.get("one_factor", {}), "axis = [values]")
+        grid = table("variants.grid", d.get("grid", {}), "axis = [values]")
+        explicit = table("variants.explicit", d.get("explicit", {}), "label = spec name or table")
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     if "baseline" not in d:
@@ -116,12 +119,6 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
         except (ValueError, TypeError) as e:
             raise ValueError(f"{where}: variants.{key}: {e}") from None
 
-    try:
-        one_factor = table("variants.one_factor", d.get("one_factor", {}), "axis = [values]")
-        grid = table("variants.grid", d.get("grid", {}), "axis = [values]")
-        explicit = table("variants.explicit", d.get("explicit", {}), "label = spec name or table")
-    except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
     for axis, values in one_factor.items():
         for v in values if isinstance(values, list) else [values]:
             spec = derived({axis: v}, f"one_factor.{axis}")
@@ -162,20 +159,17 @@ def load_sweep(source: str) -> Sweep:
         data = DataSpec.from_dict(d["data"])
         protocol = Protocol.from_dict(d.get("protocol", {}))
         measure = Measure.from_dict(d.get("measure", {}))
+        description = text("description", d.get("description", ""))
+        report = table("report", d.get("report", {}), "keys (metric)")
+        check_keys(report, ("metric",), "report")
+        metric = text("report.metric", report.get("metric", "dice"))
+        metrics.metric(metric)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
     name = d.get("name", NAME_BAD.sub("_", Path(source).stem))
     if not (isinstance(name, str) and NAME.fullmatch(name)):
         raise ValueError(f"{where}: name: expected a plain name (letters, digits, '.', '_', '-'; "
                          f"it names the folders results/<name> and reports/<name>), got {name!r}")
-    try:
-        description = text("description", d.get("description", ""))
-        report = table("report", d.get("report", {}), "keys (metric)")
-        check_keys(report, ("metric",), "report")
-        metric = text("report.metric", report.get("metric", "dice"))
-        metrics.metric(metric)
-    except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
     return Sweep(name=name, data=data, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=description, source=where,
                  metric=metric)

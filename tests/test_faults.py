@@ -100,7 +100,7 @@ def test_every_wrong_value_in_a_sweep_file_is_one_line(fails_cleanly, tmp_path, 
 def test_a_measure_size_too_small_for_a_model_is_refused_before_any_training(fails_cleanly, tmp_path,
                                                                             monkeypatch):
     calls = counting_run_one(monkeypatch)
-    bad = write_sweep(tmp_path, measure="", variants='explicit = { deep = "unet-w4-d3" }')
+    bad = write_sweep(tmp_path, variants='explicit = { deep = "unet-w4-d3" }')
     bad.write_text(bad.read_text().replace("size = [32, 32]", "size = [6, 6]"))
     fails_cleanly("run", bad, "--out", tmp_path / "out",
                   names=["measure.size", "'deep'", "6x6 is smaller than 8x8"], untouched=[tmp_path / "out"])

@@ -13,10 +13,10 @@
 """
 from .build import build
 from .presets import PRESET_NOTES, PRESETS
-from .sizes import margin, min_input_size, output_size
+from .sizes import margin, min_input_size, min_pad_size, output_size
 from .spec import AXES, ArchSpec, SmpSpec, Spec, from_dict, from_name, parse
 from .unet import NestedUNet, UNet, encoder_channels
 
 __all__ = ["AXES", "ArchSpec", "NestedUNet", "PRESETS", "PRESET_NOTES", "SmpSpec", "Spec",
            "UNet", "build", "encoder_channels", "from_dict", "from_name", "margin",
-           "min_input_size", "output_size", "parse"]
+           "min_input_size", "min_pad_size", "output_size", "parse"]

@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from .spec import ArchSpec
 
 
+def min_pad_size(spec: ArchSpec) -> int:
+    """The smallest height or width a pad-mode net takes: 2**depth (each level halves it)."""
+    return 2 ** spec.depth
+
+
 def stage_convs(spec: ArchSpec) -> list[int]:
     """3x3 convs in each encoder stage (stage 0 .. depth)."""
     if spec.encoder == "vgg16":

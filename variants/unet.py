@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .blocks import center_crop, conv_stack, fuse, up_layer
-from .sizes import output_size, stage_convs
+from .sizes import min_pad_size, output_size, stage_convs
 
 if TYPE_CHECKING:  # spec.py takes its topology names from TOPOLOGIES below
     from .spec import ArchSpec
@@ -58,8 +58,7 @@ class _Base(nn.Module):
         if self.spec.skip == "crop":
             for n in x.shape[-2:]:
                 output_size(self.spec, int(n))  # raises a ValueError naming valid sizes
-        elif min(x.shape[-2:]) < 2 ** self.spec.depth:
-            n = 2 ** self.spec.depth
+        elif min(x.shape[-2:]) < (n := min_pad_size(self.spec)):
             raise ValueError(f"input {x.shape[-2]}x{x.shape[-1]} is smaller than {n}x{n}, the smallest "
                              f"a pad-mode net of depth {self.spec.depth} takes (2**depth)")
 

@@ -242,12 +242,12 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
     rows = _skeleton(records, frame, baseline, variant_order(records, baseline, order), plan)
     size = Counter(r["family"] for r in rows if not r["is_baseline"])
     seeds = sorted({*(plan.seeds if plan else ()), *(r["seed"] for r in records)}, key=natural_key)
-    arms: dict = {}
+    cache: dict = {}
 
-    def arm(variant, form):
-        if (variant, form) not in arms:
-            arms[variant, form] = seed_scores(records, variant, form, metric)
-        return arms[variant, form]
+    def scores(variant, form, m=metric):
+        if (variant, form, m) not in cache:
+            cache[variant, form, m] = seed_scores(records, variant, form, m)
+        return cache[variant, form, m]
 
     for row in rows:
         v, form = row["variant"], row["form"]
@@ -256,8 +256,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         for m in ("dice", "iou", "dice_global"):
             row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(ok[m])
         for m in shown:
-            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(
-                [s.mean() for s in seed_scores(records, v, form, m).values() if len(s)])
+            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std([s.mean() for s in scores(v, form, m).values() if len(s)])
         failed_seeds = row["n_failed"] + row["n_diverged"]  # outcomes: they score 0
         row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_seeds])
         has_empty = ok[pd.to_numeric(ok["n_empty"], errors="coerce").fillna(0) > 0]
@@ -267,9 +266,9 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         if row["reference"] is None:  # the baseline, or no baseline to compare with
             comparison = {**COMPARISON, "per_seed": {}}
         elif form == "mean":
-            comparison = compare(arm(v, form), arm(baseline, "mean"), baseline, 1 - ALPHA / row["family_size"])
+            comparison = compare(scores(v, form), scores(baseline, "mean"), baseline, 1 - ALPHA / row["family_size"])
         else:
-            comparison = compare(arm(v, form), arm(v, "mean"), f"{v} (mean)", 1 - ALPHA / row["family_size"])
+            comparison = compare(scores(v, form), scores(v, "mean"), f"{v} (mean)", 1 - ALPHA / row["family_size"])
         per_seed = comparison.pop("per_seed")
         row.update(comparison)
         row.update({f"delta_seed_{s}": per_seed.get(s, np.nan) for s in seeds})

@@ -15,6 +15,7 @@ from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
 from ..records import runs_frame
 from .stats import ALPHA
+from .summary import SUMMARY_COLUMNS
 
 DASH = "—"
 TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -90,9 +91,6 @@ def _sample(row) -> str:
     return f"{row['n_seeds']} × {row['n_pairs']}{dropped}"
 
 
-BUILT_IN = ("dice", "iou", "dice_global", "dice_fail0", "fpr_empty")  # columns of their own
-
-
 def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[list[str]]]:
     """(headers, alignments "l"/"r", rows of text cells) of the summary.
 
@@ -106,6 +104,10 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         "fpr": summary["fpr_empty_mean"].map(_ok).any(),
         "mem": summary["peak_mem_mb"].map(_ok).any(),
     }
+    headline = metric_info(summary["metric"].iloc[0] if len(summary) else "dice")
+    better = "higher" if headline.higher_is_better else "lower"
+    shown = [c[:-len("_mean")] for c in summary.columns  # the metrics summary_table adds
+             if c.endswith("_mean") and c not in SUMMARY_COLUMNS]
     columns = [
         ("Variant", "l", None, lambda r: r["variant"] + ("†" if r["significant"] else "")),
         ("Form", "l", "form", lambda r: str(r["form"])),
@@ -117,8 +119,10 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         ("Dice (fail = 0)", "r", "fail0", lambda r: _mean_std(r["dice_fail0_mean"], r["dice_fail0_std"])),
         ("IoU", "r", None, lambda r: _mean_std(r["iou_mean"], r["iou_std"])),
         ("Dice (global)", "r", None, lambda r: _mean_std(r["dice_global_mean"], r["dice_global_std"])),
+        *((metric_info(m).label, "r", None, lambda r, m=m: _mean_std(r[f"{m}_mean"], r[f"{m}_std"]))
+          for m in shown),
         ("FPR empty", "r", "fpr", lambda r: _num(r["fpr_empty_mean"], ".3f")),
-        ("ΔDice [adj. CI]", "r", None, _delta),
+        (f"Δ{headline.label} ({better} is better) [adj. CI]", "r", None, _delta),
         ("p (Holm)", "r", None, _p),
         ("Params (M)", "r", None, lambda r: _size(r["params_m"])),
         ("GMACs", "r", None, lambda r: _size(r["gmacs"])),
@@ -127,16 +131,6 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         ("Train (img/s)", "r", None, lambda r: _rate(r["train_img_s"])),
         ("Peak mem (MB)", "r", "mem", lambda r: _num(r["peak_mem_mb"], ",.0f")),
     ]
-    headline = metric_info(summary["metric"].iloc[0]) if len(summary) else metric_info("dice")
-    better = "higher" if headline.higher_is_better else "lower"
-    columns[columns.index(next(c for c in columns if c[0] == "ΔDice [adj. CI]"))] = (
-        f"Δ{headline.label} ({better} is better) [adj. CI]", "r", None, _delta)
-    at = [c[0] for c in columns].index("Dice (global)") + 1
-    for m in (c[:-len("_mean")] for c in summary.columns if c.endswith("_mean") and c[:-len("_mean")]
-              not in BUILT_IN):
-        columns.insert(at, (metric_info(m).label, "r", None,
-                            lambda r, m=m: _mean_std(r[f"{m}_mean"], r[f"{m}_std"])))
-        at += 1
     columns = [c for c in columns if c[2] is None or has[c[2]]]
     rows = [[cell(r) for *_, cell in columns] for _, r in summary.iterrows()]
     return [c[0] for c in columns], [c[1] for c in columns], rows
