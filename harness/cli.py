@@ -63,15 +63,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def summary_text(df) -> str:
-    """The console summary of a sweep: one line per (variant, form), means over ok seeds.
-    (The report's statistics come from ``unet-ablate report``.)"""
+    """The console summary of a sweep: one line per (data set of a suite, variant, form),
+    means over ok runs (seeds, and folds). (The report's statistics come from ``unet-ablate
+    report``.)"""
     ok = df[df.status == "ok"]
     if ok.empty:
         return "no run finished"
-    g = ok.groupby(["variant", "form"], sort=False)
+    by = ["dataset", "variant", "form"] if df["dataset"].nunique() > 1 else ["variant", "form"]
+    g = ok.groupby(by, sort=False)
     t = g.agg(dice=("dice", "mean"), dice_std=("dice", "std"), params=("params", "first"),
               macs=("macs", "first"), infer_img_s=("infer_img_s", "median"), train_img_s=("train_img_s", "median"))
-    t["runs"] = df.groupby(["variant", "form"], sort=False).apply(
+    t["runs"] = df.groupby(by, sort=False).apply(
         lambda x: f"{(x.status == 'ok').sum()}/{len(x)}", include_groups=False)
     t["Dice"] = [f"{d:.4f} ± {s:.4f}" if s == s else f"{d:.4f}" for d, s in zip(t.dice, t.dice_std)]
     t["params (M)"] = (t.params / 1e6).round(3)
@@ -84,7 +86,7 @@ def summary_text(df) -> str:
 def run_command(args: argparse.Namespace, out: Path) -> str:
     """The command line that runs this sweep again into ``out`` (completing what is missing)."""
     argv = ["unet-ablate", "run", args.sweep]
-    for flag in ("data", "layout", "variants", "seeds", "steps", "device"):
+    for flag in ("data", "layout", "variants", "seeds", "steps", "folds", "device"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag}", str(getattr(args, flag))]
     return shlex.join(argv + ["--out", str(out)])
@@ -96,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     labels = [s for s in args.variants.split(",") if s] if args.variants else None
     sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
-                     args.device)
+                     args.device, args.folds)
     out = Path(args.out or Path("results") / sweep.name)
     df = run_sweep(sweep, out, retry_failed=args.retry_failed, progress=not (args.no_progress or args.quiet),
                    command=run_command(args, out))
@@ -166,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--variants", metavar="A,B", help="only these variant labels (or spec names), plus the baseline")
     q.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
     q.add_argument("--steps", type=int, metavar="N", help="training steps per run")
+    q.add_argument("--folds", type=int, metavar="K",
+                   help="K-fold cross-validation on every data set (each image tested once per seed)")
     q.add_argument("--device", choices=DEVICES)
     q.add_argument("--out", metavar="DIR", help="default: results/<sweep name>")
     q.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")

@@ -7,6 +7,8 @@ never ``3.0``, ``"3"`` or ``true``; numbers are ints or floats, never strings or
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import struct
 from typing import Any, Iterable, Mapping
 
@@ -100,3 +102,12 @@ def choice(key: str, value: Any, allowed: Iterable[str]) -> str:
     if value not in allowed:
         _fail(key, " | ".join(allowed), value)
     return value
+
+
+def default_label(name: str, root: str | None) -> str:
+    """A data set's name in reports when the sweep gives none: the built-in set's name, else
+    the folder's name (as a plain name: it names a report folder)."""
+    if root is None:
+        return name
+    base = os.path.basename(os.path.normpath(root))
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip("._-") or name

@@ -20,7 +20,8 @@ class Protocol:
     ``optimizer``, ``schedule``, ``loss`` and ``amp`` name entries of the registries in
     :mod:`harness.choices`. The weights with the best validation Dice (checked every
     ``eval_every`` steps) are kept; deep supervision trains on the mean loss of the
-    model's outputs."""
+    model's outputs. ``checkpoint_every`` N > 0 saves a resumable checkpoint every N steps
+    (0: none); it changes how a run can be resumed, never its result."""
 
     steps: int = 200
     batch_size: int = 8
@@ -36,11 +37,13 @@ class Protocol:
     eval_every: int = 50
     channels_last: bool = True
     amp: str = "none"
+    checkpoint_every: int = 0
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "patch", "eval_every"):
             integer(f"protocol.{k}", getattr(self, k), 1)
         integer("protocol.warmup", self.warmup, 0)
+        integer("protocol.checkpoint_every", self.checkpoint_every, 0)
         choice("protocol.optimizer", self.optimizer, OPTIMIZERS)
         choice("protocol.schedule", self.schedule, SCHEDULES)
         choice("protocol.loss", self.loss, LOSSES)
@@ -50,6 +53,11 @@ class Protocol:
         number("protocol.momentum", self.momentum)
         boolean("protocol.augment", self.augment)
         boolean("protocol.channels_last", self.channels_last)
+
+    def to_dict(self) -> dict:
+        """The canonical dict (``checkpoint_every`` only when on, so keys stay as they were)."""
+        d = dataclasses.asdict(self)
+        return d if self.checkpoint_every else {k: v for k, v in d.items() if k != "checkpoint_every"}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
@@ -94,10 +102,13 @@ class RunSpec:
     protocol: Protocol = field(default_factory=Protocol)
     measure: Measure = field(default_factory=Measure)
     seed: int = 0
+    fold: int | None = None  # k-fold cross-validation: the test fold (None: a holdout split)
 
     def to_dict(self) -> dict:
-        return {"arch": self.arch, "data": self.data, "protocol": dataclasses.asdict(self.protocol),
-                "measure": dataclasses.asdict(self.measure), "seed": self.seed}
+        """The canonical dict (``fold`` only for k-fold runs, so holdout keys stay as they were)."""
+        d = {"arch": self.arch, "data": self.data, "protocol": self.protocol.to_dict(),
+             "measure": dataclasses.asdict(self.measure), "seed": self.seed}
+        return d if self.fold is None else {**d, "fold": self.fold}
 
     @property
     def key(self) -> str:

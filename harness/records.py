@@ -20,10 +20,13 @@ report the metrics their counts give):
 ```
 schema, key (hash of spec), sweep, variant (label in the sweep), factor (the axis a one-factor
 variant changes, "baseline" for the baseline, null otherwise), is_baseline, seed,
-spec: {arch, data, protocol, measure, seed}        -- the RunSpec
+dataset (the data set's label in the sweep; records without it: the data's default label),
+fold (k-fold: the test fold; null for a holdout split; records without it: null),
+spec: {arch, data, protocol, measure, seed, fold (k-fold only)}        -- the RunSpec
 status: ok | failed | diverged, error: one line or null, traceback (failed runs) or null,
 started, finished, time_s,
 data: {name, key, layout, root, n_images, num_classes, class_values, in_channels,
+       split: holdout | kfold, fold, folds (k-fold: the fold and their number, else null),
        split_sizes: {train, val, test}, split_ids: {train: [ids], val: [ids], test: [ids]},
        image_size: {min_hw: [h, w], max_hw: [h, w]}}
 train: null | {steps, best_step, best_val_dice, train_img_s, peak_mem_mb,
@@ -61,6 +64,7 @@ import pandas as pd
 
 import variants
 from variants.spec import is_int
+from .config import default_label
 from .fileio import check_folder_path, write_atomic, write_json_atomic, write_text_atomic
 from .metrics import FIELDS, metric, nanmean, per_image_from_counts, summarize
 
@@ -72,7 +76,7 @@ STATUSES = ("ok", "failed", "diverged")
 TRAIN_KEYS = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
 COST_COLUMNS = ("params", "macs", "infer_img_s", "infer_img_s_iqr", "latency_ms", "latency_ms_iqr")
 CSV_COLUMNS = [
-    "sweep", "variant", "form", "seed", "status", "factor", "is_baseline",
+    "sweep", "dataset", "variant", "form", "seed", "fold", "status", "factor", "is_baseline",
     "dice", "iou", "dice_global", "iou_global", "fpr_empty", "n_empty", "n_images",
     *COST_COLUMNS, "train_img_s", "peak_mem_mb", "steps", "best_step", "best_val_dice", "time_s",
     "device_name", "threads", "arch", "key", "error",
@@ -84,6 +88,7 @@ _TOP = {"key": (str,), "sweep": (str,), "variant": (str,), "factor": (str, NULL)
         "error": (str, NULL), "traceback": (str, NULL), "started": (str,),
         "finished": (str, NULL), "time_s": (float, int, NULL), "data": (dict,),
         "train": (dict, NULL), "forms": (list,), "env": (dict,)}
+_OPTIONAL = {"dataset": (str,), "fold": (int, NULL)}  # records written before suites and k-fold lack them
 # the keys every nested section holds (path -> keys)
 _SECTIONS = {
     "spec": ("arch", "data", "protocol", "measure", "seed"),
@@ -109,11 +114,13 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class Labels:
-    """How a sweep names a run: its sweep, variant label and the factor it changes."""
+    """How a sweep names a run: its sweep, variant label, the factor it changes and the
+    label of its data set."""
     sweep: str
     variant: str
     factor: str | None = None
     is_baseline: bool = False
+    dataset: str = ""
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -122,7 +129,7 @@ class Labels:
 def new_record(rs, labels: Labels, data: dict, env: dict) -> dict:
     """The record of a run that is starting: status ``failed`` until ``end`` says otherwise,
     so that a run that dies half-way is never recorded as ok."""
-    return {"schema": SCHEMA, "key": rs.key, **labels.as_dict(), "seed": rs.seed,
+    return {"schema": SCHEMA, "key": rs.key, **labels.as_dict(), "seed": rs.seed, "fold": rs.fold,
             "spec": rs.to_dict(), "status": "failed", "error": None, "traceback": None,
             "started": _now(), "finished": None, "time_s": None, "data": data, "train": None,
             "forms": [], "env": env}
@@ -204,6 +211,12 @@ def check_record(rec, where: str) -> dict:
                 bad(f"forms[{i}].{name}{problem}")
         if rec["schema"] >= 3 and (problem := _problem(f.get("image_metrics"), _IMAGE_METRICS)):
             bad(f"forms[{i}].image_metrics{problem}")
+    for key, types in _OPTIONAL.items():
+        if key in rec and not _is(rec[key], types):
+            bad(f"{key} is {rec[key]!r}")
+    if not rec.get("dataset"):  # written before data sets had labels
+        rec["dataset"] = default_label(rec["data"]["name"], rec["data"]["root"])
+    rec.setdefault("fold", rec["spec"].get("fold"))
     return rec
 
 
@@ -338,7 +351,8 @@ def rows(record: dict) -> list[dict]:
     train = record["train"] or dict.fromkeys(TRAIN_KEYS)  # null: the run failed before training
     env = record["env"]
     base = {
-        "sweep": record["sweep"], "variant": record["variant"], "seed": record["seed"],
+        "sweep": record["sweep"], "dataset": record["dataset"], "variant": record["variant"],
+        "seed": record["seed"], "fold": record["fold"],
         "status": record["status"], "factor": record["factor"], "is_baseline": record["is_baseline"],
         **{k: train[k] for k in ("train_img_s", "peak_mem_mb", "steps", "best_step", "best_val_dice")},
         "time_s": record["time_s"], "device_name": env["device_name"], "threads": env["threads"],
@@ -363,10 +377,11 @@ def form_key(form: str) -> tuple:
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """The tidy table: one row per run and form, with every measured column, ordered by
-    variant, form, seed and key."""
+    """The tidy table: one row per run and form (k-fold: per fold), with every measured
+    column, ordered by data set, variant, form, seed, fold and key."""
     table = sorted((r for rec in records for r in rows(rec)),
-                   key=lambda r: (r["variant"], form_key(r["form"]), r["seed"], r["key"]))
+                   key=lambda r: (r["dataset"], r["variant"], form_key(r["form"]), r["seed"],
+                                  -1 if r["fold"] is None else r["fold"], r["key"]))
     df = pd.DataFrame(table)
     for c in CSV_COLUMNS:
         if c not in df:
@@ -391,6 +406,8 @@ class PlannedRun:
     key: str
     variant: str
     seed: int
+    dataset: str = ""
+    fold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -410,13 +427,20 @@ class SweepPlan:
     seeds: tuple[int, ...]
     runs: tuple[PlannedRun, ...]
     metric: str = "dice"  # the report's headline (``[report] metric``)
+    datasets: tuple[str, ...] = ()  # the data sets' labels, in the sweep's order
 
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(r.key for r in self.runs)
 
-    def seeds_of(self, variant: str) -> list[int]:
-        return [r.seed for r in self.runs if r.variant == variant]
+    def runs_of(self, variant: str) -> list[tuple[int, int | None]]:
+        """(seed, fold) of every planned run of ``variant``."""
+        return [(r.seed, r.fold) for r in self.runs if r.variant == variant]
+
+    def for_dataset(self, label: str) -> "SweepPlan":
+        """The plan of one data set of a suite."""
+        return dataclasses.replace(self, datasets=(label,),
+                                   runs=tuple(r for r in self.runs if r.dataset == label))
 
 
 def write_plan(results: Path, plan: SweepPlan) -> None:
@@ -433,6 +457,7 @@ def read_plan(results: Path) -> SweepPlan | None:
         fields = {f.name for f in dataclasses.fields(SweepPlan)}
         if isinstance(d, dict):
             d.setdefault("metric", "dice")  # plans written before the metric was a choice
+            d.setdefault("datasets", [])    # ... and before suites
         if not isinstance(d, dict) or set(d) != fields:
             raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
                             f"the same arguments rewrites it without training again")
@@ -440,9 +465,11 @@ def read_plan(results: Path) -> SweepPlan | None:
         plan = SweepPlan(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
                             "runs": runs})
         labels = (plan.name, plan.command, plan.baseline, plan.metric, *plan.variants, *plan.families,
-                  *plan.families.values(), *(x for r in runs for x in (r.key, r.variant)))
-        if not all(isinstance(v, str) for v in labels) or not all(is_int(r.seed) for r in runs):
-            raise TypeError("expected text labels and keys, integer seeds")
+                  *plan.families.values(), *plan.datasets,
+                  *(x for r in runs for x in (r.key, r.variant, r.dataset)))
+        if not all(isinstance(v, str) for v in labels) or not all(
+                is_int(r.seed) and (r.fold is None or is_int(r.fold)) for r in runs):
+            raise TypeError("expected text labels and keys, integer seeds and folds")
         if bad := sorted(set(plan.families.values()) - set(FAMILIES)):
             raise TypeError(f"family {bad[0]!r} (expected one of {', '.join(FAMILIES)})")
         return plan

@@ -72,7 +72,8 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
         model = variants.build(spec).to(device)
         if p.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        with _progress(p.steps, f"{labels.variant} seed {rs.seed}", progress, leave=False) as bar:
+        fold = "" if rs.fold is None else f" fold {rs.fold}"
+        with _progress(p.steps, f"{labels.variant} seed {rs.seed}{fold}", progress, leave=False) as bar:
             fr = fit(model, spec, data, p, rs.seed, device, amp=precision.amp, progress=bar)
         records.add_training(record, fr)
         if fr.status != "ok":
@@ -111,25 +112,30 @@ def data_identity(data) -> dict:
     return d if data.spec.synthetic else {**d, "content": data.content_key}
 
 
-def plan(sweep: Sweep, data) -> list[tuple[RunSpec, records.Labels]]:
-    """(run spec, labels) for every variant and seed of a sweep."""
+def plan(sweep: Sweep, loaded: dict) -> list[tuple[RunSpec, records.Labels, object]]:
+    """(run spec, labels, the data of its fold) for every data set, variant, seed and fold
+    of a sweep; ``loaded``: data set label -> its loaded ``Dataset``."""
     out = []
-    identity = data_identity(data)
-    for v in sweep.variants:
-        arch = arch_for_data(v.spec, data)
-        for seed in sweep.seeds:
-            rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=sweep.protocol,
-                         measure=sweep.measure, seed=seed)
-            out.append((rs, records.Labels(sweep.name, v.label, v.factor, v.is_baseline)))
+    for named in sweep.datasets:
+        data = loaded[named.label]
+        identity = data_identity(data)
+        for v in sweep.variants:
+            arch = arch_for_data(v.spec, data)
+            for seed in sweep.seeds:
+                for view in data.fold_views():
+                    rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=sweep.protocol,
+                                 measure=sweep.measure, seed=seed, fold=view.fold)
+                    out.append((rs, records.Labels(sweep.name, v.label, v.factor, v.is_baseline,
+                                                   named.label), view))
     seen: dict[str, str] = {}
-    for rs, labels in out:
+    for rs, labels, _ in out:
         if seen.setdefault(rs.key, labels.variant) != labels.variant:
             raise ValueError(f"variants {seen[rs.key]!r} and {labels.variant!r} have the same spec "
                              f"({variants.parse(rs.arch).name}); each variant must differ")
     return out
 
 
-def check_sizes(sweep: Sweep, data) -> None:
+def check_sizes(sweep: Sweep, data, label: str = "") -> None:
     """Before anything trains: every image must be large enough for every pad-mode model
     (2**depth pixels; crop-mode models mirror-pad, smp baselines pad, so any size works for
     them), and every model must take the input of ``measure.size`` (tried on ``meta``, so
@@ -143,7 +149,8 @@ def check_sizes(sweep: Sweep, data) -> None:
         try:
             count_macs(spec, input_geometry(spec, h)[0], input_geometry(spec, w)[0])
         except ValueError as e:
-            raise ValueError(f"measure.size: does not fit variant {v.label!r}: {e}") from None
+            on = f" on data set {label!r}" if label else ""
+            raise ValueError(f"measure.size: does not fit variant {v.label!r}{on}: {e}") from None
     check_min_size(data, need, need)
 
 
@@ -159,7 +166,7 @@ def _existing(path: Path) -> dict | None:
         return None
 
 
-def _say_what_changed(out: Path, runs, data) -> None:
+def _say_what_changed(out: Path, runs, loaded: dict) -> None:
     """One line before anything runs when planned runs had records made on other data
     (or under other settings): those records are kept aside, never reused."""
     try:
@@ -168,8 +175,8 @@ def _say_what_changed(out: Path, runs, data) -> None:
         return  # written by another version: nothing to compare with
     if old is None:
         return
-    new = {(labels.variant, rs.seed): rs.key for rs, labels in runs}
-    stale = [r for r in old.runs if new.get((r.variant, r.seed), r.key) != r.key
+    new = {(labels.dataset, labels.variant, rs.seed, rs.fold): rs.key for rs, labels, _ in runs}
+    stale = [r for r in old.runs if new.get((r.dataset, r.variant, r.seed, r.fold), r.key) != r.key
              and records.record_path(out, r.key).is_file()]
     if not stale:
         return
@@ -177,11 +184,22 @@ def _say_what_changed(out: Path, runs, data) -> None:
         before = records.read_record(records.record_path(out, stale[0].key))["spec"]["data"]
     except ValueError:
         before = {}
+    data = loaded.get(stale[0].dataset) or next(iter(loaded.values()))
     changed = before.get("content") != data_identity(data).get("content")
     what = (f"the data in {data.spec.root} changed since they ran" if changed
             else "the sweep's settings changed since they ran")
     log.warning("%d recorded run(s) in %s are not reused: %s; they are done again and the old "
                 "records are left out of the report", len(stale), out, what)
+
+
+def load_all(sweep: Sweep) -> dict:
+    """Every data set of the sweep, loaded and checked against every variant: a one-line
+    DataError or ValueError before anything is written."""
+    loaded = {}
+    for named in sweep.datasets:
+        loaded[named.label] = load_dataset(named.spec)
+        check_sizes(sweep, loaded[named.label], named.label if sweep.is_suite else "")
+    return loaded
 
 
 def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True,
@@ -190,19 +208,18 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     ``command``: the command line that runs it (the report shows it to complete missing runs)."""
     out = Path(out)
     records.check_results_folder(out)    # a file where a folder belongs: one line, nothing written
-    data = load_dataset(sweep.data)      # bad data: a one-line DataError before anything is written
-    check_sizes(sweep, data)
-    runs = plan(sweep, data)
-    _say_what_changed(out, runs, data)
+    loaded = load_all(sweep)             # bad data: a one-line DataError before anything is written
+    runs = plan(sweep, loaded)
+    _say_what_changed(out, runs, loaded)
     done, todo, older = [], [], 0
-    for rs, labels in runs:
+    for rs, labels, view in runs:
         rec = _existing(records.record_path(out, rs.key))
         if rec is not None and rec["schema"] != records.SCHEMA:  # reports read it; it lacks what runs record now
             rec, older = None, older + 1
         if rec is not None and not (retry_failed and rec["status"] == "failed"):
             done.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
         else:
-            todo.append((rs, labels))
+            todo.append((rs, labels, view))
     if older:
         log.warning("%d record(s) in %s were written by an older version (schema < %d, without the "
                     "metrics runs record now); those runs are done again", older, out, records.SCHEMA)
@@ -214,22 +231,27 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
         name=sweep.name, source=sweep.source, description=sweep.description, command=command,
         baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),
         families={v.label: v.family for v in sweep.variants}, seeds=tuple(sweep.seeds),
-        runs=tuple(records.PlannedRun(rs.key, labels.variant, rs.seed) for rs, labels in runs),
-        metric=sweep.metric))
-    test_x, test_y, test_ids = data.subset("test")
+        runs=tuple(records.PlannedRun(rs.key, labels.variant, rs.seed, labels.dataset, rs.fold)
+                   for rs, labels, _ in runs),
+        metric=sweep.metric, datasets=tuple(n.label for n in sweep.datasets)))
     keep = sweep.measure.keep_predictions
-    records.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])
+    for data in loaded.values():
+        test_x, test_y, test_ids = data.subset("test")  # k-fold: fold 0's test images
+        records.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])
     if done:
         log.info("resuming: %d of %d runs already recorded in %s", len(done), len(runs), out)
     with _progress(len(todo), f"sweep {sweep.name}", progress) as bar:
-        for rs, labels in todo:
-            rec = run_one(rs, data, labels, progress=progress)
+        for rs, labels, view in todo:
+            rec = run_one(rs, view, labels, progress=progress)
             records.write_record(out, rec)
             done.append(rec)
+            where = f"{labels.dataset}: " if sweep.is_suite else ""
+            fold = "" if rs.fold is None else f" fold {rs.fold}"
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"{labels.variant} s{rs.seed}: {rec['status']}")
+                bar.set_postfix_str(f"{where}{labels.variant} s{rs.seed}{fold}: {rec['status']}")
             if rec["status"] != "ok":
-                log.warning("%s seed %s: %s: %s", labels.variant, rs.seed, rec["status"], rec["error"])
+                log.warning("%s%s seed %s%s: %s: %s", where, labels.variant, rs.seed, fold, rec["status"],
+                            rec["error"])
     log.debug("%d runs done, %d of them now", len(done), len(todo))
     return records.write_runs_csv(out, done)

@@ -4,7 +4,9 @@ baseline and the variants, expanded into run specs.
 ```toml
 name = "cpu"
 seeds = 3                      # or an explicit list [0, 1, 2]
-[data]      # harness.data.DataSpec fields
+[data]      # harness.data.DataSpec fields (split = "kfold", folds = 5: cross-validation)
+label = "membranes"            # optional: the data set's name in the report
+# or a suite: several [[data]] tables, each with a label; every variant and seed runs on each
 [protocol]  # harness.protocol.Protocol fields
 [measure]   # harness.protocol.Measure fields
 [variants]
@@ -16,7 +18,9 @@ grid = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }  # every comb
 [report]
 metric = "dice"                # the headline of the report (harness.metrics.METRICS)
 ```
-One-factor variants are labelled ``axis=value``; grid points ``a=x,b=y``.
+One-factor variants are labelled ``axis=value``; grid points ``a=x,b=y``. A data set
+without a label is named after the built-in set or its folder; labels are plain names
+(they name report folders), one per data set.
 """
 from __future__ import annotations
 
@@ -50,9 +54,16 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class NamedData:
+    """One data set of a sweep: its label in the report and its spec."""
+    label: str
+    spec: DataSpec
+
+
+@dataclass(frozen=True)
 class Sweep:
     name: str
-    data: DataSpec
+    datasets: tuple[NamedData, ...]
     protocol: Protocol
     measure: Measure
     seeds: tuple[int, ...]
@@ -64,6 +75,10 @@ class Sweep:
     @property
     def baseline(self) -> Variant:
         return next(v for v in self.variants if v.is_baseline)
+
+    @property
+    def is_suite(self) -> bool:
+        return len(self.datasets) > 1
 
 
 def preset_names() -> list[str]:
@@ -137,6 +152,36 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
     return tuple(out)
 
 
+def _label(value, key: str) -> str:
+    if not (isinstance(value, str) and NAME.fullmatch(value)):
+        raise ValueError(f"{key}: expected a plain name (letters, digits, '.', '_', '-'; it names "
+                         f"the data set's report folder), got {value!r}")
+    return value
+
+
+def _datasets(value) -> tuple[NamedData, ...]:
+    """[data] (one table) or [[data]] (a suite: a list of tables, each with a label)."""
+    tables = value if isinstance(value, list) else [table("data", value, "DataSpec fields")]
+    if not tables:
+        raise ValueError("data: expected at least one data set ([data] or [[data]] tables)")
+    out = []
+    for i, t in enumerate(tables):
+        key = "data" if len(tables) == 1 and not isinstance(value, list) else f"data[{i}]"
+        t = dict(table(key, t, "DataSpec fields and a label"))
+        label = t.pop("label", None)
+        try:
+            spec = DataSpec.from_dict(t)
+        except ValueError as e:
+            raise ValueError(str(e).replace("data.", f"{key}.", 1)) from None
+        out.append(NamedData(_label(label if label is not None else spec.default_label, f"{key}.label"), spec))
+    for what, values in (("label", [n.label for n in out]), ("data set", [n.spec for n in out])):
+        if (twice := first_repeat(values)) is not None:
+            shown = twice if what == "label" else next(n.label for n in out if n.spec == twice)
+            raise ValueError(f"data: the {what} {shown!r} is given twice; each data set once, "
+                             f"with its own label")
+    return tuple(out)
+
+
 def load_sweep(source: str) -> Sweep:
     """A sweep from a preset name or a TOML path; errors name the file and the key."""
     d, where = _read(source)
@@ -156,7 +201,7 @@ def load_sweep(source: str) -> Sweep:
         raise ValueError(f"{where}: seeds: {twice} is given twice (each seed is one run; a repeat "
                          f"would be counted twice)")
     try:
-        data = DataSpec.from_dict(d["data"])
+        datasets = _datasets(d["data"])
         protocol = Protocol.from_dict(d.get("protocol", {}))
         measure = Measure.from_dict(d.get("measure", {}))
         description = text("description", d.get("description", ""))
@@ -170,21 +215,33 @@ def load_sweep(source: str) -> Sweep:
     if not (isinstance(name, str) and NAME.fullmatch(name)):
         raise ValueError(f"{where}: name: expected a plain name (letters, digits, '.', '_', '-'; "
                          f"it names the folders results/<name> and reports/<name>), got {name!r}")
-    return Sweep(name=name, data=data, protocol=protocol, measure=measure, seeds=tuple(seeds),
+    return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=description, source=where,
                  metric=metric)
 
 
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,
              variant_labels: list[str] | None = None, seeds: int | None = None,
-             steps: int | None = None, device: str | None = None) -> Sweep:
-    """A new sweep: the loaded one with the command line's overrides."""
+             steps: int | None = None, device: str | None = None, folds: int | None = None) -> Sweep:
+    """A new sweep: the loaded one with the command line's overrides (``data_dir`` replaces
+    every data set with that folder; ``folds`` makes every data set k-fold)."""
     changes: dict = {}
+    datasets = sweep.datasets
     if data_dir is not None:
-        changes["data"] = DataSpec(name="folder", root=str(Path(data_dir).resolve()), layout=layout or "auto",
-                                   seed=sweep.data.seed)
+        first = datasets[0].spec
+        spec = DataSpec(name="folder", root=str(Path(data_dir).resolve()), layout=layout or "auto",
+                        seed=first.seed, split=first.split, folds=first.folds)
+        datasets = (NamedData(spec.default_label, spec),)
     elif layout is not None:
         raise ValueError("--layout needs --data DIR")
+    if folds is not None:
+        try:
+            datasets = tuple(NamedData(n.label, dataclasses.replace(n.spec, split="kfold", folds=folds))
+                             for n in datasets)
+        except ValueError as e:
+            raise ValueError(f"--folds: {e}") from None
+    if datasets != sweep.datasets:
+        changes["datasets"] = datasets
     if variant_labels:
         if (twice := first_repeat(variant_labels)) is not None:
             raise ValueError(f"--variants: {twice} is given twice (a variant runs once per seed)")

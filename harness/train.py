@@ -1,11 +1,13 @@
 """Training under one protocol: patches, augmentation, the loss, optimizer and schedule the
 protocol names (built from ``harness.choices``), model selection on the validation split,
-divergence detection."""
+divergence detection, and checkpoints from which a killed run resumes where it stopped."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,8 +15,11 @@ from torch import nn
 
 from .choices import LOSSES, OPTIMIZERS, lr_factor
 from .evaluate import input_geometry, mean_dice
+from .fileio import write_atomic
 from .metrics import IGNORE
 from .protocol import Protocol
+
+log = logging.getLogger("unet_ablate")
 
 
 @dataclass
@@ -78,11 +83,43 @@ def _outputs(out) -> list[torch.Tensor]:
     return out if isinstance(out, list) else [out]
 
 
+def _identity(model: nn.Module, protocol: Protocol, seed: int) -> dict:
+    """What a checkpoint must have been written for: this protocol, seed and model layout."""
+    return {"format": 1, "protocol": protocol.to_dict(), "seed": seed,
+            "params": [[k, list(v.shape)] for k, v in model.state_dict().items()]}
+
+
+def _read_checkpoint(path: Path | None, identity: dict, device: torch.device) -> dict | None:
+    """The checkpoint at ``path`` when it was written for this run; None (with a warning
+    when there is a file) otherwise: the run starts from step 0."""
+    if path is None or not path.exists():
+        return None
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(ck, dict) or ck.get("identity") != identity:
+            raise ValueError("written for another run")
+    except Exception as e:  # noqa: BLE001 - a bad checkpoint costs the steps it held, never the run
+        log.warning("checkpoint %s ignored (%s); training starts from step 0",
+                    path, str(e).splitlines()[0] if str(e) else e.__class__.__name__)
+        return None
+    return ck
+
+
+def discard_checkpoint(path: Path) -> None:
+    """Remove a run's checkpoint, and the temporary file of a save that was killed."""
+    path = Path(path)
+    for p in [path, *path.parent.glob(f".{path.name}.*.tmp")]:
+        p.unlink(missing_ok=True)
+
+
 def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: torch.device,
-        amp=contextlib.nullcontext, progress=None) -> FitResult:
+        amp=contextlib.nullcontext, progress=None, checkpoint: Path | None = None) -> FitResult:
     """Train ``model`` in place and leave it holding the weights with the best
     validation Dice. ``amp`` is the run's precision context; ``progress`` an optional
-    tqdm bar over steps."""
+    tqdm bar over steps. With ``checkpoint`` and ``protocol.checkpoint_every`` N > 0,
+    the state of training is saved there (atomically) every N steps, and a checkpoint
+    found there for this run is resumed from: the result is the one an uninterrupted run
+    gets (bit for bit on CPU; timings aside). The caller removes it when the run ends."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     train_x, train_y, _ = data.subset("train")
@@ -99,8 +136,27 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
     best_state = None
     step_times, losses = [], []
     peak = 0.0
-    start = time.perf_counter()
-    for step in range(protocol.steps):
+    start, first = time.perf_counter(), 0
+    save_every = protocol.checkpoint_every if checkpoint is not None else 0
+    identity = _identity(model, protocol, seed) if save_every else None
+    ck = _read_checkpoint(checkpoint, identity, device) if save_every else None
+    if ck is not None:
+        first = ck["step"]
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if cuda and ck["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
+        best_state, step_times, losses, peak = ck["best_state"], ck["step_times"], ck["losses"], ck["peak"]
+        result.steps, result.best_step, result.best_val_dice = first, ck["best_step"], ck["best_val_dice"]
+        result.history = ck["history"]
+        start -= ck["elapsed_s"]
+        log.info("resuming training at step %d of %d from %s", first, protocol.steps, checkpoint)
+        if progress is not None:
+            progress.update(first)
+    for step in range(first, protocol.steps):
         model.train()
         x, y = sampler.batch(protocol.batch_size)
         x = x.to(device).contiguous(memory_format=memory_format)
@@ -136,6 +192,20 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
             if result.best_val_dice is None or val > result.best_val_dice:
                 result.best_val_dice, result.best_step = val, step + 1
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if save_every and (step + 1) % save_every == 0 and not last:
+            state = {"identity": identity, "step": step + 1, "model": model.state_dict(),
+                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                     "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None,
+                     "best_state": best_state, "best_step": result.best_step,
+                     "best_val_dice": result.best_val_dice, "history": result.history,
+                     "step_times": step_times, "losses": losses, "peak": peak,
+                     "elapsed_s": time.perf_counter() - start}
+            try:
+                write_atomic(checkpoint, lambda f: torch.save(state, f))
+            except OSError as e:  # a resume aid: the run goes on without one
+                log.warning("checkpoint not saved (%s); this run goes on without checkpoints", e)
+                save_every = 0
         if progress is not None:
             progress.update(1)
             if result.history:

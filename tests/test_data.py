@@ -489,3 +489,150 @@ def test_multi_page_files_are_refused_not_cut_to_their_first_frame(tmp_path, whi
     message = _error(_folder_spec(root))
     assert "img01.tif" in message and "3 frames" in message
     assert _files(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- stack layout (multi-page TIFF)
+
+
+def _write_stack(path: Path, array: np.ndarray, **kw) -> Path:
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kw.setdefault("photometric", "minisblack")  # else tifffile stores a (3, H, W) stack as one RGB page
+    tifffile.imwrite(path, array, **kw)
+    return path
+
+
+def _make_stack(root: Path, n=5, image="train-volume.tif", labels="train-labels.tif", h=20, w=24) -> Path:
+    _write_stack(root / image, np.stack([_gray(h, w, seed=i) for i in range(n)]))
+    _write_stack(root / labels, np.stack([_binary_mask(h, w, seed=i) for i in range(n)]))
+    return root
+
+
+@pytest.mark.parametrize("layout", ["stack", "auto"])
+def test_stack_layout_isbi_pair(tmp_path, layout):
+    root = _make_stack(tmp_path)
+    _write_stack(root / "test-volume.tif", np.stack([_gray(seed=9)] * 3))  # no labels: ignored
+    data = load_dataset(_folder_spec(root, layout=layout))
+    _check_dataset(data)
+    assert data.layout == "stack" and data.in_channels == 1
+    assert data.ids == [f"train-volume:{k}" for k in range(5)]
+    assert data.num_classes == 2 and data.class_values == [0, 255]
+    assert np.array_equal(data.masks[3], (_binary_mask(seed=3) == 255).astype(np.int64))
+    assert np.allclose(data.images[2][0], _gray(seed=2) / 255.0, atol=1e-7)
+    assert data.paths[0].endswith("train-volume.tif")
+
+
+def test_stack_kfold_tests_every_frame_once(tmp_path):
+    root = _make_stack(tmp_path)
+    data = load_dataset(DataSpec(name="folder", root=str(root), layout="stack", split="kfold", folds=5))
+    tested = sorted(data.ids[i] for view in data.fold_views() for i in view.splits["test"])
+    assert tested == [f"train-volume:{k}" for k in range(5)]
+
+
+def test_stack_images_masks_naming_rgb_and_loader(tmp_path):
+    rgb = np.stack([np.stack([_gray(seed=i), _gray(seed=i + 1), _gray(seed=i + 2)], -1) for i in range(4)])
+    _write_stack(tmp_path / "images.tif", rgb, photometric="rgb")
+    _write_stack(tmp_path / "masks.tif", np.stack([_binary_mask(seed=i, high=1) for i in range(4)]))
+    data = load_dataset(DataSpec(name="folder", root=str(tmp_path), layout="auto"))
+    _check_dataset(data)
+    assert data.layout == "stack" and data.in_channels == 3 and data.class_values == [0, 1]
+    assert data.ids == [f"images:{k}" for k in range(4)]
+    assert np.allclose(data.images[1][2], _gray(seed=3) / 255.0, atol=1e-7)
+
+
+def test_stack_other_layouts_win_and_several_pairs(tmp_path):
+    root = _make_pairs(tmp_path / "both", n=4)
+    _make_stack(root)
+    assert load_dataset(_folder_spec(root)).layout == "pairs"
+    root = _make_stack(tmp_path / "two", n=2)
+    _make_stack(root, n=2, image="b-volume.tif", labels="b-label.tif")
+    data = load_dataset(_folder_spec(root))
+    assert data.ids == ["b-volume:0", "b-volume:1", "train-volume:0", "train-volume:1"]
+
+
+def test_stack_single_page_and_fingerprint(tmp_path):
+    for stem in "abc":
+        _write_stack(tmp_path / f"{stem}-volume.tif", _gray())
+        _write_stack(tmp_path / f"{stem}-labels.tif", _binary_mask())
+    data = load_dataset(_folder_spec(tmp_path, layout="stack"))
+    assert data.ids == ["a-volume:0", "b-volume:0", "c-volume:0"]
+    root = _make_stack(tmp_path / "fp")
+    first = load_dataset(_folder_spec(root))
+    assert load_dataset(_folder_spec(root)) is first
+    _make_stack(root, n=6)
+    assert len(load_dataset(_folder_spec(root)).images) == 6
+
+
+@pytest.mark.parametrize("labels", [(4, 20, 24), (5, 20, 23)])
+def test_stack_mismatch_names_both_files(tmp_path, labels):
+    n, h, w = labels
+    _write_stack(tmp_path / "train-volume.tif", np.stack([_gray(seed=i) for i in range(5)]))
+    _write_stack(tmp_path / "train-labels.tif", np.stack([_binary_mask(h, w, seed=i) for i in range(n)]))
+    message = _error(_folder_spec(tmp_path))
+    assert "train-volume.tif" in message and "train-labels.tif" in message
+    assert ("5 frame(s)" in message and "has 4" in message) if n == 4 else ("20x24" in message and "20x23" in message)
+
+
+def test_stack_is_read_once_not_once_per_frame(tmp_path, monkeypatch):
+    import tifffile
+
+    opened = []
+    real = tifffile.TiffFile
+    def counting(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "TiffFile", counting)
+    load_dataset(_folder_spec(_make_stack(tmp_path)))
+    assert sorted(opened) == ["train-labels.tif"] * 2 + ["train-volume.tif"] * 2  # frame count, then the pixels
+
+
+def test_stack_unreadable_file(tmp_path):
+    root = _make_stack(tmp_path)
+    (root / "train-labels.tif").write_bytes(b"II*\x00 garbage")
+    message = _error(_folder_spec(root, layout="stack"))
+    assert "train-labels.tif" in message
+
+
+def test_stack_16_bit_is_divided_by_65535(tmp_path):
+    stack = np.random.default_rng(0).integers(0, 65536, (5, 20, 24), dtype=np.uint16)
+    _write_stack(tmp_path / "train-volume.tif", stack)
+    _write_stack(tmp_path / "train-labels.tif", np.stack([_binary_mask(seed=i) for i in range(5)]))
+    data = load_dataset(_folder_spec(tmp_path))
+    for k in range(5):
+        assert np.array_equal(data.images[k][0], stack[k].astype(np.float32) / 65535.0)
+
+
+def test_stack_float_min_max_over_the_whole_stack(tmp_path):
+    stack = np.full((5, 20, 24), 1.0, np.float32)  # the middle of [-1, 3]
+    stack[0, 0, 0], stack[4, 1, 1] = -1.0, 3.0
+    _write_stack(tmp_path / "train-volume.tif", stack)
+    _write_stack(tmp_path / "train-labels.tif", np.stack([_binary_mask(seed=i) for i in range(5)]))
+    images = np.stack(load_dataset(_folder_spec(tmp_path)).images)
+    assert images.min() == 0.0 and images.max() == 1.0
+    assert images[0, 0, 0, 0] == 0.0 and images[4, 0, 1, 1] == 1.0 and images[2, 0, 5, 5] == 0.5
+
+
+def test_stack_nan_is_one_line(tmp_path):
+    stack = np.zeros((5, 20, 24), np.float32)
+    stack[3, 2, 2] = np.nan
+    _write_stack(tmp_path / "train-volume.tif", stack)
+    _write_stack(tmp_path / "train-labels.tif", np.stack([_binary_mask(seed=i) for i in range(5)]))
+    message = _error(_folder_spec(tmp_path))
+    assert "train-volume.tif" in message and "NaN" in message
+
+
+def test_single_file_float_and_int32_images_are_min_max_scaled(tmp_path):
+    root = _make_pairs(tmp_path, n=4)
+    for p in (root / "images").iterdir():
+        p.unlink()
+    for i in range(4):
+        _write_stack(root / "images" / f"img{i:02d}.tif", (_gray(seed=i).astype(np.float32) - 100) / 50)
+    data = load_dataset(_folder_spec(root))
+    expected = (_gray(seed=1) - _gray(seed=1).min()) / float(_gray(seed=1).max() - _gray(seed=1).min())
+    assert np.allclose(data.images[1][0], expected, atol=1e-6)
+    _write_stack(root / "images" / "img02.tif", np.full((20, 24), 7, np.int32))  # constant: zeros
+    assert not load_dataset(_folder_spec(root)).images[2].any()
+    _write_stack(root / "images" / "img03.tif", np.full((20, 24), np.inf, np.float32))
+    assert "img03.tif" in _error(_folder_spec(root))

@@ -225,7 +225,7 @@ def test_shipped_sweeps_load_and_the_cpu_preset_covers_every_axis():
     for name in preset_names():
         assert load_sweep(name).name == name
     cpu = load_sweep("cpu")
-    assert len(cpu.seeds) == 3 and cpu.data.name == "membranes" and cpu.measure.device == "auto"
+    assert len(cpu.seeds) == 3 and cpu.datasets[0].spec.name == "membranes" and cpu.measure.device == "auto"
     factors = {v.factor for v in cpu.variants}
     assert {"baseline", "act", "up", "skip", "norm", "encoder"} <= factors
     specs = {v.label: v.spec for v in cpu.variants}

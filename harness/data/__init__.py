@@ -12,7 +12,7 @@ Modules:  spec.py (DataSpec, DataError)   dataset.py (Dataset, split rule, size 
           loader.py (load_dataset and its caches)
 """
 
-from .dataset import Dataset, check_min_size, make_splits
+from .dataset import Dataset, check_min_size, make_folds, make_splits
 from .loader import clear_memory_cache, default_cache_dir, load_dataset
 from .spec import DataError, DataSpec
 
@@ -24,5 +24,6 @@ __all__ = [
     "clear_memory_cache",
     "default_cache_dir",
     "load_dataset",
+    "make_folds",
     "make_splits",
 ]

@@ -10,10 +10,21 @@ Split rule (synthetic data and the pairs/isbi folder layouts):
 The split therefore depends on the data seed and the ids only: never on the run
 seed, the file system order, or the model.  Index lists are returned sorted.
 (The voc layout takes its split from its list files; see `folders.py`.)
+
+K-fold rule (``split = "kfold"``, every layout; voc's lists then only say which images
+are loaded):
+  * the same seeded order as above, cut into K contiguous folds whose sizes differ by at
+    most one (``numpy.array_split``); fold k's test split is the k-th piece;
+  * val = the first max(1, round(m * val_fraction)) of the other m images in the seeded
+    order, train = the rest (at least one): validation is carved from the training
+    folds, never from the test fold;
+  * so every image is tested exactly once over the K folds, and the folds are the same
+    for every variant and run seed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -50,6 +61,36 @@ def make_splits(ids: list[str], seed: int, val_fraction: float, test_fraction: f
     }
 
 
+def make_folds(ids: list[str], seed: int, folds: int, val_fraction: float) -> list[dict[str, list[int]]]:
+    """The K train/val/test splits of the k-fold rule (see the module docstring)."""
+    n = len(ids)
+    if folds > n:
+        raise DataError(f"data.folds: {folds} folds of {n} images; expected at most one fold per image")
+    shuffled = seeded_order(list(range(n)), ids, seed)
+    out = []
+    for k, test in enumerate(np.array_split(np.asarray(shuffled), folds)):
+        rest = [i for i in shuffled if i not in set(test.tolist())]
+        n_val = max(1, round(len(rest) * val_fraction))
+        if len(rest) - n_val < 1:
+            raise DataError(f"data.folds: fold {k} of {folds} leaves {len(rest)} image(s) outside its "
+                            f"test fold, too few for a validation and a training image; use fewer folds "
+                            f"or more images")
+        out.append({"train": sorted(rest[n_val:]), "val": sorted(rest[:n_val]), "test": sorted(test.tolist())})
+    return out
+
+
+def split_dataset(spec: DataSpec, ids: list[str], listed: dict[str, list[int]] | None = None
+                  ) -> tuple[dict[str, list[int]], list[dict[str, list[int]]] | None]:
+    """(splits, folds) of a data set: k-fold folds (splits = fold 0), or the holdout split
+    (the seeded rule, or ``listed``, the voc lists' split; folds = None)."""
+    if spec.split == "kfold":
+        folds = make_folds(ids, spec.seed, spec.folds, spec.val_fraction)
+        return folds[0], folds
+    if listed is not None:
+        return listed, None
+    return make_splits(ids, spec.seed, spec.val_fraction, spec.test_fraction), None
+
+
 @dataclass
 class Dataset:
     """Images, masks and the split of one data set.  Treat it as read-only: it is
@@ -65,6 +106,23 @@ class Dataset:
     splits: dict[str, list[int]]  # {"train": [...], "val": [...], "test": [...]}
     spec: DataSpec
     layout: str = ""  # "synthetic", or the folder layout actually read ("pairs", ...)
+    folds: list[dict[str, list[int]]] | None = None  # k-fold: every fold's splits
+    fold: int | None = None  # k-fold: the fold whose splits `splits` is
+
+    def __post_init__(self) -> None:
+        if self.folds is not None and self.fold is None:
+            self.fold = 0
+
+    def fold_views(self) -> list["Dataset"]:
+        """One data set per fold, sharing the arrays (k-fold), else [self]."""
+        if self.folds is None:
+            return [self]
+        views = []
+        for k, splits in enumerate(self.folds):
+            view = dataclasses.replace(self, splits=splits, fold=k)
+            view.__dict__["content_key"] = self.content_key  # the same data: no second hash
+            views.append(view)
+        return views
 
     def __len__(self) -> int:
         return len(self.images)
@@ -85,7 +143,8 @@ class Dataset:
         """Hash of what was read: ids, split, class values and every image and mask array.
         It changes when the data does (files added, masks rewritten), not when a file is
         only copied or touched; part of the key of every run on folder data."""
-        h = hashlib.sha1(canonical_json({"ids": self.ids, "splits": self.splits,
+        split = {"splits": self.splits} if self.folds is None else {"folds": self.folds}
+        h = hashlib.sha1(canonical_json({"ids": self.ids, **split,
                                          "class_values": list(self.class_values)}).encode())
         for a in (*self.images, *self.masks):
             h.update(str(a.shape).encode())
@@ -105,6 +164,9 @@ class Dataset:
             "num_classes": self.num_classes,
             "class_values": list(self.class_values),
             "in_channels": self.in_channels,
+            "split": self.spec.split,
+            "fold": self.fold,
+            "folds": None if self.folds is None else len(self.folds),
             "split_sizes": {k: len(v) for k, v in self.splits.items()},
             "split_ids": {k: [self.ids[i] for i in v] for k, v in self.splits.items()},
             "image_size": {"min_hw": [min(heights), min(widths)], "max_hw": [max(heights), max(widths)]},

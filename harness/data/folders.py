@@ -1,6 +1,6 @@
-"""Your own data from a folder: the pairs, isbi and voc layouts.
+"""Your own data from a folder: the pairs, isbi, voc and stack layouts.
 
-Layouts (`DataSpec.layout`; "auto" tries them in this order, by folder names):
+Layouts (`DataSpec.layout`; "auto" tries them in this order, by folder and file names):
   voc    root/JPEGImages/<id>.jpg, root/SegmentationClass/<id>.png and the lists
          root/ImageSets/Segmentation/{train,val}.txt (test.txt optional), one id per
          line (the first word of each non-blank line).  The split comes from the
@@ -12,12 +12,27 @@ Layouts (`DataSpec.layout`; "auto" tries them in this order, by folder names):
   isbi   root/image/ and root/label/, matched by stem; or root/train/image/ and
          root/train/label/ (the seed's data/train/ layout; a test/ folder without
          labels is ignored).
-pairs and isbi are split by the seeded rule in `dataset.py`.  Image files are those
-ending in one of IMAGE_EXTS; other files are ignored, as are masks without an image.
+  stack  multi-page TIFF stacks in root (ISBI 2012 style), read with tifffile, one
+         image per frame, ids "<image-file-stem>:<frame>" (frame counted from 0).
+         Pairs: X-volume.tif with X-labels.tif or X-label.tif, and images.tif with
+         masks.tif (.tif or .tiff).  A volume without labels (test-volume.tif) is
+         ignored; every labelled pair in the folder is read.  The two stacks of a pair
+         must hold the same number of frames of the same size; a single-page TIFF is a
+         stack of 1 frame.  Pages are gray (HxW) or RGB(A) (HxWx3, HxWx4, or planar):
+         an RGB(A) image stack gives RGB images.
+pairs, isbi and stack are split by the seeded rule in `dataset.py`.  Image files are
+those ending in one of IMAGE_EXTS; other files are ignored, as are masks without an image.
 
-Images become float32 (C, H, W) in [0, 1]: 8-bit by /255, 16-bit (TIFF/PNG) by
-/65535; RGBA, CMYK and coloured palette images become RGB, 1-bit and gray palette
-images grayscale.  All images of a data set must have the same channel count.
+Images become float32 (C, H, W) in [0, 1] by one scaling rule (`scale_image`):
+  * uint8 -> /255, uint16 -> /65535, bool -> 0/1;
+  * floats already within [0, 1] are kept;
+  * any other integer type, and floats with values outside [0, 1]: linear min-max
+    scaling to [0, 1] over the whole array read (a whole stack for the stack layout,
+    the file otherwise); a constant array becomes zeros;
+  * NaN or infinite values are an error.  Nothing is ever clipped.
+RGBA, CMYK and coloured palette images become RGB, 1-bit and gray palette images
+grayscale (an alpha channel is dropped before scaling).  All images of a data set must
+have the same channel count.
 
 Masks are read as integers: palette PNGs give their palette indices, an RGB(A) mask
 whose channels are equal gives one channel (a truly coloured one is an error).  With
@@ -26,7 +41,7 @@ U the set of values over all masks (voc: without 255), the classes are:
   * U within {0, 255}        -> binary, class_values [0, 255] (255 becomes class 1);
   * U == {0, 1, ..., K-1}    -> K classes, values kept;
   * U has two values (0/128) -> binary, the smaller is class 0;
-  * otherwise (pairs, isbi)  -> DataError naming the first mask (in id order) with a
+  * otherwise (not voc)      -> DataError naming the first mask (in id order) with a
     value outside {0, 255} if U contains 255, else outside {0..len(U)-1};
   * voc: any U (indices < 255) is accepted; the sorted values map to 0..K-1, and
     255 stays 255 (ignore).  K must be at least 2.
@@ -43,17 +58,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
 from PIL import Image
 
 from ..metrics import IGNORE
-from .dataset import Dataset, make_splits, seeded_order
+from .dataset import Dataset, seeded_order, split_dataset
 from .spec import DataError, DataSpec
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm")
+STACK_EXTS = (".tif", ".tiff")
 VOC_IMAGES, VOC_MASKS, VOC_LISTS = "JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation")
 EXPECTED_LAYOUTS = (
     "images/ + masks/ (pairs), image/ + label/ or train/image/ + train/label/ (isbi), "
-    "or JPEGImages/ + SegmentationClass/ + ImageSets/Segmentation/ (voc)"
+    "JPEGImages/ + SegmentationClass/ + ImageSets/Segmentation/ (voc), "
+    "or X-volume.tif + X-labels.tif or images.tif + masks.tif (stack)"
 )
 
 
@@ -63,13 +81,14 @@ class FolderPlan:
 
     root: Path
     layout: str
-    items: list[tuple[str, Path, Path]]  # (id, image file, mask file), sorted by id
+    items: list[tuple[str, Path, Path]]  # (id, image file, mask file), sorted by id (stack: by frame)
     splits: dict[str, list[int]] | None  # voc: from the lists (test may be absent); else None
     list_files: list[Path]
+    frames: list[int] | None = None  # stack: each item's frame in its image and label stacks
 
     def fingerprint(self) -> tuple:
         """Sizes and modification times of every file: changes when the data does."""
-        files = [p for _, image, mask in self.items for p in (image, mask)] + self.list_files
+        files = list(dict.fromkeys(p for _, image, mask in self.items for p in (image, mask))) + self.list_files
         stats = [(str(p), p.stat()) for p in files]
         return tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
 
@@ -84,26 +103,46 @@ def _isbi_base(root: Path) -> Path | None:
     return None
 
 
+def _stack_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(image stack, label stack) of every labelled stack in `root` (see the module docstring)."""
+    tiffs, pairs = _index(root, STACK_EXTS), []
+    for stem, image in sorted(tiffs.items()):
+        if stem == "images":
+            label_stems = ["masks"]
+        elif stem.endswith("-volume"):
+            label_stems = [stem[: -len("volume")] + "labels", stem[: -len("volume")] + "label"]
+        else:
+            continue
+        labels = [tiffs[s] for s in label_stems if s in tiffs]
+        if len(labels) > 1:
+            raise DataError(f"image stack {image} has two label stacks, {labels[0]} and {labels[1]}; expected one")
+        if labels:
+            pairs.append((image, labels[0]))
+    return pairs
+
+
 def detect_layout(root: Path) -> str:
-    """The layout of `root` judged by its folder names (voc, then pairs, then isbi)."""
+    """The layout of `root` judged by its folder and file names (voc, pairs, isbi, stack)."""
     if (root / VOC_IMAGES).is_dir() and (root / VOC_MASKS).is_dir():
         return "voc"
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "pairs"
     if _isbi_base(root) is not None:
         return "isbi"
+    if _stack_pairs(root):
+        return "stack"
     raise DataError(f"data folder {root}: no known layout found; expected {EXPECTED_LAYOUTS}")
 
 
-def _index(folder: Path) -> dict[str, Path]:
-    """stem -> image file in `folder` (not recursive); a stem twice is an error."""
+def _index(folder: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> dict[str, Path]:
+    """stem -> file ending in one of `exts` in `folder` (not recursive); a stem twice is an error."""
     found: dict[str, Path] = {}
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
         raise DataError(f"cannot list the folder {folder}: {exc}") from None
     for path in entries:
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTS or not path.is_file():
+        if path.name.startswith(".") or path.suffix.lower() not in exts or not path.is_file():
             continue
         if path.stem in found:
             raise DataError(f"two files with the stem {path.stem!r}: {found[path.stem]} and {path}; expected one")
@@ -129,6 +168,8 @@ def plan_folder(spec: DataSpec) -> FolderPlan:
     layout = detect_layout(root) if spec.layout == "auto" else spec.layout
     if layout == "voc":
         return _plan_voc(root)
+    if layout == "stack":
+        return _plan_stack(root)
     if layout == "pairs":
         _require_dirs(root, layout, "images", "masks")
         image_dir, mask_dir = root / "images", root / "masks"
@@ -150,6 +191,32 @@ def plan_folder(spec: DataSpec) -> FolderPlan:
     if len(items) < 3:
         raise DataError(f"{image_dir}: found {len(items)} image/mask pair(s); need at least 3 for train/val/test")
     return FolderPlan(root, layout, items, None, [])
+
+
+def _stack_frames(path: Path) -> int:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return len(tif.pages)
+    except Exception as exc:  # tifffile raises many types for a bad file
+        raise DataError(f"cannot read the TIFF stack {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _plan_stack(root: Path) -> FolderPlan:
+    pairs = _stack_pairs(root)
+    if not pairs:
+        raise DataError(f"data folder {root}: layout 'stack' expects X-volume.tif with X-labels.tif (or "
+                        "X-label.tif), or images.tif with masks.tif; no labelled stack found")
+    items, frames = [], []
+    for image, labels in pairs:
+        n_image, n_label = _stack_frames(image), _stack_frames(labels)
+        if n_image != n_label:
+            raise DataError(f"image stack {image} has {n_image} frame(s) but its label stack {labels} has "
+                            f"{n_label}; expected one label frame per image frame")
+        items += [(f"{image.stem}:{k}", image, labels) for k in range(n_image)]
+        frames += range(n_image)
+    if len(items) < 3:
+        raise DataError(f"{root}: found {len(items)} stack frame(s); need at least 3 for train/val/test")
+    return FolderPlan(root, "stack", items, None, [], frames)
 
 
 def _read_list(path: Path) -> list[tuple[int, str]]:
@@ -224,7 +291,8 @@ def _open(path: Path, what: str) -> Image.Image:
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         raise DataError(f"{what} file {path} holds {frames} frames (a multi-page file); expected one "
-                        f"image per file: split the stack into one file per frame")
+                        f"image per file: split the stack into one file per frame, or use the 'stack' "
+                        f"layout (X-volume.tif + X-labels.tif)")
     return image
 
 
@@ -234,41 +302,51 @@ def _is_gray_palette(image: Image.Image) -> bool:
     return bool(np.all(rgb == rgb[:, :1]))
 
 
+def scale_image(array: np.ndarray, path: Path) -> np.ndarray:
+    """`array` (a file or a whole stack) as float32 in [0, 1] by the scaling rule of the
+    module docstring: uint8 /255, uint16 /65535, bool 0/1, floats in [0, 1] kept, else min-max."""
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if kind == "b":
+        return array.astype(np.float32)
+    if kind == "u" and size <= 2:
+        return array.astype(np.float32) / (255.0 if size == 1 else 65535.0)
+    if kind == "f":
+        if not np.isfinite(array).all():
+            raise DataError(f"image {path} holds NaN or infinite values; expected finite intensities")
+        if array.min() >= 0 and array.max() <= 1:
+            return array.astype(np.float32)
+    elif kind not in "iu":
+        raise DataError(f"image {path} holds values of type {array.dtype}; expected integer, float or bool")
+    low, high = float(array.min()), float(array.max())
+    if low == high:
+        return np.zeros(array.shape, np.float32)
+    return ((array.astype(np.float64) - low) / (high - low)).astype(np.float32)
+
+
 def read_image(path: Path) -> np.ndarray:
     """One image file as float32 (C, H, W) in [0, 1]."""
     image = _open(path, "image")
     mode = image.mode
     if mode == "1" or mode == "LA" or (mode in ("P", "PA") and _is_gray_palette(image)):
-        image, mode = image.convert("L"), "L"
+        image = image.convert("L")
     elif mode not in ("L", "RGB", "F") and not mode.startswith("I"):
         try:
-            image, mode = image.convert("RGB"), "RGB"
+            image = image.convert("RGB")
         except Exception as exc:
             raise DataError(f"cannot convert image file {path} (mode {mode}) to RGB: {exc}") from None
-    array = np.asarray(image)
-    if mode.startswith("I"):  # 16-bit grayscale ('I;16...'; 'I' is how 16-bit data often opens)
-        if array.min() < 0 or array.max() > 65535:
-            raise DataError(f"image file {path}: 32-bit values outside 0..65535; expected 8- or 16-bit data")
-        array = array.astype(np.float32) / 65535.0
-    elif mode == "F":
-        if not (array.min() >= 0.0 and array.max() <= 1.0):
-            raise DataError(f"image file {path}: floating-point values outside [0, 1]")
-        array = array.astype(np.float32)
-    else:
-        array = array.astype(np.float32) / 255.0
+    array = scale_image(np.asarray(image), path)
     return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """One mask file as a 2-D array of raw integer values."""
-    image = _open(path, "mask")
-    array = np.asarray(image)
-    if image.mode in ("LA", "PA"):
+def _mask_values(array: np.ndarray, path: Path, mode: str) -> np.ndarray:
+    """Raw integer mask values of `array` (..., channels): the first channel of a gray(+alpha)
+    or palette(+alpha) mask, or R of a mask with R == G == B."""
+    if array.shape[-1] <= 2:
         array = array[..., 0]
-    elif array.ndim == 3:
+    else:
         rgb = array[..., :3]
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise DataError(f"mask {path} is a coloured {image.mode} image; expected a grayscale, palette "
+            raise DataError(f"mask {path} is coloured ({mode}); expected a grayscale, palette "
                             "or index mask (or R == G == B)")
         array = rgb[..., 0]
     if array.dtype.kind == "f":
@@ -280,6 +358,46 @@ def read_mask(path: Path) -> np.ndarray:
     if array.min() < 0:
         raise DataError(f"mask {path} holds negative values; expected class values >= 0")
     return array
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """One mask file as a 2-D array of raw integer values."""
+    image = _open(path, "mask")
+    array = np.asarray(image)
+    return _mask_values(array[..., None] if array.ndim == 2 else array, path, image.mode)
+
+
+def _read_stack(path: Path, what: str) -> np.ndarray:
+    """A TIFF stack read at once with tifffile, as (frames, H, W, channels); one page is 1 frame."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page, n = tif.pages[0], len(tif.pages)
+            array = tif.asarray(key=range(n)).reshape(n, *page.shape)
+    except Exception as exc:  # tifffile raises many types for a bad file
+        raise DataError(f"cannot read the TIFF stack {path}: {type(exc).__name__}: {exc}") from None
+    if page.axes == "YX":
+        return array[..., None]
+    if page.axes == "SYX":  # planar RGB
+        return np.moveaxis(array, 1, -1)
+    if page.axes != "YXS":
+        raise DataError(f"{what} stack {path} has pages of shape {page.shape} (axes {page.axes}); "
+                        "expected gray (HxW) or RGB(A) (HxWx3, HxWx4) pages")
+    return array
+
+
+def _read_stack_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images float32 (frames, C, H, W), raw masks (frames, H, W)) of a stack pair, each read once."""
+    images, labels = _read_stack(image_path, "image"), _read_stack(label_path, "label")
+    if images.shape[:3] != labels.shape[:3]:
+        (n, h, w), (m, lh, lw) = images.shape[:3], labels.shape[:3]
+        raise DataError(f"image stack {image_path} holds {n} frame(s) of {h}x{w} (HxW) but its label stack "
+                        f"{label_path} holds {m} of {lh}x{lw}; expected the same count and size")
+    if images.shape[-1] > 4:
+        raise DataError(f"image stack {image_path} has {images.shape[-1]} channels per frame; "
+                        "expected gray (1) or RGB (3)")
+    images = images[..., : 1 if images.shape[-1] <= 2 else 3]  # without an alpha channel
+    images = np.ascontiguousarray(scale_image(images, image_path).transpose(0, 3, 1, 2))
+    return images, _mask_values(labels, label_path, "an RGB stack")
 
 
 def _classes(values: list[np.ndarray], paths: list[Path], layout: str) -> list[int]:
@@ -320,9 +438,14 @@ def read_folder(plan: FolderPlan, spec: DataSpec) -> Dataset:
     """Read the images and masks of a plan into a Dataset."""
     images, raw_masks, mask_values = [], [], []
     first = None
-    for _image_id, image_path, mask_path in plan.items:
-        image = read_image(image_path)
-        mask = read_mask(mask_path)
+    stacks: dict[Path, tuple[np.ndarray, np.ndarray]] = {}  # stack layout: each pair read once
+    for i, (_image_id, image_path, mask_path) in enumerate(plan.items):
+        if plan.frames is None:
+            image, mask = read_image(image_path), read_mask(mask_path)
+        else:
+            if image_path not in stacks:
+                stacks[image_path] = _read_stack_pair(image_path, mask_path)
+            image, mask = (stack[plan.frames[i]] for stack in stacks[image_path])
         if first is None:
             first = (image_path, image.shape[0])
         elif image.shape[0] != first[1]:
@@ -350,13 +473,13 @@ def read_folder(plan: FolderPlan, spec: DataSpec) -> Dataset:
         masks.append(mask)
 
     ids = [image_id for image_id, _, _ in plan.items]
-    if plan.splits is None:
-        splits = make_splits(ids, spec.seed, spec.val_fraction, spec.test_fraction)
-    elif "test" not in plan.splits:
+    listed = None
+    if plan.splits is not None and "test" not in plan.splits:
         val, test = _carve_test(plan.splits["val"], ids, spec.seed)
-        splits = {"train": plan.splits["train"], "val": val, "test": test}
-    else:
-        splits = dict(plan.splits)
+        listed = {"train": plan.splits["train"], "val": val, "test": test}
+    elif plan.splits is not None:
+        listed = dict(plan.splits)
+    splits, folds = split_dataset(spec, ids, listed)
     return Dataset(
         images=images,
         masks=masks,
@@ -368,4 +491,5 @@ def read_folder(plan: FolderPlan, spec: DataSpec) -> Dataset:
         splits=splits,
         spec=spec,
         layout=plan.layout,
+        folds=folds,
     )

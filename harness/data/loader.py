@@ -23,7 +23,7 @@ import numpy as np
 
 from ..fileio import canonical_json, write_atomic
 from . import synthetic
-from .dataset import Dataset, make_splits
+from .dataset import Dataset, split_dataset
 from .folders import plan_folder, read_folder
 from .spec import DataError, DataSpec
 
@@ -71,6 +71,7 @@ def _synthetic_dataset(spec: DataSpec, images_u8: np.ndarray, masks_u8: np.ndarr
     width = max(4, len(str(spec.n_images - 1)))
     ids = [f"{spec.name}/{i:0{width}d}" for i in range(spec.n_images)]
     class_values = synthetic.CLASS_VALUES[spec.name]
+    splits, folds = split_dataset(spec, ids)
     return Dataset(
         images=list(images),
         masks=list(masks),
@@ -79,9 +80,10 @@ def _synthetic_dataset(spec: DataSpec, images_u8: np.ndarray, masks_u8: np.ndarr
         num_classes=len(class_values),
         class_values=list(class_values),
         in_channels=synthetic.IN_CHANNELS[spec.name],
-        splits=make_splits(ids, spec.seed, spec.val_fraction, spec.test_fraction),
+        splits=splits,
         spec=spec,
         layout="synthetic",
+        folds=folds,
     )
 
 

@@ -13,7 +13,8 @@ from ..records import load_records, read_plan, read_samples, stray_records
 from .describe import caption, methods
 from .figures import draw_figures
 from .index import write_index
-from .summary import baseline_variant, shown_metrics, summary_table, variant_order
+from .suite import Part, write_suite
+from .summary import baseline_variant, check_metric, shown_metrics, summary_table, variant_order
 from .tables import markdown, write_tables
 
 
@@ -27,7 +28,11 @@ def sweep_name(records: list[dict], plan, results_dir: Path) -> str:
 def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
     """Write the report of ``results_dir`` into ``out_dir`` (default ``reports/<sweep>``)
     and return that folder. ``metric`` is the headline (default: the sweep's ``[report]
-    metric``, else Dice). A missing folder or one without records is a ValueError."""
+    metric``, else Dice). A missing folder or one without records is a ValueError.
+
+    A suite (records of several data sets) gets one report per data set in
+    ``<out>/<data set label>/`` and, in ``<out>/index.md``, the comparison across them
+    (``suite.write_suite``)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ValueError(f"{results_dir}: " + ("is a file, expected a" if results_dir.exists() else "no such")
@@ -42,12 +47,41 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
     name = sweep_name(records, plan, results_dir)
     out = Path(out_dir) if out_dir is not None else Path("reports") / name
     check_folder_path(out, "a report folder")
+    if plan is None:
+        notes.append("no sweep.json in the results folder: runs that were planned and never "
+                     "recorded cannot be counted")
+    metric = metric or (plan.metric if plan else "dice")
+    labels = dataset_labels(records, plan)
+    if len(labels) == 1:
+        build_one(results_dir, records, plan, out, name, metric, notes)
+        return out
+    groups = {label: [r for r in records if r["dataset"] == label] for label in labels}
+    groups = {label: mine for label, mine in groups.items() if mine}
+    for label, mine in groups.items():  # a metric one data set lacks: one line, nothing written
+        check_metric(mine, metric, f"data set {label!r}: ")
+    parts = {label: build_one(results_dir, mine, plan.for_dataset(label) if plan else None,
+                              out / label, f"{name} / {label}", metric, [])
+             for label, mine in groups.items()}
+    write_suite(out, name, str(results_dir), records, parts, metric, notes,
+                plan.baseline if plan else baseline_variant(records))
+    return out
 
+
+def dataset_labels(records: list[dict], plan) -> list[str]:
+    """The data sets of the records, in the sweep's order (plans of older versions: as found)."""
+    planned = list(plan.datasets) if plan and len(plan.datasets) > 1 else []
+    return planned + sorted({r["dataset"] for r in records} - set(planned))
+
+
+def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str, metric: str,
+              notes: list[str]) -> Part:
+    """The report of one data set's records into ``out``; returns what a suite's front
+    page shows of it."""
     baseline = plan.baseline if plan else baseline_variant(records)
+    notes = list(notes)
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
     order = variant_order(records, baseline, plan.variants if plan else None)
-    metric = metric or (plan.metric if plan else "dice")
     summary = summary_table(records, baseline, order, plan, metric)
     panels = {m: summary if m == metric else summary_table(records, baseline, order, plan, m)
               for m in shown_metrics(records, metric)}
@@ -63,11 +97,9 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
                 (out / f"{f.name}{suffix}").unlink(missing_ok=True)
     recorded = {r["key"] for r in records}
     missing = [r for r in plan.runs if r.key not in recorded] if plan else None
-    if plan is None:
-        notes.append("no sweep.json in the results folder: runs that were planned and never "
-                     "recorded cannot be counted")
+    table_md = markdown(summary, cap)
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
-                methods=methods(records, summary, baseline), table_md=markdown(summary, cap),
+                methods=methods(records, summary, baseline), table_md=table_md,
                 figures=figures, records=records, notes=notes, missing=missing,
                 command=plan.command if plan else "")
-    return out
+    return Part(summary, order, table_md, len(records), len(missing or []))

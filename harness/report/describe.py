@@ -114,17 +114,27 @@ def _ok_first(records: list[dict]) -> list[dict]:
 
 def data_text(records: list[dict]) -> str:
     """"membranes (2 classes incl. background, 1 input channel(s), images 128x128, split
-    84/18/18 images (train/val/test))" from the records' ``data`` sections."""
+    84/18/18 images (train/val/test))" from the records' ``data`` sections; with k-fold
+    cross-validation "5-fold cross-validation of 120 images (...)"."""
     parts = []
-    skip = ("split_ids",)  # long id lists: not part of the description
-    for d in {json.dumps({k: v for k, v in d.items() if k not in skip}, sort_keys=True): d
-              for d in (r["data"] for r in _ok_first(records))}.values():
-        sizes = d["split_sizes"]
+    skip = ("split_ids", "split_sizes", "fold")  # per split or fold: described below
+    found: dict = {}
+    for d in (r["data"] for r in _ok_first(records)):
+        found.setdefault(json.dumps({k: v for k, v in d.items() if k not in skip}, sort_keys=True), []).append(d)
+    for ds in found.values():
+        d = ds[0]
         details = [f"{d['num_classes']} classes incl. background",
                    f"{d['in_channels']} input channel(s)",
-                   f"images {_image_size(d['image_size'])}",
-                   "split " + "/".join(str(sizes[k]) for k in ("train", "val", "test"))
-                   + " images (train/val/test)"]
+                   f"images {_image_size(d['image_size'])}"]
+        if d.get("split") == "kfold":
+            sizes = sorted({"/".join(str(x["split_sizes"][k]) for k in ("train", "val", "test")) for x in ds})
+            details.append(f"{d['folds']}-fold cross-validation of {d['n_images']} images, folds fixed by "
+                           f"the data seed, each image tested once per seed, validation carved from the "
+                           f"training folds ({' or '.join(sizes)} images train/val/test per fold)")
+        else:
+            sizes = d["split_sizes"]
+            details.append("split " + "/".join(str(sizes[k]) for k in ("train", "val", "test"))
+                           + " images (train/val/test)")
         parts.append(f"{d['name']} ({', '.join(details)})")
     return "; ".join(parts)
 

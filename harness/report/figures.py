@@ -57,8 +57,10 @@ FIGURES = {
     "curves": "Validation curves",
     "qualitative": "Qualitative results",
     "deep_supervision": "Deep supervision: inference forms",
+    "cd_diagram": "Mean ranks across data sets (critical-difference diagram)",
+    "suite_heatmap": "Δ to the baseline on each data set",
 }
-"""The figures of the report in order: file name -> title."""
+"""The figures of a report (a suite's front page adds the last two): file name -> title."""
 
 
 @dataclass
@@ -442,9 +444,9 @@ def draw_figures(records: list[dict], summary: pd.DataFrame, order: list[str],
     }
     results = []
     with matplotlib.rc_context(STYLE):
-        for name in FIGURES:
+        for name, make in draw.items():
             try:
-                results.append(draw[name]())
+                results.append(make())
             except Exception as e:  # noqa: BLE001 -- one broken figure must not stop the report
                 results.append(FigureResult(name, note=f"not drawn: {e.__class__.__name__}: {e}"))
     return results

@@ -1,9 +1,13 @@
 """The summary table: one row per (variant, inference form), from the records and the plan.
 
 * Run accounting per row: planned (from ``sweep.json``), ok, failed, diverged, missing
-  (planned with no record). Failed and diverged runs are outcomes: the failure rate and a
-  sensitivity column in which such a seed scores Dice 0 ("fail = 0").
-* Accuracy: mean and sample standard deviation (ddof = 1) over the ok seeds.
+  (planned with no record); a run is one seed (and, with k-fold cross-validation, one
+  fold). Failed and diverged runs are outcomes: the failure rate and a sensitivity column
+  in which such a run scores Dice 0 ("fail = 0").
+* K-fold cross-validation pools the test folds: each seed's scores are those of every
+  fold's test images, so every image counts once per seed, in the means as in the tests.
+* Accuracy: mean and sample standard deviation (ddof = 1) over the ok seeds, each seed's
+  value from its pooled test images.
 * Δ of every row against its reference, per declared family (``family_of``): one-factor
   ablations, grid points, explicit variants and smp baselines against the baseline; a
   pruned deep-supervision form L1..Lk against its own network's accurate ("mean") form.
@@ -27,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import metric as metric_info
-from ..records import form_key, image_ids, ok_forms, per_image, runs_frame
+from ..metrics import summarize
+from ..records import counts_array, form_key, image_ids, ok_forms, per_image, runs_frame
 from .stats import ALPHA, difference_test, hierarchical_bootstrap, holm
 
 MIN_SEEDS = 3
@@ -97,20 +102,43 @@ def _seeds_text(seeds) -> str:
 
 def seed_scores(records: list[dict], variant: str, form: str = "mean",
                 metric: str = "dice") -> dict[int, pd.Series]:
-    """Per-image values of ``metric`` of every ok seed of (variant, form) whose record has
-    it: seed -> Series by test id, without the images the metric leaves out (NaN)."""
-    out = {}
+    """Per-image values of ``metric`` of every ok seed of (variant, form) whose records have
+    it: seed -> Series by test id (k-fold: the test images of every ok fold of the seed,
+    pooled), without the images the metric leaves out (NaN)."""
+    parts: dict = {}
     for r, f in ok_forms(records, variant, form):
         values = per_image(f, metric)
         if values is not None:
-            out[r["seed"]] = pd.Series(values, index=image_ids(f)).dropna()
+            parts.setdefault(r["seed"], []).append(pd.Series(values, index=image_ids(f)).dropna())
+    out = {}
+    for seed, series in parts.items():
+        pooled = pd.concat(series) if len(series) > 1 else series[0]
+        out[seed] = pooled[~pooled.index.duplicated(keep="last")]
     return out
+
+
+def seed_summaries(records: list[dict], variant: str, form: str = "mean") -> dict[int, dict]:
+    """``metrics.summarize`` of the pooled counts of every ok seed of (variant, form)
+    (one run's counts, or with k-fold, every ok fold's): seed -> run-level metrics."""
+    parts: dict = {}
+    for r, f in ok_forms(records, variant, form):
+        parts.setdefault(r["seed"], []).append(counts_array(f))
+    return {seed: summarize(np.concatenate(c)) for seed, c in parts.items()}
 
 
 def has_metric(records: list[dict], metric: str) -> bool:
     """Whether some ok run's record holds ``metric`` (older records lack image metrics)."""
     return any(per_image(f, metric) is not None for r in records if r["status"] == "ok"
                for f in r["forms"])
+
+
+def check_metric(records: list[dict], metric: str, where: str = "") -> None:
+    """A one-line ValueError where ``metric`` is unknown or no ok run of ``records`` holds it."""
+    metric_info(metric)
+    if not has_metric(records, metric):
+        raise ValueError(f"{where}metric {metric!r}: no ok run of these records has it (records of "
+                         f"schema 2 hold only the metrics of their counts; binary-only metrics need "
+                         f"binary data)")
 
 
 def shown_metrics(records: list[dict], metric: str) -> list[str]:
@@ -191,13 +219,14 @@ def _cost(ok: pd.DataFrame, records: list[dict], variant: str, form: str) -> dic
 
 
 def _accounting(records: list[dict], variant: str, planned: list | None) -> dict:
-    """Planned / ok / failed / diverged / missing runs of one variant."""
+    """Planned / ok / failed / diverged / missing runs of one variant; ``planned``: the
+    (seed, fold) of each planned run."""
     mine = [r for r in records if r["variant"] == variant]
     counts = Counter(r["status"] for r in mine)
-    seeds = planned if planned is not None else [r["seed"] for r in mine]
-    counts["missing"] = len(set(seeds) - {r["seed"] for r in mine})
+    runs = set(planned) if planned is not None else {(r["seed"], r["fold"]) for r in mine}
+    counts["missing"] = len(runs - {(r["seed"], r["fold"]) for r in mine})
     ran = counts["ok"] + sum(counts[s] for s in BAD)
-    return {"status": status_text(counts["ok"], len(seeds), counts), "n_planned": len(seeds),
+    return {"status": status_text(counts["ok"], len(runs), counts), "n_planned": len(runs),
             "n_ok": counts["ok"], "n_failed": counts["failed"], "n_diverged": counts["diverged"],
             "n_missing": counts["missing"],
             "fail_rate": sum(counts[s] for s in BAD) / ran if ran else np.nan}
@@ -209,7 +238,7 @@ def _skeleton(records: list[dict], frame: pd.DataFrame, baseline, variant_list, 
     rows = []
     for v in variant_list:
         runs = frame[frame["variant"] == v]
-        account = _accounting(records, v, plan.seeds_of(v) if plan else None)
+        account = _accounting(records, v, plan.runs_of(v) if plan else None)
         first = runs.iloc[0] if len(runs) else pd.Series({"factor": None, "arch": None})
         for form in sorted(runs["form"].unique(), key=form_key) if len(runs) else ["mean"]:
             is_base = v == baseline and form == "mean"
@@ -233,9 +262,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
     Δ is in the metric's units, variant minus reference, whichever way is better
     (``higher_is_better``)."""
     info = metric_info(metric)
-    if not has_metric(records, metric):
-        raise ValueError(f"metric {metric!r}: no ok run of these records has it (records of schema 2 "
-                         f"hold only the metrics of their counts; binary-only metrics need binary data)")
+    check_metric(records, metric)
     shown = [m for m in shown_metrics(records, metric) if m not in ("dice", "iou", "dice_global")]
     frame = runs_frame(records)
     frame["variant"] = frame["variant"].astype(str)
@@ -253,15 +280,17 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         v, form = row["variant"], row["form"]
         runs = frame[(frame["variant"] == v) & (frame["form"] == form)]
         ok = runs[runs["status"] == "ok"]
+        per_seed = pd.DataFrame(seed_summaries(records, v, form).values(),
+                                columns=["dice", "iou", "dice_global", "fpr_empty", "n_empty", "n_images"])
         for m in ("dice", "iou", "dice_global"):
-            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(ok[m])
+            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(per_seed[m])
         for m in shown:
             row[f"{m}_mean"], row[f"{m}_std"] = _mean_std([s.mean() for s in scores(v, form, m).values() if len(s)])
-        failed_seeds = row["n_failed"] + row["n_diverged"]  # outcomes: they score 0
-        row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_seeds])
-        has_empty = ok[pd.to_numeric(ok["n_empty"], errors="coerce").fillna(0) > 0]
+        failed_runs = row["n_failed"] + row["n_diverged"]  # outcomes: they score 0
+        row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_runs])
+        has_empty = per_seed[per_seed["n_empty"] > 0]
         row["fpr_empty_mean"] = _mean_std(has_empty["fpr_empty"])[0]
-        row["n_empty"], row["n_images"] = _median(ok["n_empty"]), _median(ok["n_images"])
+        row["n_empty"], row["n_images"] = _median(per_seed["n_empty"]), _median(per_seed["n_images"])
         row["family_size"] = size[row["family"]] if row["reference"] else 0
         if row["reference"] is None:  # the baseline, or no baseline to compare with
             comparison = {**COMPARISON, "per_seed": {}}

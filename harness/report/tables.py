@@ -148,20 +148,19 @@ def footnote(summary: pd.DataFrame) -> str:
     return text + " — not available."
 
 
-def markdown(summary: pd.DataFrame, caption: str) -> str:
-    headers, aligns, rows = display_table(summary)
-
+def markdown_table(headers: list[str], aligns: list[str], rows: list[list[str]], caption: str,
+                   note: str) -> str:
+    """A Markdown table ("r" columns right-aligned) with its caption above and note below."""
     def line(cells):
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     rule = "|" + "|".join("---:" if a == "r" else "---" for a in aligns) + "|"
-    return "\n".join([f"**Table.** {caption}", "", line(headers), rule, *map(line, rows), "",
-                      footnote(summary), ""])
+    return "\n".join([f"**Table.** {caption}", "", line(headers), rule, *map(line, rows), "", note, ""])
 
 
-def latex(summary: pd.DataFrame, caption: str, label: str) -> str:
-    headers, aligns, rows = display_table(summary)
-
+def latex_table(headers: list[str], aligns: list[str], rows: list[list[str]], caption: str, label: str,
+                note: str) -> str:
+    """The same table as LaTeX (booktabs, scaled to the text width)."""
     def line(cells):
         return " & ".join(c.translate(TEX_TABLE) for c in cells) + r" \\"
 
@@ -179,10 +178,18 @@ def latex(summary: pd.DataFrame, caption: str, label: str) -> str:
         *map(line, rows),
         r"\bottomrule",
         r"\end{tabular}}",
-        r"\par\smallskip{\footnotesize " + footnote(summary).translate(TEX_TABLE) + "}",
+        r"\par\smallskip{\footnotesize " + note.translate(TEX_TABLE) + "}",
         r"\end{table*}",
         "",
     ])
+
+
+def markdown(summary: pd.DataFrame, caption: str) -> str:
+    return markdown_table(*display_table(summary), caption, footnote(summary))
+
+
+def latex(summary: pd.DataFrame, caption: str, label: str) -> str:
+    return latex_table(*display_table(summary), caption, label, footnote(summary))
 
 
 def write_tables(records: list[dict], summary: pd.DataFrame, caption: str, label: str,

@@ -1,0 +1,171 @@
+"""The front page of a suite: every variant on several data sets, compared across them.
+
+Each data set has its own report (``<out>/<label>/``: table, figures, failures, from its
+records alone). ``<out>/index.md`` adds what only the suite can show, in the form of
+benchmark papers (Demšar 2006):
+
+* ``suite_table``: per data set, each variant's headline metric (mean ± std over seeds)
+  and its Δ to the baseline with the data set's own significance mark (†, Holm within its
+  family on that data set), and its mean rank over the data sets;
+* the Friedman test of the ranks, the Iman–Davenport F, and the Nemenyi critical
+  difference (``stats.friedman``), drawn as a critical-difference diagram;
+* a heat map of Δ per variant and data set with the marks.
+Only variants with a score on every data set are ranked; the others are named.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from ..fileio import write_text_atomic
+from ..metrics import metric as metric_info
+from ..records import runs_frame
+from .figures import STYLE, palette
+from .index import figures_markdown
+from .stats import ALPHA, friedman
+from .suite_figures import cd_diagram, delta_heatmap
+from .tables import DASH, format_p, latex_table, markdown_table
+
+FEW_DATASETS = 5  # below this, say that the rank test has little power (Demšar's advice)
+
+
+@dataclass(frozen=True)
+class Part:
+    """What a suite's front page shows of one data set's report."""
+    summary: pd.DataFrame
+    order: list
+    table_md: str
+    n_records: int
+    n_missing: int
+
+
+def suite_frames(parts: dict[str, Part]) -> dict[str, pd.DataFrame]:
+    """Per data set and variant (the "mean" form): the headline's mean and std over seeds,
+    Δ to the baseline and its mark. ``scores`` is data sets x variants (what is ranked);
+    the others are variants x data sets."""
+    order = list(dict.fromkeys(v for p in parts.values() for v in p.order))
+    frames = {}
+    for name, column in (("mean", "{m}_mean"), ("std", "{m}_std"), ("delta", "delta"),
+                         ("significant", "significant")):
+        table = {}
+        for label, p in parts.items():
+            s = p.summary[p.summary["form"] == "mean"].set_index("variant")
+            m = s["metric"].iloc[0]
+            table[label] = s[column.format(m=m)].reindex(order)
+        frames[name] = pd.DataFrame(table)
+    frames["significant"] = frames["significant"].fillna(False).astype(bool)
+    frames["scores"] = frames["mean"].T
+    return frames
+
+
+def _cell(mean, std, delta, significant, is_baseline: bool) -> str:
+    if not np.isfinite(mean):
+        return DASH
+    text = f"{mean:.3f}" + (f" ± {std:.3f}" if np.isfinite(std) else "")
+    if is_baseline:
+        return text
+    return text + (f" ({delta:+.3f}{'†' if significant else ''})" if np.isfinite(delta) else "")
+
+
+def friedman_text(result, label: str) -> str:
+    """The rank test in one paragraph, with its caveats."""
+    n, k = result.n_datasets, result.n_variants
+    if not np.isfinite(result.statistic):
+        text = f"Mean ranks of {label} over {n} data sets and {k} variants; {result.note}."
+    else:
+        f = "∞" if result.iman_davenport_f == np.inf else f"{result.iman_davenport_f:.2f}"
+        text = (f"Friedman test of the ranks of {label} over {n} data sets and {k} variants: "
+                f"χ²({k - 1}) = {result.statistic:.2f}, p {_p(result.p)}; Iman–Davenport "
+                f"F({k - 1}, {(k - 1) * (n - 1)}) = {f}, p {_p(result.iman_davenport_p)}. ")
+        if np.isfinite(result.cd):
+            text += (f"Nemenyi critical difference at α = {result.alpha:g}: CD = {result.cd:.2f} "
+                     f"(variants whose mean ranks differ by less are not told apart).")
+    if n < FEW_DATASETS:
+        text += (f" With {n} data sets the rank test has little power: a difference it does not "
+                 f"find is not evidence of no difference; the per-data-set tests (†) are the "
+                 f"stronger evidence here.")
+    if result.left_out:
+        text += f" Not ranked (no score on every data set): {', '.join(result.left_out)}."
+    return text
+
+
+def _p(p) -> str:
+    text = format_p(p)
+    return text.replace("<", "< ") if text.startswith("<") else f"= {text}"
+
+
+def suite_table(frames: dict, result, baseline: str | None, label: str):
+    """(headers, aligns, rows) of the cross-data-set table."""
+    mean = frames["mean"]
+    labels = list(mean.columns)
+    headers = ["Variant", *labels, "Mean rank"]
+    rows = []
+    for v in mean.index:
+        cells = [_cell(mean.at[v, d], frames["std"].at[v, d], frames["delta"].at[v, d],
+                       frames["significant"].at[v, d], v == baseline) for d in labels]
+        rank = result.mean_ranks.get(v, np.nan)
+        rows.append([v, *cells, f"{rank:.2f}" if np.isfinite(rank) else DASH])
+    return headers, ["l", *"r" * len(labels), "r"], rows
+
+
+def write_suite(out: Path, name: str, results_dir: str, records: list[dict], parts: dict[str, Part],
+                metric: str, notes: list[str], baseline: str | None) -> Path:
+    """Write the suite's tables, figures and ``index.md`` into ``out``."""
+    info = metric_info(metric)
+    frames = suite_frames(parts)
+    result = friedman(frames["scores"], info.higher_is_better, ALPHA)
+    better = "higher" if info.higher_is_better else "lower"
+    caption = (f"Suite {name}: {info.label} ({better} is better) of every variant on {len(parts)} data "
+               f"sets, mean ± std over seeds, (Δ to {baseline or 'the baseline'}; † significant on "
+               f"that data set after Holm correction within its family), and the mean rank over "
+               f"the data sets (1 = best).")
+    note = friedman_text(result, info.label)
+    table = suite_table(frames, result, baseline, info.label)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "suite_table.md", markdown_table(*table, caption, note))
+    write_text_atomic(out / "suite_table.tex", latex_table(*table, caption, f"{name}-suite", note))
+    tidy = pd.concat({k: frames[k].stack(future_stack=True) for k in ("mean", "std", "delta", "significant")},
+                     axis=1).rename_axis(["variant", "dataset"]).reset_index()
+    tidy["mean_rank"] = tidy["variant"].map(result.mean_ranks)
+    tidy["metric"] = metric
+    write_text_atomic(out / "suite_table.csv", tidy.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    write_text_atomic(out / "ranks.csv", result.ranks.rename_axis("dataset").to_csv(float_format="%.6g",
+                                                                                      lineterminator="\n"))
+    write_text_atomic(out / "runs.csv", runs_frame(records).to_csv(index=False, lineterminator="\n"))
+
+    colors = palette(r["variant"] for r in records)
+    with matplotlib.rc_context(STYLE):
+        figures = []
+        for draw in (lambda: delta_heatmap(frames["delta"].drop(index=[baseline], errors="ignore"),
+                                           frames["significant"].drop(index=[baseline], errors="ignore"),
+                                           info.label, info.higher_is_better, out),
+                     lambda: cd_diagram(result, colors, out)):
+            figures.append(draw())
+    sections = []
+    for label, p in parts.items():
+        missing = f", {p.n_missing} planned run(s) without a record" if p.n_missing else ""
+        sections += [f"### {label}\n", f"{p.n_records} run records{missing}. Full report: "
+                     f"[{label}/index.md]({label}/index.md).\n", p.table_md]
+    text = [
+        f"# Ablation suite: {name}\n",
+        f"Built from the {len(records)} run records in `{results_dir}` by `unet-ablate report` (no "
+        f"training): every variant and seed on {len(parts)} data sets ({', '.join(parts)}). Files: "
+        f"[suite_table.md](suite_table.md), [suite_table.tex](suite_table.tex), "
+        f"[suite_table.csv](suite_table.csv), [ranks.csv](ranks.csv), [runs.csv](runs.csv) (every "
+        f"run, with its data set).\n",
+        "## Across data sets\n",
+        markdown_table(*table, caption, note),
+        figures_markdown(figures),
+        "## Each data set\n",
+        "Each data set's table is its own report's (Methods, figures and failures are there).\n",
+        *sections,
+    ]
+    if notes:
+        text += ["## Notes\n", "\n".join(f"- {n}" for n in notes) + "\n"]
+    path = out / "index.md"
+    write_text_atomic(path, "\n".join(text))
+    return path

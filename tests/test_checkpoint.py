@@ -1,0 +1,185 @@
+"""In-run checkpoints: a run killed at any step and resumed ends exactly where an
+uninterrupted run ends (weights, history, model selection), bit for bit on CPU."""
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import variants
+from harness.data import DataSpec, load_dataset
+from harness.protocol import Protocol, RunSpec
+from harness.runner import arch_for_data
+from harness.train import discard_checkpoint, fit
+
+CPU = torch.device("cpu")
+# checkpoints at 3, 6, 9, 12 fall before, between and on evaluations (4, 8, 12, 14)
+PROTOCOL = Protocol(steps=14, batch_size=4, patch=32, lr=1e-2, loss="ce", eval_every=4, checkpoint_every=3)
+DATA = DataSpec("shapes", n_images=6, size=32)  # (on membranes this tiny run keeps its first Dice)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Bit-identical CPU results need the same thread count in every run compared."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset(DATA)
+
+
+def tiny(data):
+    return arch_for_data(variants.parse("unet-w4-d2"), data)
+
+
+def train(data, protocol=PROTOCOL, **kw):
+    """A freshly built tiny model trained under ``protocol``: (model, FitResult)."""
+    spec = tiny(data)
+    torch.manual_seed(0)
+    model = variants.build(spec)
+    return model, fit(model, spec, data, protocol, 0, CPU, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    """The uninterrupted run (checkpoints off: they must not change the result)."""
+    return train(data, Protocol(**{**PROTOCOL.to_dict(), "checkpoint_every": 0}))
+
+
+class Stop:
+    """A progress bar that interrupts training after ``k`` steps, as Ctrl-C or a kill would,
+    and remembers the step a run resumed at (fit reports it with one update first)."""
+
+    def __init__(self, k: int):
+        self.k, self.n, self.updates = k, 0, []
+
+    def update(self, n: int):
+        self.updates.append(n)
+        self.n += n
+        if self.n >= self.k:
+            raise KeyboardInterrupt
+
+    def set_postfix(self, **kw):
+        pass
+
+
+def assert_same_run(run, reference):
+    (model, fr), (ref_model, ref) = run, reference
+    state, ref_state = model.state_dict(), ref_model.state_dict()
+    assert state.keys() == ref_state.keys()
+    assert all(torch.equal(state[k], ref_state[k]) for k in state)
+    untimed = lambda h: [{k: v for k, v in e.items() if k != "elapsed_s"} for e in h]  # noqa: E731
+    assert untimed(fr.history) == untimed(ref.history)
+    assert (fr.status, fr.steps, fr.best_step, fr.best_val_dice) == \
+        (ref.status, ref.steps, ref.best_step, ref.best_val_dice)
+
+
+def test_the_reference_run_is_not_trivial(reference):
+    """Model selection is exercised: the best weights are not the first nor the last."""
+    _, ref = reference
+    assert ref.steps == 14 and [e["step"] for e in ref.history] == [4, 8, 12, 14]
+    assert ref.best_step == 8
+
+
+@pytest.mark.parametrize("k", [6, 8, 12, 2])
+def test_a_run_interrupted_at_step_k_resumes_to_the_same_result(data, reference, tmp_path, k):
+    """k=6: right after a checkpoint; 8: between (resumes at 6, then evaluates and keeps
+    new best weights); 12: a checkpoint on an evaluation; 2: before the first checkpoint."""
+    ck = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train(data, progress=Stop(k), checkpoint=ck)
+    assert ck.is_file() == (k >= 3)
+    progress = Stop(99)
+    assert_same_run(train(data, progress=progress, checkpoint=ck), reference)
+    assert progress.updates[0] == (k // 3 * 3 or 1)  # where it resumed (1: from step 0)
+    assert progress.n == PROTOCOL.steps
+    assert ck.is_file()  # fit leaves it; the runner removes it
+    discard_checkpoint(ck)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_process_resumes_to_the_same_result(data, reference, tmp_path):
+    """kill -9 of a training process at a checkpoint-every-2 run, then resume in process."""
+    ck = tmp_path / "run.ckpt"
+    script = textwrap.dedent(f"""
+        import time, torch, variants
+        from pathlib import Path
+        from harness.data import DataSpec, load_dataset
+        from harness.protocol import Protocol
+        from harness.train import fit
+        torch.set_num_threads(1)
+        data = load_dataset(DataSpec(**{DATA.to_dict()!r}))
+        spec = variants.parse({tiny(data).to_dict()!r})
+        torch.manual_seed(0)
+        model = variants.build(spec)
+        class Slow:  # so that the kill comes before the end
+            def update(self, n): time.sleep(0.05)
+            def set_postfix(self, **kw): pass
+        p = Protocol(**{{**{PROTOCOL.to_dict()!r}, "checkpoint_every": 2}})
+        fit(model, spec, data, p, 0, torch.device("cpu"), progress=Slow(), checkpoint=Path({str(ck)!r}))
+        print("finished")
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not ck.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        out, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()
+    saved = torch.load(ck, weights_only=True)["step"]
+    assert 2 <= saved < PROTOCOL.steps
+    protocol = Protocol(**{**PROTOCOL.to_dict(), "checkpoint_every": 2})
+    progress = Stop(99)
+    assert_same_run(train(data, protocol, progress=progress, checkpoint=ck), reference)
+    assert progress.updates[0] >= saved
+
+
+def test_a_bad_checkpoint_is_ignored_with_a_warning(data, reference, tmp_path, caplog):
+    """Garbage, a truncated file and a checkpoint of another protocol: training starts from
+    step 0 (the uninterrupted result), with one warning naming the file; nothing crashes."""
+    other = tmp_path / "other.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train(data, Protocol(**{**PROTOCOL.to_dict(), "lr": 2e-2}), progress=Stop(7), checkpoint=other)
+    good = tmp_path / "good.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train(data, progress=Stop(7), checkpoint=good)
+    garbage, truncated = tmp_path / "garbage.ckpt", tmp_path / "truncated.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    truncated.write_bytes(good.read_bytes()[:-100])
+    for ck in (garbage, truncated, other):
+        caplog.clear()
+        progress = Stop(99)
+        with caplog.at_level(logging.WARNING, logger="unet_ablate"):
+            assert_same_run(train(data, progress=progress, checkpoint=ck), reference)
+        assert progress.updates[0] == 1  # from step 0
+        assert [r.name for r in caplog.records] == ["unet_ablate"]
+        assert f"checkpoint {ck} ignored" in caplog.text and "starts from step 0" in caplog.text
+    assert "written for another run" in caplog.text
+
+
+def test_no_checkpoint_without_checkpoint_every(data, reference, tmp_path):
+    off = Protocol(**{**PROTOCOL.to_dict(), "checkpoint_every": 0})
+    assert_same_run(train(data, off, checkpoint=tmp_path / "run.ckpt"), reference)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_protocol_key_is_unchanged_while_checkpoints_are_off():
+    assert RunSpec(arch={}, data={}).key == "be493e4453e30d70"  # the key before checkpoint_every
+    assert "checkpoint_every" not in RunSpec(arch={}, data={}).to_dict()["protocol"]
+    on = RunSpec(arch={}, data={}, protocol=Protocol(checkpoint_every=50))
+    assert on.to_dict()["protocol"]["checkpoint_every"] == 50
+    assert Protocol.from_dict(on.to_dict()["protocol"]) == on.protocol
+    for bad in (-1, 2.0, True, "5"):
+        with pytest.raises(ValueError, match="protocol.checkpoint_every: expected an integer >= 0"):
+            Protocol(checkpoint_every=bad)
