@@ -293,7 +293,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         row["n_empty"], row["n_images"] = _median(per_seed["n_empty"]), _median(per_seed["n_images"])
         row["family_size"] = size[row["family"]] if row["reference"] else 0
         if row["reference"] is None:  # the baseline, or no baseline to compare with
-            comparison = {**COMPARISON, "per_seed": {}}
+            comparison = {**COMPARISON, "per_seed": {}, "n_seeds": len(scores(v, form))}
         elif form == "mean":
             comparison = compare(scores(v, form), scores(baseline, "mean"), baseline, 1 - ALPHA / row["family_size"])
         else:

@@ -84,7 +84,7 @@ def _p(row) -> str:
 def _sample(row) -> str:
     """"3 × 12": the seeds and test images behind the row's Δ (its own, for a reference)."""
     if not _ok(row["reference"]):  # the baseline (or no baseline): nothing to compare
-        return f"{row['n_ok']} × {_num(row['n_images'], '.0f')}" if row["n_ok"] else DASH
+        return f"{row['n_seeds']} × {_num(row['n_images'], '.0f')}" if row["n_seeds"] else DASH
     if not row["n_pairs"]:
         return DASH
     dropped = f" ({row['n_dropped']} dropped)" if row["n_dropped"] else ""

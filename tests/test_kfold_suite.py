@@ -1,0 +1,250 @@
+"""K-fold cross-validation and suites of data sets: the split rule, runs per fold, pooled
+test folds in the report, resume, and a two-data-set suite's report."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import records
+from harness.cli import main
+from harness.data import DataError, DataSpec, load_dataset, make_folds
+from harness.metrics import per_image_dice
+from harness.report import build_report
+from harness.report.summary import summary_table
+from harness.sweep import load_sweep, override
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = """
+name = "suite-test"
+seeds = 3
+
+[[data]]
+label = "mem"
+name = "membranes"
+n_images = 10
+size = 32
+split = "kfold"
+folds = 2
+
+[[data]]
+label = "shp"
+name = "shapes"
+n_images = 10
+size = 32
+
+[protocol]
+steps = 2
+batch_size = 2
+patch = 32
+eval_every = 2
+
+[measure]
+size = [32, 32]
+batch_size = 2
+warmup = 0
+min_run_time = 0.01
+repeats = 1
+keep_predictions = 2
+
+[variants]
+baseline = "unet-w4-d2"
+one_factor = { up = ["bilinear"], act = ["relu6"] }
+"""
+
+
+def write_sweep(tmp_path: Path, text: str = SUITE, name: str = "suite.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    out = root / "results"
+    assert main(["run", str(write_sweep(root)), "--out", str(out), "--no-progress", "-q"]) == 0
+    return out
+
+
+# --------------------------------------------------------------------------- the fold rule
+
+@pytest.mark.parametrize("n,k", [(30, 5), (10, 3), (7, 7), (3, 3), (12, 2)])
+def test_every_image_is_tested_exactly_once_and_validation_never_touches_the_test_fold(n, k):
+    ids = [f"img{i:02d}" for i in range(n)]
+    folds = make_folds(ids, seed=4, folds=k, val_fraction=0.15)
+    assert len(folds) == k
+    tested = Counter(i for f in folds for i in f["test"])
+    assert sorted(tested) == list(range(n)) and set(tested.values()) == {1}
+    sizes = [len(f["test"]) for f in folds]
+    assert max(sizes) - min(sizes) <= 1
+    for f in folds:
+        assert not set(f["val"]) & set(f["test"]) and not set(f["train"]) & set(f["test"])
+        assert not set(f["train"]) & set(f["val"])
+        assert sorted(f["train"] + f["val"] + f["test"]) == list(range(n))
+        assert f["train"] and f["val"]
+
+
+def test_folds_depend_on_the_data_seed_and_ids_only():
+    ids = [f"c{i}" for i in range(20)]
+    a = make_folds(ids, 0, 5, 0.15)
+    named = lambda folds, order: [{k: sorted(order[i] for i in v) for k, v in f.items()} for f in folds]  # noqa: E731
+    shuffled = ids[7:] + ids[:7]                        # the files listed in another order
+    assert named(make_folds(shuffled, 0, 5, 0.15), shuffled) == named(a, ids)
+    assert make_folds(ids, 0, 5, 0.15) == a            # the same every call (every variant, run seed)
+    assert make_folds(ids, 1, 5, 0.15) != a            # another data seed, other folds
+    data = load_dataset(DataSpec("membranes", n_images=20, size=32, split="kfold", folds=5))
+    assert [v.splits for v in data.fold_views()] == data.folds
+    assert [v.fold for v in data.fold_views()] == [0, 1, 2, 3, 4]
+
+
+def test_thirty_images_in_five_folds_test_each_image_once():
+    data = load_dataset(DataSpec("membranes", n_images=30, size=32, split="kfold", folds=5))
+    tested = [i for v in data.fold_views() for i in v.subset("test")[2]]
+    assert sorted(tested) == sorted(data.ids) and len(tested) == 30
+
+
+@pytest.mark.parametrize("spec,needle", [
+    (dict(folds=1), "data.folds"),
+    (dict(folds=11), "data.folds: 11 folds of 10 images"),
+])
+def test_impossible_fold_specs_are_one_line(spec, needle):
+    with pytest.raises(DataError, match=needle):
+        DataSpec("membranes", n_images=10, size=32, split="kfold", **spec)
+
+
+def test_a_fold_without_training_images_is_refused():
+    with pytest.raises(DataError, match="fold 0 of 2 leaves 1 image"):
+        make_folds(["a", "b", "c"], 0, 2, 0.15)
+
+
+@pytest.mark.parametrize("folds,needle", [("1", "data.folds"), ("25", "data.folds: 25 folds of 24 images")])
+def test_folds_on_the_command_line_that_cannot_work_fail_cleanly(fails_cleanly, tmp_path, folds, needle):
+    out = tmp_path / "out"
+    fails_cleanly("run", "smoke", "--folds", folds, "--out", out, "--no-progress", names=[needle],
+                  untouched=[out])
+
+
+def test_holdout_keys_are_unchanged_by_the_kfold_fields():
+    """A holdout spec's key is the one it had before k-fold existed (results stay reusable)."""
+    assert "split" not in DataSpec().to_dict() and DataSpec().key == "b9db30bd8c42"
+    assert DataSpec(split="kfold").key != DataSpec().key
+
+
+# --------------------------------------------------------------------------- sweeps
+
+def test_data_tables_make_a_suite_with_labels(tmp_path, fails_cleanly):
+    sweep = load_sweep(str(write_sweep(tmp_path)))
+    assert [n.label for n in sweep.datasets] == ["mem", "shp"] and sweep.is_suite
+    assert sweep.datasets[0].spec.split == "kfold" and sweep.datasets[1].spec.split == "holdout"
+    assert load_sweep("smoke").datasets[0].label == "membranes"        # the default label
+    folds = override(sweep, folds=3)
+    assert all(n.spec.split == "kfold" and n.spec.folds == 3 for n in folds.datasets)
+    for bad, needle in [(SUITE.replace('label = "shp"', 'label = "mem"'), "the label 'mem' is given twice"),
+                        (SUITE.replace('label = "shp"', 'label = "../x"'), "data[1].label"),
+                        (SUITE.replace('label = "shp"\nname = "shapes"', 'label = "m2"\nname = "membranes"')
+                         .replace("n_images = 10\nsize = 32\n\n[protocol]", "n_images = 10\nsize = 32\n"
+                                  "split = \"kfold\"\nfolds = 2\n\n[protocol]"), "data set 'mem' is given twice"),
+                        (SUITE.replace("folds = 2", "folds = 0"), "data[0].folds")]:
+        fails_cleanly("run", write_sweep(tmp_path, bad, "bad.toml"), "--out", tmp_path / "o", names=[needle],
+                      untouched=[tmp_path / "o"])
+
+
+# --------------------------------------------------------------------------- runs and the report
+
+def test_kfold_runs_are_one_per_variant_seed_and_fold_with_the_fold_recorded(suite):
+    recs = records.load_records(suite)
+    mem = [r for r in recs if r["dataset"] == "mem"]
+    assert len(mem) == 3 * 3 * 2 and len({r["key"] for r in mem}) == 18
+    assert all(r["status"] == "ok" for r in recs)
+    by_fold = {}
+    for r in mem:
+        assert r["fold"] == r["spec"]["fold"] == r["data"]["fold"] and r["data"]["folds"] == 2
+        by_fold.setdefault(r["fold"], set()).add(json.dumps(r["data"]["split_ids"], sort_keys=True))
+    assert all(len(s) == 1 for s in by_fold.values())  # identical folds for every variant and seed
+    tests = [json.loads(next(iter(by_fold[k])))["test"] for k in (0, 1)]
+    assert not set(tests[0]) & set(tests[1]) and len(tests[0]) + len(tests[1]) == 10
+    shp = [r for r in recs if r["dataset"] == "shp"]
+    assert len(shp) == 9 and all(r["fold"] is None and "fold" not in r["spec"] for r in shp)
+    csv = pd.read_csv(suite / "runs.csv")
+    assert set(csv.dataset) == {"mem", "shp"} and set(csv[csv.dataset == "mem"].fold) == {0, 1}
+
+
+def test_the_report_pools_the_test_folds(suite):
+    recs = [r for r in records.load_records(suite) if r["dataset"] == "mem"]
+    plan = records.read_plan(suite).for_dataset("mem")
+    table = summary_table(recs, "baseline", None, plan).set_index("variant")
+    base = table.loc["baseline"]
+    assert base["n_planned"] == 6 and base["n_ok"] == 6 and base["n_missing"] == 0
+    assert base["n_images"] == 10                     # every image once per seed
+    assert table.loc["up=bilinear", "n_pairs"] == 10 and table.loc["up=bilinear", "n_seeds"] == 3
+    by_seed = {}
+    for r in recs:
+        if r["variant"] == "baseline":
+            by_seed.setdefault(r["seed"], []).append(per_image_dice(records.counts_array(r["forms"][0])))
+    expected = [np.concatenate(v).mean() for v in by_seed.values()]
+    assert base["dice_mean"] == pytest.approx(np.mean(expected))
+    assert base["dice_std"] == pytest.approx(np.std(expected, ddof=1))
+
+
+def test_a_two_data_set_suite_builds_its_report_with_heat_map_and_rank_diagram(suite, tmp_path):
+    out = build_report(suite, tmp_path / "rep")
+    for name in ("suite_heatmap.png", "suite_heatmap.pdf", "cd_diagram.png", "cd_diagram.pdf",
+                 "suite_table.md", "suite_table.tex", "suite_table.csv", "ranks.csv", "index.md",
+                 "mem/index.md", "mem/table.md", "shp/index.md", "shp/table.csv"):
+        assert (out / name).is_file(), name
+    index = (out / "index.md").read_text()
+    assert "Friedman test of the ranks" in index and "suite_heatmap.png" in index and "cd_diagram.png" in index
+    assert "[mem/index.md](mem/index.md)" in index and "5-fold" not in index and "2-fold cross-validation" in index
+    tidy = pd.read_csv(out / "suite_table.csv")
+    assert set(tidy.dataset) == {"mem", "shp"} and set(tidy.variant) == {"baseline", "up=bilinear", "act=relu6"}
+    ranks = pd.read_csv(out / "ranks.csv", index_col="dataset")
+    assert list(ranks.index) == ["mem", "shp"]
+    assert np.allclose(ranks.sum(axis=1), 6)          # ranks 1..3 on each data set
+    mean_rank = tidy.groupby("variant").mean_rank.first()
+    assert mean_rank.to_dict() == pytest.approx(ranks.mean().to_dict())
+    # each data set's table is its own records' alone
+    mem_table = pd.read_csv(out / "mem" / "table.csv").set_index("variant")
+    assert mem_table.loc["baseline", "n_planned"] == 6
+    assert pd.read_csv(out / "shp" / "table.csv").set_index("variant").loc["baseline", "n_planned"] == 3
+
+
+def test_a_killed_kfold_sweep_resumes_to_the_same_records(tmp_path):
+    text = SUITE.split("[[data]]\nlabel = \"shp\"")[0] + SUITE[SUITE.index("[protocol]"):]
+    text = text.replace("seeds = 3", "seeds = 2").replace(
+        'one_factor = { up = ["bilinear"], act = ["relu6"] }', 'one_factor = { up = ["bilinear"] }')
+    sweep_file = write_sweep(tmp_path, text)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main(["run", str(sweep_file), "--out", str(whole), "--no-progress", "-q"]) == 0
+    cmd = [sys.executable, "-m", "harness", "run", str(sweep_file), "--out", str(killed), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((killed / "runs").glob("*.json"))) < 2:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(list((killed / "runs").glob("*.json"))) < 8
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    a, b = records.load_records(whole), records.load_records(killed)
+    assert [x["key"] for x in a] == [x["key"] for x in b] and len(a) == 8
+    for x, y in zip(a, b):
+        assert x["fold"] == y["fold"] and x["forms"][0]["counts"] == y["forms"][0]["counts"]
+
+
+def test_records_written_before_suites_read_with_a_default_label(suite, tmp_path):
+    path = next((suite / "runs").glob("*.json"))
+    rec = json.loads(path.read_text())
+    del rec["dataset"], rec["fold"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(rec))
+    back = records.read_record(old)
+    assert back["dataset"] == rec["data"]["name"] and back["fold"] == rec["spec"].get("fold")
