@@ -1,5 +1,8 @@
 """Command line: ``unet-ablate list | profile | run | report`` (also ``python -m harness``).
 
+``run`` runs a sweep here (``--workers N``: N runs at once) or as cluster jobs
+(``--launcher slurm|local``); any number of runners may share one results folder.
+
 Results go to stdout; diagnostics go through the ``unet_ablate`` logger to stderr (``-v``
 for more, ``-q`` for warnings only). User mistakes (an unknown name, an invalid spec, a
 bad data folder) and filesystem faults (a read-only folder, a full disk) print one line on
@@ -92,16 +95,47 @@ def run_command(args: argparse.Namespace, out: Path) -> str:
     return shlex.join(argv + ["--out", str(out)])
 
 
+LAUNCHER_FLAGS = {"partition": "partition", "time_min": "timeout_min", "array_parallelism": "array_parallelism",
+                  "gpus_per_task": "gpus_per_task", "cpus_per_task": "cpus_per_task"}  # option -> [launcher] key
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_sweep
+    from .runner import DEFAULT_WORKERS, run_sweep, submit_sweep
     from .sweep import load_sweep, override
 
+    given = {key: getattr(args, dest) for dest, key in LAUNCHER_FLAGS.items() if getattr(args, dest) is not None}
+    if args.launcher is None:
+        extra = next((_flag(d) for d in (*LAUNCHER_FLAGS, "no_wait") if getattr(args, d) not in (None, False)), None)
+        if extra:
+            raise ValueError(f"{extra} needs --launcher slurm|local")
+    elif args.workers is not None:
+        raise ValueError("--workers runs on this machine and --launcher as jobs: choose one")
+    if args.launcher is not None:
+        from .cluster import check_available
+        check_available()  # before anything is loaded or written
     labels = [s for s in args.variants.split(",") if s] if args.variants else None
     sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
-                     args.device, args.folds)
+                     args.device, args.folds, launcher=given)
     out = Path(args.out or Path("results") / sweep.name)
+    if args.no_wait:
+        jobs = submit_sweep(sweep, out, args.launcher, retry_failed=args.retry_failed, command=run_command(args, out))
+        if not jobs:
+            print(f"nothing to submit: every run of {sweep.name} is recorded in {out}/runs")
+            return 0
+        print(f"{len(jobs)} job(s) submitted ({args.launcher}): {' '.join(j.job_id for j in jobs)}")
+        print(f"logs in {out}/submitit; `unet-ablate report {out}` works at any time, and the same "
+              f"`run` command without --no-wait waits for them")
+        return 0
     df = run_sweep(sweep, out, retry_failed=args.retry_failed, progress=not (args.no_progress or args.quiet),
-                   command=run_command(args, out))
+                   command=run_command(args, out), workers=args.workers or DEFAULT_WORKERS,
+                   launcher=args.launcher)
+    if df.empty:
+        print(f"no run of {sweep.name} is recorded in {out}/runs yet")
+        return 0
     print(summary_text(df))
     n_bad = int((df.drop_duplicates("key").status != "ok").sum())
     print(f"\n{df.key.nunique()} runs ({n_bad} not ok) in {out}/runs, table {out}/runs.csv")
@@ -137,9 +171,18 @@ def _verbosity(default) -> argparse.ArgumentParser:
     return p
 
 
+def _count(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .cluster import LAUNCHERS
     from .data.spec import LAYOUTS
     from .protocol import DEVICES
+    from .runner import DEFAULT_WORKERS
 
     p = argparse.ArgumentParser(prog="unet-ablate", description=__doc__.splitlines()[0],
                                 parents=[_verbosity(False)])
@@ -174,6 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", metavar="DIR", help="default: results/<sweep name>")
     q.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    par = q.add_argument_group("parallel runs and clusters (any number of runners may share one --out folder)")
+    par.add_argument("--workers", type=_size, metavar="N",
+                     help=f"N runs at once on this machine, in separate processes that split the "
+                          f"sweep's CPU threads (or take one GPU each) (default {DEFAULT_WORKERS})")
+    par.add_argument("--launcher", choices=LAUNCHERS,
+                     help="submit one job per run without a record through submitit (pip install "
+                          "unet-ablate[cluster]) and wait for them; local: the same jobs as local processes")
+    par.add_argument("--partition", metavar="NAME", help="SLURM partition ([launcher] partition)")
+    par.add_argument("--time-min", type=_size, metavar="MIN",
+                     help="time limit of each job; a job stopped there is requeued and resumes from its "
+                          "checkpoint ([launcher] timeout_min)")
+    par.add_argument("--array-parallelism", type=_size, metavar="N",
+                     help="at most N jobs at once ([launcher] array_parallelism)")
+    par.add_argument("--gpus-per-task", type=_count, metavar="N", help="[launcher] gpus_per_task")
+    par.add_argument("--cpus-per-task", type=_size, metavar="N",
+                     help="[launcher] cpus_per_task (each run then uses that many threads)")
+    par.add_argument("--no-wait", action="store_true",
+                     help="with --launcher: print the job ids and return at once")
     q.set_defaults(func=cmd_run)
 
     q = command("report", help="tables and figures from a results folder (never trains)",

@@ -1,5 +1,6 @@
 """Run-time cost: inference throughput and latency (median and spread after warm-up),
-peak GPU memory, and the environment every figure depends on.
+peak GPU memory, achieved training FLOP/s and model FLOP utilisation (MFU), and the
+environment every figure depends on.
 
 CPU timing uses ``torch.utils.benchmark`` with a fixed thread count; GPU timing uses CUDA
 events around each call and a synchronize."""
@@ -9,6 +10,7 @@ import contextlib
 import logging
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,6 +27,59 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("measure.device: cuda was asked for, but no CUDA device is available")
     return torch.device(name)
 
+
+# --------------------------------------------------------------------------- training FLOP/s, MFU
+
+# Dense (no 2:4 sparsity) bf16 tensor-core peak of known GPUs, in TFLOP/s, from the vendor's
+# data sheets (for SXM/HGX parts, the SXM figure). Matched in this order against
+# torch.cuda.get_device_name(), case-insensitively, whole words: "H100 PCIe" before "H100",
+# "L40S" before "L40", and "A10" never matches "A100" or "A10G".
+PEAK_BF16_TFLOPS: tuple[tuple[str, float, str], ...] = (
+    (r"GH200", 989.0, "GH200 (Hopper, as H100 SXM)"),
+    (r"H200 NVL", 835.0, "H200 NVL"),
+    (r"H200", 989.0, "H200 SXM"),
+    (r"H100 NVL", 835.0, "H100 NVL"),
+    (r"H100 PCIe", 756.0, "H100 PCIe"),
+    (r"H100", 989.0, "H100 SXM (e.g. 'NVIDIA H100 80GB HBM3')"),
+    (r"A100", 312.0, "A100 (SXM and PCIe)"),
+    (r"L40S", 362.0, "L40S"),
+    (r"L40", 181.0, "L40"),
+    (r"L4", 121.0, "L4"),
+    (r"A10", 125.0, "A10"),
+    (r"RTX 4090(?! D)", 165.0, "GeForce RTX 4090 (bf16 with fp32 accumulate)"),
+    (r"V100-PCIE", 112.0, "V100 PCIe: fp16 tensor-core peak (V100 has no bf16 tensor cores)"),
+    (r"V100", 125.0, "V100 SXM2: fp16 tensor-core peak (V100 has no bf16 tensor cores)"),
+)
+
+
+def peak_bf16_tflops(device_name: str | None) -> float | None:
+    """The dense bf16 peak (TFLOP/s) of a GPU named ``device_name``
+    (``torch.cuda.get_device_name()``); None for a device the table does not know."""
+    for pattern, tflops, _ in PEAK_BF16_TFLOPS:
+        if device_name and re.search(rf"(?<![\w-]){pattern}(?![\w])", device_name, re.IGNORECASE):
+            return tflops
+    return None
+
+
+def device_peak_tflops(device: torch.device) -> float | None:
+    """The dense bf16 peak of ``device``; None on CPU and on an unknown GPU."""
+    if device.type != "cuda":
+        return None
+    return peak_bf16_tflops(torch.cuda.get_device_name(device))
+
+
+def train_tflops(macs_per_image: int | float, img_s: float) -> float:
+    """Achieved training TFLOP/s: forward 2 x MACs per image, backward twice the forward,
+    so 3 x 2 x MACs x images/s (MACs of the training input, ``cost.count_macs``)."""
+    return 3 * 2 * macs_per_image * img_s / 1e12
+
+
+def mfu(tflops: float | None, peak: float | None) -> float | None:
+    """Model FLOP utilisation: achieved over peak TFLOP/s; None where either is unknown."""
+    return None if tflops is None or not peak else tflops / peak
+
+
+# --------------------------------------------------------------------------- timing
 
 def _times_cpu(fn, measure: Measure) -> np.ndarray:
     # torch.utils.benchmark imports cpp_extension, which warns when CUDA_HOME has no runtime

@@ -11,6 +11,7 @@ from .config import boolean, choice, from_table, integer, is_int, number
 from .fileio import stable_key
 
 DEVICES = ("auto", "cpu", "cuda")
+_OFF_UNLESS_SET = ("checkpoint_every", "compile")  # keys added later: in a run key only when on
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,10 @@ class Protocol:
     :mod:`harness.choices`. The weights with the best validation Dice (checked every
     ``eval_every`` steps) are kept; deep supervision trains on the mean loss of the
     model's outputs. ``checkpoint_every`` N > 0 saves a resumable checkpoint every N steps
-    (0: none); it changes how a run can be resumed, never its result."""
+    (0: none); it changes how a run can be resumed, never its result. ``compile`` trains
+    through ``torch.compile`` (the training forward and its backward; evaluation and the
+    weights stay those of the plain module); the time the first step spends compiling is
+    recorded apart from the step time."""
 
     steps: int = 200
     batch_size: int = 8
@@ -38,6 +42,7 @@ class Protocol:
     channels_last: bool = True
     amp: str = "none"
     checkpoint_every: int = 0
+    compile: bool = False
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "patch", "eval_every"):
@@ -53,11 +58,14 @@ class Protocol:
         number("protocol.momentum", self.momentum)
         boolean("protocol.augment", self.augment)
         boolean("protocol.channels_last", self.channels_last)
+        boolean("protocol.compile", self.compile)
 
     def to_dict(self) -> dict:
-        """The canonical dict (``checkpoint_every`` only when on, so keys stay as they were)."""
+        """The canonical dict (``checkpoint_every`` and ``compile`` only when on, so the dicts
+        and keys of runs without them stay as they were; ``RunSpec.key`` leaves
+        ``checkpoint_every`` out)."""
         d = dataclasses.asdict(self)
-        return d if self.checkpoint_every else {k: v for k, v in d.items() if k != "checkpoint_every"}
+        return {k: v for k, v in d.items() if k not in _OFF_UNLESS_SET or v}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
@@ -112,4 +120,9 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        return stable_key(self.to_dict(), 16)
+        """The hash of the canonical dict, without ``protocol.checkpoint_every``: checkpoints
+        change how a run can be resumed, never its result, so turning them on or changing
+        their interval keeps every record."""
+        d = self.to_dict()
+        d["protocol"] = {k: v for k, v in d["protocol"].items() if k != "checkpoint_every"}
+        return stable_key(d, 16)

@@ -30,7 +30,12 @@ data: {name, key, layout, root, n_images, num_classes, class_values, in_channels
        split_sizes: {train, val, test}, split_ids: {train: [ids], val: [ids], test: [ids]},
        image_size: {min_hw: [h, w], max_hw: [h, w]}}
 train: null | {steps, best_step, best_val_dice, train_img_s, peak_mem_mb,
-               history: [{step, loss, val_dice, lr, elapsed_s}]}
+               history: [{step, loss, val_dice, lr, elapsed_s}],
+               compile_s (protocol.compile: the first step, which compiles; else null),
+               train_tflops (3 x 2 x MACs of the training input x train_img_s / 1e12),
+               mfu (train_tflops over the GPU's dense bf16 peak, ``measure.PEAK_BF16_TFLOPS``;
+                    null on CPU and on an unknown GPU)}
+       (records written before compile_s, train_tflops and mfu lack them: read as null)
 forms: [{form: "mean" | "L1".."L4",
          counts: {classes: [...], fields: [tp, fp, fn, tn], images: [test ids],
                   values: [[[tp, fp, fn, tn] per class] per image]},
@@ -73,12 +78,15 @@ log = logging.getLogger("unet_ablate")
 SCHEMA = 3
 READABLE = (2, 3)  # schema 2: no image_metrics
 STATUSES = ("ok", "failed", "diverged")
-TRAIN_KEYS = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
+TRAIN_REQUIRED = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
+TRAIN_ADDED = ("compile_s", "train_tflops", "mfu")  # records written before them read as null
+TRAIN_KEYS = TRAIN_REQUIRED + TRAIN_ADDED
 COST_COLUMNS = ("params", "macs", "infer_img_s", "infer_img_s_iqr", "latency_ms", "latency_ms_iqr")
 CSV_COLUMNS = [
     "sweep", "dataset", "variant", "form", "seed", "fold", "status", "factor", "is_baseline",
     "dice", "iou", "dice_global", "iou_global", "fpr_empty", "n_empty", "n_images",
-    *COST_COLUMNS, "train_img_s", "peak_mem_mb", "steps", "best_step", "best_val_dice", "time_s",
+    *COST_COLUMNS, "train_img_s", "train_tflops", "mfu", "compile_s", "peak_mem_mb", "steps", "best_step",
+    "best_val_dice", "time_s",
     "device_name", "threads", "arch", "key", "error",
 ]
 NULL = type(None)
@@ -96,7 +104,7 @@ _SECTIONS = {
              "in_channels", "split_sizes", "split_ids", "image_size"),
     "env": ("device", "device_name", "threads", "cpu_count", "dtype", "memory_format", "python",
             "torch", "torchvision", "smp", "numpy", "platform", "git_commit"),
-    "train": TRAIN_KEYS,
+    "train": TRAIN_REQUIRED,
 }
 _FORM = {"form": (), "counts": ("classes", "fields", "images", "values"),
          "metrics": ("dice", "iou", "dice_global", "iou_global", "fpr_empty", "n_empty", "n_images"),
@@ -217,6 +225,9 @@ def check_record(rec, where: str) -> dict:
     if not rec.get("dataset"):  # written before data sets had labels
         rec["dataset"] = default_label(rec["data"]["name"], rec["data"]["root"])
     rec.setdefault("fold", rec["spec"].get("fold"))
+    if rec["train"] is not None:
+        for key in TRAIN_ADDED:
+            rec["train"].setdefault(key, None)
     return rec
 
 
@@ -354,7 +365,8 @@ def rows(record: dict) -> list[dict]:
         "sweep": record["sweep"], "dataset": record["dataset"], "variant": record["variant"],
         "seed": record["seed"], "fold": record["fold"],
         "status": record["status"], "factor": record["factor"], "is_baseline": record["is_baseline"],
-        **{k: train[k] for k in ("train_img_s", "peak_mem_mb", "steps", "best_step", "best_val_dice")},
+        **{k: train.get(k) for k in ("train_img_s", "train_tflops", "mfu", "compile_s", "peak_mem_mb", "steps",
+                                     "best_step", "best_val_dice")},
         "time_s": record["time_s"], "device_name": env["device_name"], "threads": env["threads"],
         "arch": variants.from_dict(record["spec"]["arch"]).name, "key": record["key"],
         "error": record["error"],

@@ -1,18 +1,30 @@
 """Runs: ``run_one(spec)`` trains, scores and measures one run spec and returns its
-record; ``run_sweep`` runs every spec of a sweep that has no record yet."""
+record; ``run_sweep`` runs every spec of a sweep that has no record yet: here, one at a
+time, in ``workers`` local processes, or as cluster jobs (``harness.cluster``).
+
+Every runner takes the same path for one run (``run_claimed``): claim it
+(``harness.claims``), run it, write its record atomically, remove its in-run checkpoint,
+release the claim. So any number of runners may share one results folder, and ``runs.csv``
+is rebuilt from every record on disk, whoever wrote it.
+"""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import multiprocessing
+import os
+import signal
 import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 
 import variants
-from . import records
+from . import claims, records
 from .choices import resolve_precision
 from .cost import count_macs, count_params
 from .data import check_min_size, load_dataset
@@ -21,9 +33,16 @@ from .evaluate import foreground_classes, image_scores, input_geometry, predict_
 from .measure import environment, inference_cost, resolve_device
 from .protocol import RunSpec
 from .sweep import Sweep
-from .train import fit
+from .train import discard_checkpoint, fit
 
 log = logging.getLogger("unet_ablate")
+
+DEFAULT_WORKERS = 1  # runs at once on one machine (``--workers``)
+
+
+def checkpoint_path(results: Path, key: str) -> Path:
+    """Where run ``key`` keeps its in-run checkpoint (``protocol.checkpoint_every``)."""
+    return Path(results) / "checkpoints" / f"{key}.pt"
 
 
 def model_classes(num_classes: int) -> int:
@@ -53,18 +72,25 @@ def _form_model(model, spec, form: str, channels_last: bool):
     return pruned, fspec
 
 
-def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: bool = False) -> dict:
+def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: bool = False,
+            out: Path | None = None, threads: int | None = None) -> dict:
     """Train, score on the test split once, and measure one run. Never raises for a run
-    that fails: the exception text goes into the record with status ``failed``."""
+    that fails: the exception text goes into the record with status ``failed``.
+    ``out``: the results folder, where the run keeps its in-run checkpoint when
+    ``protocol.checkpoint_every`` is on (and resumes from one found there). ``threads``:
+    the CPU threads to use instead of ``measure.threads`` (parallel workers split them);
+    the record's ``env.threads`` says what was used."""
     labels = labels or records.Labels(sweep="", variant=rs.key)  # a run outside any sweep
     device = resolve_device(rs.measure.device)
     p = rs.protocol
     precision = resolve_precision(p.amp, device)
-    torch.set_num_threads(rs.measure.threads)
+    measure = dataclasses.replace(rs.measure, threads=threads or rs.measure.threads)
+    torch.set_num_threads(measure.threads)
     record = records.new_record(rs, labels, data.summary(),
-                                environment(device, rs.measure.threads, precision.dtype, p.channels_last))
+                                environment(device, measure.threads, precision.dtype, p.channels_last))
+    checkpoint = checkpoint_path(out, rs.key) if out is not None and p.checkpoint_every else None
     log.debug("run %s: %s seed %s on %s (%s, %d threads)", rs.key, labels.variant, rs.seed, device,
-              precision.dtype, rs.measure.threads)
+              precision.dtype, measure.threads)
     t0 = time.perf_counter()
     try:
         spec = variants.parse(rs.arch)
@@ -74,7 +100,8 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
             model = model.to(memory_format=torch.channels_last)
         fold = "" if rs.fold is None else f" fold {rs.fold}"
         with _progress(p.steps, f"{labels.variant} seed {rs.seed}{fold}", progress, leave=False) as bar:
-            fr = fit(model, spec, data, p, rs.seed, device, amp=precision.amp, progress=bar)
+            fr = fit(model, spec, data, p, rs.seed, device, amp=precision.amp, progress=bar,
+                     checkpoint=checkpoint)
         records.add_training(record, fr)
         if fr.status != "ok":
             records.end(record, t0, time.perf_counter(), fr.status, fr.error)
@@ -88,7 +115,7 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
             in_hw = (input_geometry(fspec, h)[0], input_geometry(fspec, w)[0])
             cost = {"params": count_params(fmodel), "macs": count_macs(fspec, *in_hw),
                     "macs_size": [h, w], "input_size": list(in_hw),
-                    **inference_cost(fmodel, spec.in_channels, in_hw, device, rs.measure,
+                    **inference_cost(fmodel, spec.in_channels, in_hw, device, measure,
                                      p.channels_last, amp=precision.amp)}
             counts = score(preds, test_y, data.num_classes)
             records.add_form(record, form, counts, foreground_classes(data.num_classes), test_ids, cost,
@@ -154,7 +181,7 @@ def check_sizes(sweep: Sweep, data, label: str = "") -> None:
     check_min_size(data, need, need)
 
 
-def _existing(path: Path) -> dict | None:
+def _existing(path: Path, warn: bool = True) -> dict | None:
     """The record at ``path``, or None when there is none, or it is not a record of this
     schema (written by hand or by another version): then the run is done again."""
     if not path.is_file():
@@ -162,8 +189,149 @@ def _existing(path: Path) -> dict | None:
     try:
         return records.read_record(path)
     except (OSError, ValueError) as e:
-        log.warning("%s; the run is done again", str(e).splitlines()[0])
+        if warn:
+            log.warning("%s; the run is done again", str(e).splitlines()[0])
         return None
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _finished(path: Path, retry_failed: bool, seen: int | None) -> dict | None:
+    """The record at ``path`` when the run needs no doing: a record of this schema, and
+    with ``retry_failed``, not the failed record that was there when the sweep was listed
+    (``seen``: its modification time; another runner may have retried it since)."""
+    rec = _existing(path, warn=False)  # the listing has said what is wrong with it
+    if rec is None or rec["schema"] != records.SCHEMA:
+        return None
+    if retry_failed and rec["status"] == "failed" and _mtime(path) == seen:
+        return None
+    return rec
+
+
+def run_claimed(out: Path, rs: RunSpec, labels: records.Labels, data, retry_failed: bool = False,
+                seen: int | None = None, threads: int | None = None,
+                progress: bool = False) -> tuple[str, dict | None]:
+    """The one path every runner takes for one run: claim it, check that nobody recorded it
+    meanwhile, run it, write its record atomically, remove its checkpoint, release the
+    claim (also on an error or Ctrl-C; the checkpoint is then kept, to resume from).
+    Returns (outcome, record): ``ran``; ``done`` (recorded by another runner; its record);
+    ``elsewhere`` (a live runner holds its claim; None)."""
+    path = records.record_path(out, rs.key)
+    if (rec := _finished(path, retry_failed, seen)) is not None:
+        return "done", rec
+    held = claims.claim(out, rs.key)
+    if held is None:
+        return "elsewhere", None
+    with held:
+        if (rec := _finished(path, retry_failed, seen)) is not None:
+            return "done", rec
+        rec = run_one(rs, data, labels, progress=progress, out=out, threads=threads)
+        records.write_record(out, rec)
+        discard_checkpoint(checkpoint_path(out, rs.key))
+    return "ran", rec
+
+
+# --------------------------------------------------------------------------- one run by key
+
+_LOADED: dict = {}  # in a worker process or cluster job: the data sets loaded so far, by spec
+
+
+def planned_run(sweep: Sweep, key: str, dataset: str):
+    """(run spec, labels, data of its fold) of run ``key`` of ``sweep``, loading only its
+    data set ``dataset`` (once per process)."""
+    named = next((n for n in sweep.datasets if n.label == dataset), None)
+    if named is not None:
+        if named.spec not in _LOADED:
+            _LOADED[named.spec] = load_dataset(named.spec)
+        one = dataclasses.replace(sweep, datasets=(named,))
+        for rs, labels, view in plan(one, {named.label: _LOADED[named.spec]}):
+            if rs.key == key:
+                return rs, labels, view
+    raise ValueError(f"run {key} is no run of sweep {sweep.name!r} now (its data changed since it was "
+                     f"submitted?); run the sweep again")
+
+
+def run_key(sweep: Sweep, out: Path, key: str, dataset: str, retry_failed: bool = False,
+            seen: int | None = None, threads: int | None = None) -> tuple[str, str | None, str | None]:
+    """Run ``key`` of ``sweep`` through ``run_claimed``, in a worker process or a cluster
+    job: (outcome, status, error)."""
+    if _stopping:
+        return "stopped", None, None
+    rs, labels, view = planned_run(sweep, key, dataset)
+    outcome, rec = run_claimed(Path(out), rs, labels, view, retry_failed, seen, threads)
+    return outcome, rec and rec["status"], rec and rec["error"]
+
+
+# --------------------------------------------------------------------------- local worker processes
+
+_stopping = False  # in a worker: Ctrl-C was pressed; runs not yet started are left alone
+
+
+def _on_interrupt(signum, frame):
+    global _stopping
+    if not _stopping:  # once: a second Ctrl-C must not break the clean-up of the first
+        _stopping = True
+        raise KeyboardInterrupt
+
+
+def _start_worker(ids, gpus: list[str], level: int) -> None:
+    """A worker process: its own GPU (``CUDA_VISIBLE_DEVICES``) when there are several,
+    the parent's log level, and Ctrl-C stopping its run (claim released, checkpoint kept)."""
+    i = ids.get()
+    if len(gpus) > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("unet-ablate: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def visible_gpus(device: str) -> list[str]:
+    """The GPUs workers can be given one each: the ids of ``CUDA_VISIBLE_DEVICES``, else
+    0..n-1; none on CPU."""
+    if resolve_device(device).type != "cuda":
+        return []
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return [g for g in given.split(",") if g] if given else [str(i) for i in range(torch.cuda.device_count())]
+
+
+def worker_threads(measure_threads: int, workers: int) -> int:
+    """The CPU threads of each of ``workers`` processes: the sweep's, split between them."""
+    return max(1, measure_threads // workers)
+
+
+def _run_in_workers(sweep: Sweep, out: Path, todo: list, workers: int, retry_failed: bool):
+    """Run ``todo`` in ``workers`` processes ("spawn": no state shared with this one);
+    yields (index in todo, outcome, status, error) as runs end."""
+    ctx = multiprocessing.get_context("spawn")
+    ids = ctx.Queue()
+    for i in range(workers):
+        ids.put(i)
+    threads = worker_threads(sweep.measure.threads, workers)
+    gpus = visible_gpus(sweep.measure.device)
+    log.info("%d workers, %s", workers, f"one GPU each of {','.join(gpus)}" if len(gpus) > 1
+             else f"{threads} CPU thread(s) each")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                               initargs=(ids, gpus, log.getEffectiveLevel()))
+    try:
+        futures = {pool.submit(run_key, sweep, out, rs.key, labels.dataset, retry_failed, seen, threads): i
+                   for i, (rs, labels, _, seen) in enumerate(todo)}
+        for f in as_completed(futures):
+            yield (futures[f], *f.result())
+    finally:  # Ctrl-C (the workers get it too) or an error: start nothing more
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_here(out: Path, todo: list, retry_failed: bool, progress: bool):
+    for i, (rs, labels, view, seen) in enumerate(todo):
+        outcome, rec = run_claimed(out, rs, labels, view, retry_failed, seen, progress=progress)
+        yield i, outcome, rec and rec["status"], rec and rec["error"]
 
 
 def _say_what_changed(out: Path, runs, loaded: dict) -> None:
@@ -202,24 +370,22 @@ def load_all(sweep: Sweep) -> dict:
     return loaded
 
 
-def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True,
-              command: str = ""):
-    """Run what has no record yet; returns the tidy frame (runs.csv) of every run of the sweep.
-    ``command``: the command line that runs it (the report shows it to complete missing runs)."""
-    out = Path(out)
+def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple[list, list]:
+    """Check and load everything, write the plan and the samples, and list what has no
+    record: (every planned run, the runs to do as (spec, labels, data, seen))."""
     records.check_results_folder(out)    # a file where a folder belongs: one line, nothing written
     loaded = load_all(sweep)             # bad data: a one-line DataError before anything is written
     runs = plan(sweep, loaded)
     _say_what_changed(out, runs, loaded)
-    done, todo, older = [], [], 0
+    todo, older = [], 0
     for rs, labels, view in runs:
-        rec = _existing(records.record_path(out, rs.key))
+        path = records.record_path(out, rs.key)
+        seen, rec = _mtime(path), _existing(path)
         if rec is not None and rec["schema"] != records.SCHEMA:  # reports read it; it lacks what runs record now
-            rec, older = None, older + 1
-        if rec is not None and not (retry_failed and rec["status"] == "failed"):
-            done.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
-        else:
-            todo.append((rs, labels, view))
+            older += 1
+        elif rec is not None and not (retry_failed and rec["status"] == "failed"):
+            continue
+        todo.append((rs, labels, view, seen))
     if older:
         log.warning("%d record(s) in %s were written by an older version (schema < %d, without the "
                     "metrics runs record now); those runs are done again", older, out, records.SCHEMA)
@@ -238,20 +404,78 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     for data in loaded.values():
         test_x, test_y, test_ids = data.subset("test")  # k-fold: fold 0's test images
         records.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])
-    if done:
-        log.info("resuming: %d of %d runs already recorded in %s", len(done), len(runs), out)
+    if len(todo) < len(runs):
+        log.info("resuming: %d of %d runs already recorded in %s", len(runs) - len(todo), len(runs), out)
+    return runs, todo
+
+
+def collect(out: Path, runs) -> "pd.DataFrame":  # noqa: F821 - pandas comes with records
+    """``runs.csv`` rebuilt from every record of the planned ``runs`` on disk, whichever
+    runner wrote it (written atomically); returns the frame. Where a record lands while it
+    is rebuilt, it is rebuilt again: of runners that end together, the last to write it
+    writes every record."""
+    paths = [(records.record_path(out, rs.key), labels) for rs, labels, _ in runs]
+    while True:
+        before = [_mtime(path) for path, _ in paths]
+        found = []
+        for path, labels in paths:
+            rec = _existing(path, warn=False)
+            if rec is not None and rec["schema"] == records.SCHEMA:
+                found.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
+        df = records.write_runs_csv(out, found)
+        if [_mtime(path) for path, _ in paths] == before:
+            return df
+
+
+def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True,
+              command: str = "", workers: int = DEFAULT_WORKERS, launcher: str | None = None):
+    """Run what has no record yet; returns the tidy frame (runs.csv) of every recorded run
+    of the sweep. ``command``: the command line that runs it (the report shows it to
+    complete missing runs). ``workers`` > 1: that many runs at once in local processes;
+    ``launcher`` ("slurm" or "local"): one submitit job per run, waited for."""
+    out = Path(out)
+    if launcher is not None:
+        from . import cluster
+        cluster.check_available()
+    runs, todo = _prepare(sweep, out, retry_failed, command)
+    counts = dict.fromkeys(("ran", "done", "elsewhere", "lost", "stopped"), 0)
     with _progress(len(todo), f"sweep {sweep.name}", progress) as bar:
-        for rs, labels, view in todo:
-            rec = run_one(rs, view, labels, progress=progress)
-            records.write_record(out, rec)
-            done.append(rec)
+        if not todo:
+            ended = iter(())
+        elif launcher is not None:
+            jobs = cluster.submit(sweep, out, todo, launcher, retry_failed)
+            log.info("%d job(s) submitted (%s); their logs are in %s", len(jobs), launcher,
+                     cluster.folder(out))
+            ended = cluster.wait(jobs, cluster.POLL_S[launcher])
+        elif workers > 1:
+            ended = _run_in_workers(sweep, out, todo, workers, retry_failed)
+        else:
+            ended = _run_here(out, todo, retry_failed, progress)
+        for i, outcome, status, error in ended:
+            rs, labels = todo[i][:2]
+            counts[outcome] += 1
             where = f"{labels.dataset}: " if sweep.is_suite else ""
             fold = "" if rs.fold is None else f" fold {rs.fold}"
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"{where}{labels.variant} s{rs.seed}{fold}: {rec['status']}")
-            if rec["status"] != "ok":
-                log.warning("%s%s seed %s%s: %s: %s", where, labels.variant, rs.seed, fold, rec["status"],
-                            rec["error"])
-    log.debug("%d runs done, %d of them now", len(done), len(todo))
-    return records.write_runs_csv(out, done)
+                bar.set_postfix_str(f"{where}{labels.variant} s{rs.seed}{fold}: {status or outcome}")
+            if outcome == "lost":
+                log.warning("%s%s seed %s%s: no record: %s", where, labels.variant, rs.seed, fold, error)
+            elif status not in (None, "ok"):
+                log.warning("%s%s seed %s%s: %s: %s", where, labels.variant, rs.seed, fold, status, error)
+    if counts["done"] or counts["elsewhere"]:
+        say = log.warning if counts["elsewhere"] else log.info
+        say("%d run(s) were recorded by other runners meanwhile and %d are still running elsewhere "
+            "(claimed in %s); runs.csv holds the records so far", counts["done"], counts["elsewhere"],
+            claims.claim_path(out, "").parent)
+    log.debug("%d runs planned, %d run now", len(runs), counts["ran"])
+    return collect(out, runs)
+
+
+def submit_sweep(sweep: Sweep, out: Path, launcher: str, retry_failed: bool = False, command: str = ""):
+    """Submit one submitit job per run that has no record, and return at once: the jobs."""
+    from . import cluster
+
+    cluster.check_available()
+    _, todo = _prepare(sweep, Path(out), retry_failed, command)
+    return cluster.submit(sweep, Path(out), todo, launcher, retry_failed) if todo else []

@@ -17,6 +17,11 @@ grid = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }  # every comb
 "unetpp-ds" = "unetpp-ds-w16"
 [report]
 metric = "dice"                # the headline of the report (harness.metrics.METRICS)
+[launcher]  # Launcher fields: how `run --launcher slurm|local` submits its jobs
+partition = "gpu"
+gpus_per_task = 1
+timeout_min = 120
+additional_parameters = { qos = "normal" }   # any other sbatch option
 ```
 One-factor variants are labelled ``axis=value``; grid points ``a=x,b=y``. A data set
 without a label is named after the built-in set or its folder; labels are plain names
@@ -34,11 +39,11 @@ from pathlib import Path
 
 import variants
 from . import metrics
-from .config import check_keys, first_repeat, is_int, table, text
+from .config import check_keys, first_repeat, from_table, integer, is_int, number, table, text
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
-SWEEP_KEYS = ("name", "description", "seeds", "data", "protocol", "measure", "variants", "report")
+SWEEP_KEYS = ("name", "description", "seeds", "data", "protocol", "measure", "variants", "report", "launcher")
 VARIANT_KEYS = ("baseline", "one_factor", "grid", "explicit")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a name, never a path
 NAME_BAD = re.compile(r"[^A-Za-z0-9._-]")
@@ -61,6 +66,46 @@ class NamedData:
 
 
 @dataclass(frozen=True)
+class Launcher:
+    """How ``unet-ablate run --launcher slurm|local`` submits a sweep through submitit: one
+    job per run that has no record, as a job array of at most ``array_parallelism`` jobs at
+    once, each with ``cpus_per_task`` CPUs (its runs use that many threads; default: the
+    sweep's ``measure.threads``), ``gpus_per_task`` GPUs, ``mem_gb`` of memory and
+    ``timeout_min`` minutes (a job stopped at its time limit or preempted is requeued and
+    resumes from its in-run checkpoint). ``partition``, ``setup`` (shell lines run before
+    the job, e.g. ``module load cuda``) and ``additional_parameters`` (any other sbatch
+    option, ``{ qos = "high", account = "lab" }``) are for SLURM only."""
+
+    partition: str | None = None
+    gpus_per_task: int = 0
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    timeout_min: int = 120
+    array_parallelism: int = 64
+    setup: tuple[str, ...] = ()
+    additional_parameters: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.partition is not None:
+            text("launcher.partition", self.partition)
+        integer("launcher.gpus_per_task", self.gpus_per_task, 0)
+        for k in ("timeout_min", "array_parallelism") + (("cpus_per_task",) if self.cpus_per_task is not None else ()):
+            integer(f"launcher.{k}", getattr(self, k), 1)
+        if self.mem_gb is not None:
+            number("launcher.mem_gb", self.mem_gb, 0, strict=True)
+        if not (isinstance(self.setup, tuple) and all(isinstance(line, str) for line in self.setup)):
+            raise ValueError(f"launcher.setup: expected a list of shell lines, got {self.setup!r}")
+        for k, v in table("launcher.additional_parameters", self.additional_parameters,
+                          "sbatch options (name = value)").items():
+            if not isinstance(v, (str, int, float)):
+                raise ValueError(f"launcher.additional_parameters.{k}: expected a text or a number, got {v!r}")
+
+    @classmethod
+    def from_dict(cls, d) -> "Launcher":
+        return from_table(cls, table("launcher", d, "launcher settings"), "launcher")
+
+
+@dataclass(frozen=True)
 class Sweep:
     name: str
     datasets: tuple[NamedData, ...]
@@ -71,6 +116,7 @@ class Sweep:
     description: str = ""
     source: str = ""
     metric: str = "dice"  # the report's headline metric (harness.metrics)
+    launcher: Launcher = Launcher()  # how `--launcher` submits it (the [launcher] table)
 
     @property
     def baseline(self) -> Variant:
@@ -209,6 +255,7 @@ def load_sweep(source: str) -> Sweep:
         check_keys(report, ("metric",), "report")
         metric = text("report.metric", report.get("metric", "dice"))
         metrics.metric(metric)
+        launcher = Launcher.from_dict(d.get("launcher", {}))
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
     name = d.get("name", NAME_BAD.sub("_", Path(source).stem))
@@ -217,15 +264,19 @@ def load_sweep(source: str) -> Sweep:
                          f"it names the folders results/<name> and reports/<name>), got {name!r}")
     return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=description, source=where,
-                 metric=metric)
+                 metric=metric, launcher=launcher)
 
 
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,
              variant_labels: list[str] | None = None, seeds: int | None = None,
-             steps: int | None = None, device: str | None = None, folds: int | None = None) -> Sweep:
+             steps: int | None = None, device: str | None = None, folds: int | None = None,
+             launcher: dict | None = None) -> Sweep:
     """A new sweep: the loaded one with the command line's overrides (``data_dir`` replaces
-    every data set with that folder; ``folds`` makes every data set k-fold)."""
+    every data set with that folder; ``folds`` makes every data set k-fold; ``launcher``:
+    [launcher] fields, None values left out)."""
     changes: dict = {}
+    if launcher and (given := {k: v for k, v in launcher.items() if v is not None}):
+        changes["launcher"] = dataclasses.replace(sweep.launcher, **given)
     datasets = sweep.datasets
     if data_dir is not None:
         first = datasets[0].spec

@@ -1,10 +1,18 @@
 """Training under one protocol: patches, augmentation, the loss, optimizer and schedule the
 protocol names (built from ``harness.choices``), model selection on the validation split,
-divergence detection, and checkpoints from which a killed run resumes where it stopped."""
+divergence detection, and checkpoints from which a killed run resumes where it stopped.
+
+Timing: each step (forward, backward, optimizer; on GPU between a synchronize and the
+loss's one ``.item()``) is timed alone, the sampling of its batch left out; training
+images/s is the batch over the median step after 3 warm-up steps. Under
+``protocol.compile`` the first step, which compiles, is recorded as ``compile_s`` and left
+out of the step times. Achieved TFLOP/s and MFU come from the MACs of the training input,
+counted once on ``meta`` before the loop."""
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +22,10 @@ import torch
 from torch import nn
 
 from .choices import LOSSES, OPTIMIZERS, lr_factor
+from .cost import count_macs
 from .evaluate import input_geometry, mean_dice
 from .fileio import write_atomic
+from .measure import device_peak_tflops, mfu, train_tflops
 from .metrics import IGNORE
 from .protocol import Protocol
 
@@ -32,6 +42,9 @@ class FitResult:
     train_img_s: float | None = None
     peak_mem_mb: float | None = None
     history: list[dict] = field(default_factory=list)
+    compile_s: float | None = None     # protocol.compile: the first step's time (it compiles)
+    train_tflops: float | None = None  # 3 x 2 x MACs per training input x train_img_s / 1e12
+    mfu: float | None = None           # train_tflops / the GPU's dense bf16 peak (None: unknown, CPU)
 
 
 class PatchSampler:
@@ -39,17 +52,22 @@ class PatchSampler:
     pixels; a crop-mode model sees them with its margin of mirrored context around them
     (the paper's overlap-tile, mirrored as in evaluation), and where its smallest valid
     output is larger than the patch, the extra target pixels are marked ignore, so every
-    variant learns from the same number of pixels."""
+    variant learns from the same number of pixels.
+
+    A batch is (images float32 (N, C, n, n), targets (N, out, out)); targets are uint8
+    (class indices and IGNORE; int64 beyond 255 classes), a fraction of the bytes to
+    gather and copy to the device, where training widens them."""
 
     def __init__(self, images, masks, spec, patch: int, augment: bool, rng: np.random.Generator):
         n, m = input_geometry(spec, patch)
         self.n, self.m, self.out, self.patch = n, m, n - 2 * m, patch
         self.augment, self.rng = augment, rng
         self.images, self.masks = [], []
+        small = all(int(mk.max(initial=0)) <= IGNORE for mk in masks)
         for im, mk in zip(images, masks):
             h, w = mk.shape
             ph, pw = max(0, self.out - h), max(0, self.out - w)  # too small: pad, ignore
-            mk = np.pad(mk, ((0, ph), (0, pw)), constant_values=IGNORE)
+            mk = np.pad(mk, ((0, ph), (0, pw)), constant_values=IGNORE).astype(np.uint8 if small else np.int64)
             # "reflect" (edge pixel not repeated) is what evaluate.mirror_pad does
             im = np.pad(im, ((0, 0), (m, m + ph), (m, m + pw)), mode="reflect")
             self.images.append(im)
@@ -73,9 +91,9 @@ class PatchSampler:
                 x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
                 if flip:
                     x, y = x[:, :, ::-1], y[:, ::-1]
-            xs.append(np.ascontiguousarray(x))
-            ys.append(np.ascontiguousarray(y))
-        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+            xs.append(x)
+            ys.append(y)
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))  # one copy of each view
 
 
 def _outputs(out) -> list[torch.Tensor]:
@@ -112,6 +130,23 @@ def discard_checkpoint(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def compile_module(model: nn.Module) -> nn.Module:
+    """What runs the training forward under ``protocol.compile``: a ``torch.compile``
+    wrapper of ``model`` that shares its parameters. Its ``state_dict`` keys carry an
+    ``_orig_mod.`` prefix, so weights are saved, selected and loaded through ``model``
+    itself, and evaluation runs ``model`` (eager: its tiles change shape). Compilation
+    happens in the first step; an error there fails the run, never falls back to eager."""
+    torch._dynamo.reset()  # each run compiles afresh: no cache limit shared by a sweep's runs
+    return torch.compile(model, dynamic=False)
+
+
+def _compile_failure(e: Exception) -> str:
+    """One line for an error in the step that compiles (dynamo wraps the backend's)."""
+    inner = getattr(e, "inner_exception", None) or e.__cause__ or e
+    text = str(inner).strip().splitlines()
+    return f"torch.compile failed in the first step: {inner.__class__.__name__}: {text[0] if text else ''}"
+
+
 def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: torch.device,
         amp=contextlib.nullcontext, progress=None, checkpoint: Path | None = None) -> FitResult:
     """Train ``model`` in place and leave it holding the weights with the best
@@ -119,7 +154,10 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
     tqdm bar over steps. With ``checkpoint`` and ``protocol.checkpoint_every`` N > 0,
     the state of training is saved there (atomically) every N steps, and a checkpoint
     found there for this run is resumed from: the result is the one an uninterrupted run
-    gets (bit for bit on CPU; timings aside). The caller removes it when the run ends."""
+    gets (bit for bit on CPU; timings aside). The caller removes it when the run ends.
+    With ``protocol.compile`` the training forward runs through ``compile_module``."""
+    n = input_geometry(spec, protocol.patch)[0]  # the training input, as the model sees it
+    macs = count_macs(spec, n, n)  # on meta, once: nothing of it inside the timed loop
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     train_x, train_y, _ = data.subset("train")
@@ -136,6 +174,8 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
     best_state = None
     step_times, losses = [], []
     peak = 0.0
+    forward = compile_module(model) if protocol.compile else model
+    compile_s, compiling = None, protocol.compile  # the first step of this process compiles
     start, first = time.perf_counter(), 0
     save_every = protocol.checkpoint_every if checkpoint is not None else 0
     identity = _identity(model, protocol, seed) if save_every else None
@@ -150,6 +190,7 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
         if cuda and ck["cuda_rng"] is not None:
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
         best_state, step_times, losses, peak = ck["best_state"], ck["step_times"], ck["losses"], ck["peak"]
+        compile_s = ck.get("compile_s")
         result.steps, result.best_step, result.best_val_dice = first, ck["best_step"], ck["best_val_dice"]
         result.history = ck["history"]
         start -= ck["elapsed_s"]
@@ -160,23 +201,32 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
         model.train()
         x, y = sampler.batch(protocol.batch_size)
         x = x.to(device).contiguous(memory_format=memory_format)
-        y = y.to(device)
+        y = y.to(device).long()
         if cuda:
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()  # the step itself: forward, backward, optimizer
-        with amp():
-            outputs = _outputs(model(x))
-        loss = sum(loss_fn(o, y) for o in outputs) / len(outputs)
-        if not torch.isfinite(loss):
-            result.status, result.error = "diverged", f"loss became {loss.item()} at step {step}"
+        try:
+            with amp():
+                outputs = _outputs(forward(x))
+            loss = sum(loss_fn(o, y) for o in outputs) / len(outputs)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = loss.item()  # the step's one synchronization, so step times are real on GPU
+        except Exception as e:
+            if compiling:  # the record's one line names what failed, not dynamo's wrapper
+                raise RuntimeError(_compile_failure(e)) from e
+            raise
+        if not math.isfinite(value):  # checked here, not before backward: no sync mid-step
+            result.status, result.error = "diverged", f"loss became {value} at step {step}"
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
         lr = opt.param_groups[0]["lr"]  # the rate this step used
         sched.step()
-        losses.append(loss.item())  # .item() synchronizes, so step times are real on GPU
-        step_times.append(time.perf_counter() - t0)
+        losses.append(value)
+        if compiling:
+            compile_s, compiling = (compile_s or 0.0) + time.perf_counter() - t0, False
+        else:
+            step_times.append(time.perf_counter() - t0)
         result.steps = step + 1
         last = step + 1 == protocol.steps
         if (step + 1) % protocol.eval_every == 0 or last:
@@ -199,7 +249,7 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
                      "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None,
                      "best_state": best_state, "best_step": result.best_step,
                      "best_val_dice": result.best_val_dice, "history": result.history,
-                     "step_times": step_times, "losses": losses, "peak": peak,
+                     "step_times": step_times, "losses": losses, "peak": peak, "compile_s": compile_s,
                      "elapsed_s": time.perf_counter() - start}
             try:
                 write_atomic(checkpoint, lambda f: torch.save(state, f))
@@ -209,12 +259,15 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
         if progress is not None:
             progress.update(1)
             if result.history:
-                progress.set_postfix(loss=f"{loss.item():.3f}", val_dice=f"{result.history[-1]['val_dice']:.3f}")
+                progress.set_postfix(loss=f"{value:.3f}", val_dice=f"{result.history[-1]['val_dice']:.3f}")
     if best_state is not None:
         model.load_state_dict(best_state)
     warm = step_times[3:] or step_times
     if warm:
         result.train_img_s = protocol.batch_size / float(np.median(warm))
+        result.train_tflops = train_tflops(macs, result.train_img_s)
+        result.mfu = mfu(result.train_tflops, device_peak_tflops(device))
+    result.compile_s = compile_s
     if cuda:
         result.peak_mem_mb = peak
     return result

@@ -636,3 +636,18 @@ def test_single_file_float_and_int32_images_are_min_max_scaled(tmp_path):
     assert not load_dataset(_folder_spec(root)).images[2].any()
     _write_stack(root / "images" / "img03.tif", np.full((20, 24), np.inf, np.float32))
     assert "img03.tif" in _error(_folder_spec(root))
+
+
+def test_faint_membranes_are_thinner_and_fainter_than_membranes():
+    """The harder built-in set: the same kind of cells, half the membrane, half the contrast."""
+    stats = {}
+    for name in ("membranes", "faint-membranes"):
+        images, masks = synthetic.generate(name, 12, 96, 0)
+        x = images[:, 0].astype(float)
+        stats[name] = (1 - masks.mean(), x[masks == 1].mean() - x[masks == 0].mean())
+        again, _ = synthetic.generate(name, 12, 96, 0)
+        assert np.array_equal(images, again)
+    (frac, contrast), (faint_frac, faint_contrast) = stats["membranes"], stats["faint-membranes"]
+    assert 0.05 < faint_frac < 0.7 * frac and faint_contrast < 0.7 * contrast
+    data = load_dataset(DataSpec("faint-membranes", n_images=6, size=32))
+    assert data.num_classes == 2 and data.in_channels == 1

@@ -6,7 +6,7 @@ always has the same canonical JSON and therefore the same `key`.
 
 Rules checked here (each violation is a one-line `DataError` naming the key), by the
 same rules as every other table (`harness.config`: integers are ints, never 3.0 or "3"):
-  * name is "membranes", "shapes" or "folder"; a folder spec needs `root`.
+  * name is "membranes", "faint-membranes", "shapes" or "folder"; a folder spec needs `root`.
   * layout is "auto", "pairs", "isbi", "voc" or "stack".
   * split is "holdout" (train/val/test by the fractions) or "kfold" (``folds`` >= 2
     folds; each image is tested once, validation carved from the training folds by
@@ -25,8 +25,8 @@ from typing import Any, Mapping
 from ..config import check_keys, choice, default_label, fraction, integer
 from ..fileio import stable_key
 
-NAMES = ("membranes", "shapes", "folder")
-SYNTHETIC_NAMES = ("membranes", "shapes")
+NAMES = ("membranes", "faint-membranes", "shapes", "folder")
+SYNTHETIC_NAMES = ("membranes", "faint-membranes", "shapes")
 LAYOUTS = ("auto", "pairs", "isbi", "voc", "stack")
 SPLITS = ("holdout", "kfold")
 
@@ -46,7 +46,7 @@ class DataError(ValueError):
 class DataSpec:
     """Which data set, and how it is split.  See the module docstring for the rules."""
 
-    name: str = "membranes"  # "membranes" | "shapes" | "folder"
+    name: str = "membranes"  # "membranes" | "faint-membranes" | "shapes" | "folder"
     root: str | None = None  # folder path when name == "folder"
     layout: str = "auto"  # "pairs" | "isbi" | "voc" | "stack" | "auto" (folder only)
     n_images: int = 240  # synthetic only

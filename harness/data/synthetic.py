@@ -15,6 +15,10 @@ membranes  ISBI-like electron-microscopy look, grayscale (1 channel), binary mas
            texture and small dark "organelles" as dark as the membranes (so that a
            threshold does not solve the task); membrane contrast fades in places;
            then Gaussian blur and additive noise.  Membranes cover ~15-30% of pixels.
+faint-membranes  the same cells with membranes half as thin (0.6-1.6 px, ~9-14% of
+           pixels), closer in brightness to the cells (level 0.3-0.4), fading further
+           (contrast down to 0.2) and noisier (sigma 0.05-0.08): the thin-structure
+           case where topology breaks first.  Its own random stream.
 shapes     RGB (3 channels), 4 classes: 0 = background, 1 = disc, 2 = rectangle
            (rotated), 3 = triangle.  0-6 shapes of random colour (colour says nothing
            about the class), drawn in order so later shapes cover earlier ones, on a
@@ -38,10 +42,10 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-STREAMS = {"membranes": 1, "shapes": 2}
+STREAMS = {"membranes": 1, "shapes": 2, "faint-membranes": 3}
 EMPTY_FRACTION = 0.15  # shapes: probability that an image has no foreground
-CLASS_VALUES = {"membranes": [0, 1], "shapes": [0, 1, 2, 3]}
-IN_CHANNELS = {"membranes": 1, "shapes": 3}
+CLASS_VALUES = {"membranes": [0, 1], "shapes": [0, 1, 2, 3], "faint-membranes": [0, 1]}
+IN_CHANNELS = {"membranes": 1, "shapes": 3, "faint-membranes": 1}
 
 
 def generate(name: str, n_images: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +54,8 @@ def generate(name: str, n_images: int, size: int, seed: int) -> tuple[np.ndarray
     Images are drawn on a few threads (numpy and scipy release the GIL); each image has
     its own generator and its own output slot, so the result does not depend on them.
     """
-    draw = {"membranes": _membrane, "shapes": _shapes}[name]
+    draw = {"membranes": _membrane, "shapes": _shapes,
+            "faint-membranes": functools.partial(_membrane, faint=True)}[name]
     images = np.empty((n_images, IN_CHANNELS[name], size, size), np.uint8)
     masks = np.empty((n_images, size, size), np.uint8)
 
@@ -78,7 +83,7 @@ def _pixel_centres(size: int) -> np.ndarray:
     return np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32)
 
 
-def _membrane(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _membrane(rng: np.random.Generator, size: int, faint: bool = False) -> tuple[np.ndarray, np.ndarray]:
     # Seeds: a grid of g x g cells over the image (plus a margin), rotated and jittered.
     g = int(rng.integers(4, 9)) * size / 128
     spacing = size / g
@@ -104,7 +109,9 @@ def _membrane(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarr
     label = np.where(d[..., 0] <= d[..., 1], pair[..., 0], pair[..., 1])
 
     # Width: aims at a membrane fraction of 18-28% (fraction ~ 2 * width / spacing).
-    width = float(np.clip(rng.uniform(0.18, 0.28) * spacing / 2, 1.0, 3.5))
+    # (faint: half as wide, 0.6-1.6 px, about 9-14% membrane)
+    lo, hi = (0.09, 0.14) if faint else (0.18, 0.28)
+    width = float(np.clip(rng.uniform(lo, hi) * spacing / 2, *((0.6, 1.6) if faint else (1.0, 3.5))))
     membrane = gap < width
     edge = np.clip(1.5 - gap / width, 0.0, 1.0)  # soft membrane profile, 1 on the membrane core
 
@@ -120,12 +127,13 @@ def _membrane(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarr
     image -= np.minimum(blobs, 0.6)
 
     # Membranes: dark, with contrast that fades in places.
-    level = rng.uniform(0.08, 0.25)
-    contrast = np.clip(0.8 + 0.35 * _smooth_field(rng, size, 24), 0.35, 1.0)
+    level = rng.uniform(0.3, 0.4) if faint else rng.uniform(0.08, 0.25)
+    contrast = np.clip(0.8 + 0.35 * _smooth_field(rng, size, 24), 0.2 if faint else 0.35, 1.0)
     image += (level - image) * edge * contrast
 
     image = ndi.gaussian_filter(image, rng.uniform(0.5, 0.9))
-    image += rng.uniform(0.02, 0.05) * rng.standard_normal(image.shape, np.float32)
+    noise = rng.uniform(0.05, 0.08) if faint else rng.uniform(0.02, 0.05)
+    image += noise * rng.standard_normal(image.shape, np.float32)
     return image[None], (~membrane).astype(np.uint8)
 
 

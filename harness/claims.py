@@ -1,0 +1,184 @@
+"""Claims: which runner is doing which run of a results folder.
+
+Any number of runners may share one results folder: ``--workers`` processes, a second
+terminal, cluster jobs. Before a run starts, its runner claims it by creating
+``claims/<key>.json`` with ``O_CREAT | O_EXCL`` (of all the runners that try, exactly one
+creates it). The claim holds the runner's host, PID, start time and a random token; its
+heartbeat is the file's modification time, which a background thread refreshes with
+``os.utime`` every ``HEARTBEAT_S`` seconds. The claim is removed when the run's record is
+written, or when the run stops for any reason (an error, Ctrl-C).
+
+A claim is stale, and another runner takes the run over, when its heartbeat is older than
+``STALE_S`` (the runner died, its node went down, its job was killed), or at once when it
+was made on this host by a process that no longer exists (a run killed with ``kill -9``).
+Taking over is atomic too: the runners that find one stale claim race for a marker file
+named after the stale claim's content (``O_EXCL`` again), and only the winner removes it
+and claims anew, so two runners never both win a stale claim.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+log = logging.getLogger("unet_ablate")
+
+HEARTBEAT_S = 30.0   # how often a runner touches the claims it holds
+STALE_S = 600.0      # a claim whose heartbeat is older than this is taken over
+_MODE = 0o666        # the user's umask applies, as for any file they create
+
+
+def claim_path(results: Path, key: str) -> Path:
+    return Path(results) / "claims" / f"{key}.json"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def _info(data: bytes) -> dict:
+    """A claim's content; {} for one that is unreadable (its writer died while writing)."""
+    try:
+        info = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True  # another user's process, or no PID to check: trust the heartbeat
+    return True
+
+
+def is_stale(info: dict, mtime: float, stale_s: float | None = None) -> bool:
+    """True when a claim (its content and modification time) no longer has a live runner."""
+    if time.time() - mtime > (STALE_S if stale_s is None else stale_s):
+        return True
+    return info.get("host") == socket.gethostname() and "pid" in info and not _alive(info["pid"])
+
+
+class Claim:
+    """A claim this runner holds; its heartbeat runs until ``release`` (or the ``with``
+    block ends)."""
+
+    def __init__(self, path: Path, token: str, heartbeat_s: float = HEARTBEAT_S):
+        self.path, self.token = path, token
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, args=(heartbeat_s,), daemon=True,
+                                      name=f"claim {path.stem}")
+        self._beat.start()
+
+    def held(self) -> bool:
+        """True while the claim file is still this runner's (not released, not taken over)."""
+        try:
+            return _info(self.path.read_bytes()).get("token") == self.token
+        except OSError:
+            return False
+
+    def _heartbeat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            if not self.held():
+                log.warning("claim %s was taken over by another runner (this runner was silent for "
+                            "over %.0f s); both finish the run, and its record is written whole", self.path,
+                            STALE_S)
+                return
+            try:
+                os.utime(self.path)
+            except OSError as e:
+                log.warning("claim %s: heartbeat not written (%s)", self.path, e.strerror or e)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beat is not threading.current_thread():
+            self._beat.join()
+        if self.held():
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Claim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _take_over(path: Path, stale_s: float | None) -> bool:
+    """Remove the claim at ``path`` when it is stale, as the one runner that does so; True
+    when the caller may now try to claim (also when the claim was released meanwhile)."""
+    try:
+        data, mtime = path.read_bytes(), path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    if not is_stale(_info(data), mtime, stale_s):
+        return False
+    marker = path.with_name(f".{path.name}.{_digest(data)}.takeover")
+    try:
+        if time.time() - marker.stat().st_mtime > (STALE_S if stale_s is None else stale_s):
+            marker.unlink(missing_ok=True)  # left by a runner that died while taking over
+    except FileNotFoundError:
+        pass
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE))
+    except FileExistsError:
+        return False  # another runner is taking this claim over
+    try:
+        try:
+            if _digest(path.read_bytes()) != _digest(data):
+                return False  # claimed anew meanwhile (by the runner that took it over)
+            info = _info(data)
+            log.info("taking over run %s from %s (pid %s): its claim is stale", path.stem,
+                     info.get("host", "?"), info.get("pid", "?"))
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        return True
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def claim(results: Path, key: str, stale_s: float | None = None,
+          heartbeat_s: float = HEARTBEAT_S) -> Claim | None:
+    """Claim run ``key`` of ``results`` for this runner: the held ``Claim``, or None when a
+    live runner holds it. A stale claim is taken over."""
+    path = claim_path(results, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    info = {"host": socket.gethostname(), "pid": os.getpid(),
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "job": os.environ.get("SLURM_JOB_ID"), "token": token}
+    for _ in range(3):  # a claim released or taken over meanwhile: try again
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE)
+        except FileExistsError:
+            if not _take_over(path, stale_s):
+                return None
+            continue
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(info))
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Claim(path, token, heartbeat_s)
+    return None
+
+
+def holder(results: Path, key: str) -> dict | None:
+    """Who holds the claim of run ``key`` (its content), None when nobody does."""
+    try:
+        return _info(claim_path(results, key).read_bytes())
+    except FileNotFoundError:
+        return None

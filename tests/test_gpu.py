@@ -1,0 +1,308 @@
+"""GPU presets, measured: achieved training TFLOP/s and MFU in every record, the
+``compile`` protocol key (compile time apart from step time), and the CUDA paths of
+training and measurement.
+
+What can be computed on CPU is tested here on CPU (the formula, the peak table, the key
+that ``compile = false`` leaves unchanged, the compiled-training plumbing through
+TorchDynamo's ``eager`` backend, which compiles nothing and takes seconds); what needs a
+GPU (inductor, bf16 autocast, CUDA events, peak memory, the ``gpu`` preset end to end) runs
+only where CUDA is present."""
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import variants
+from harness import records, train
+from harness.cost import count_macs
+from harness.data import DataSpec, load_dataset
+from harness.evaluate import input_geometry
+from harness.measure import (PEAK_BF16_TFLOPS, device_peak_tflops, inference_cost, mfu, peak_bf16_tflops,
+                             time_call, train_tflops)
+from harness.protocol import Measure, Protocol, RunSpec
+from harness.runner import arch_for_data, run_one
+from harness.train import discard_checkpoint, fit
+
+CPU = torch.device("cpu")
+NO_CUDA = not torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(NO_CUDA, reason="needs a CUDA device")
+DATA = DataSpec("shapes", n_images=6, size=32)
+TINY = Protocol(steps=8, batch_size=4, patch=32, lr=1e-2, loss="ce", eval_every=4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Bit-identical CPU results need the same thread count in every run compared."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset(DATA)
+
+
+def train_tiny(data, protocol=TINY, arch="unet-w4-d2", device=CPU, **kw):
+    spec = arch_for_data(variants.parse(arch), data)
+    torch.manual_seed(0)
+    model = variants.build(spec).to(device)
+    if protocol.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, fit(model, spec, data, protocol, 0, device, **kw)
+
+
+def tiny_run(data_spec=DATA, arch="unet-w4-d2", device="cpu", **protocol) -> RunSpec:
+    p = {**dataclasses.asdict(TINY), **protocol}
+    return RunSpec(arch=arch_for_data(variants.parse(arch), load_dataset(data_spec)).to_dict(),
+                   data=data_spec.to_dict(), protocol=Protocol(**p),
+                   measure=Measure(size=(32, 32), batch_size=2, warmup=0, min_run_time=0.01, repeats=3,
+                                   keep_predictions=1, device=device), seed=0)
+
+
+# --------------------------------------------------------------------------- the compile key
+
+def test_compile_is_in_the_run_key_only_when_on():
+    assert RunSpec(arch={}, data={}).key == "be493e4453e30d70"  # the key before compile existed
+    assert "compile" not in Protocol().to_dict() and "compile" not in Protocol(compile=False).to_dict()
+    on = RunSpec(arch={}, data={}, protocol=Protocol(compile=True))
+    assert on.to_dict()["protocol"]["compile"] is True and on.key != "be493e4453e30d70"
+    assert Protocol.from_dict(on.to_dict()["protocol"]) == on.protocol
+    assert Protocol.from_dict({"compile": False}) == Protocol()
+    for bad in (1, 0, "yes", None):
+        with pytest.raises(ValueError, match="protocol.compile: expected true or false"):
+            Protocol(compile=bad)
+
+
+# --------------------------------------------------------------------------- TFLOP/s and MFU
+
+def test_train_tflops_is_six_macs_of_the_training_input_per_image():
+    """3 x 2 x MACs x img/s, by hand: the baseline at full width, 192x192 patches."""
+    macs = count_macs(variants.parse("unet-w64-d4"), 192, 192)
+    assert macs == 27_094_155_264
+    assert train_tflops(macs, 100.0) == pytest.approx(6 * 27_094_155_264 * 100 / 1e12)  # 16.26
+    assert train_tflops(macs, 100.0) == pytest.approx(16.2564931584)
+
+
+@pytest.mark.parametrize("name,peak", [
+    ("NVIDIA H100 80GB HBM3", 989), ("NVIDIA H100 PCIe", 756), ("NVIDIA H100 NVL", 835),
+    ("NVIDIA H200", 989), ("NVIDIA GH200 480GB", 989), ("NVIDIA A100-SXM4-80GB", 312),
+    ("NVIDIA A100-PCIE-40GB", 312), ("NVIDIA A100 80GB PCIe", 312), ("NVIDIA L40S", 362),
+    ("NVIDIA L40", 181), ("NVIDIA L4", 121), ("NVIDIA A10", 125), ("NVIDIA GeForce RTX 4090", 165),
+    ("Tesla V100-SXM2-32GB", 125), ("Tesla V100-PCIE-16GB", 112),
+    # unknown: no guess (A10G is not an A10, a 4090 D not a 4090, AMD and older cards not listed)
+    ("NVIDIA A10G", None), ("NVIDIA GeForce RTX 4090 D", None), ("NVIDIA GeForce RTX 3090", None),
+    ("AMD Instinct MI300X", None), ("Tesla T4", None), ("", None), (None, None),
+])
+def test_the_dense_bf16_peak_of_known_devices(name, peak):
+    assert peak_bf16_tflops(name) == peak
+
+
+def test_mfu_is_achieved_over_peak_and_null_where_unknown():
+    assert all(tflops > 0 and note for _, tflops, note in PEAK_BF16_TFLOPS)
+    assert mfu(494.5, 989.0) == pytest.approx(0.5)
+    assert mfu(10.0, None) is None and mfu(None, 989.0) is None
+    assert device_peak_tflops(CPU) is None
+
+
+def test_a_cpu_fit_counts_the_macs_of_the_input_the_model_sees(data):
+    """A crop-mode model sees its patch with a margin of context: its training MACs are
+    those of that larger input, not of the patch nor of measure.size."""
+    arch = "unet-crop-w4-d2"
+    spec = arch_for_data(variants.parse(arch), data)
+    n = input_geometry(spec, TINY.patch)[0]
+    assert n > TINY.patch
+    _, fr = train_tiny(data, arch=arch)
+    assert fr.status == "ok" and fr.train_img_s > 0
+    assert fr.train_tflops == pytest.approx(6 * count_macs(spec, n, n) * fr.train_img_s / 1e12)
+    assert fr.mfu is None and fr.compile_s is None and fr.peak_mem_mb is None
+
+
+def test_a_cpu_record_has_train_tflops_and_no_mfu(tmp_path):
+    rec = run_one(tiny_run(), load_dataset(DATA))
+    assert rec["status"] == "ok", rec["error"]
+    t = rec["train"]
+    assert t["train_tflops"] > 0 and t["mfu"] is None and t["compile_s"] is None
+    assert set(records.TRAIN_KEYS) <= set(t)
+    path = tmp_path / "runs" / f"{rec['key']}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(rec))
+    df = records.runs_frame([records.read_record(path)])
+    assert {"train_tflops", "mfu", "compile_s"} <= set(df.columns)
+    assert df.train_tflops.iloc[0] == pytest.approx(t["train_tflops"]) and df.mfu.isna().all()
+
+
+def test_records_written_before_tflops_and_mfu_are_still_read(tmp_path):
+    """A record of the same schema whose train section lacks the keys added since."""
+    rec = run_one(tiny_run(steps=2, eval_every=2), load_dataset(DATA))
+    for key in records.TRAIN_ADDED:
+        del rec["train"][key]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / f"{rec['key']}.json").write_text(json.dumps(rec))
+    [read] = records.load_records(tmp_path)
+    assert all(read["train"][k] is None for k in records.TRAIN_ADDED)
+    df = records.write_runs_csv(tmp_path, [read])
+    assert df[["train_tflops", "mfu", "compile_s"]].isna().all().all() and (df.train_img_s > 0).all()
+    rec["train"] = None  # a run that failed before training: still one row
+    assert records.runs_frame([records.check_record(rec, "x")]).mfu.isna().all()
+
+
+# --------------------------------------------------------------------------- compile
+
+def _eager_backend(monkeypatch):
+    """Dynamo traces and runs the captured graphs as they are: the compiled-training path
+    (wrapper, first-step timing, state_dict, checkpoints) in seconds on CPU."""
+    def compile_module(model):
+        torch._dynamo.reset()
+        return torch.compile(model, dynamic=False, backend="eager")
+
+    monkeypatch.setattr(train, "compile_module", compile_module)
+
+
+class Stop:
+    """A progress bar that interrupts training after ``k`` steps, as a kill would."""
+
+    def __init__(self, k: int):
+        self.k, self.n = k, 0
+
+    def update(self, n: int):
+        self.n += n
+        if self.n >= self.k:
+            raise KeyboardInterrupt
+
+    def set_postfix(self, **kw):
+        pass
+
+
+def test_compiled_training_keeps_plain_weights_and_times_compilation_apart(data, monkeypatch, tmp_path):
+    """Under compile: the same weights and history as eager (the eager backend runs the same
+    kernels), compile time in compile_s and not in the step times, the model's own
+    state_dict (no ``_orig_mod.`` prefix) in checkpoints, and a resume that compiles again
+    and ends where the uninterrupted run ends."""
+    _eager_backend(monkeypatch)
+    ref_model, ref = train_tiny(data)
+    compiled = Protocol(**{**dataclasses.asdict(TINY), "compile": True, "checkpoint_every": 3})
+    ck = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(data, compiled, progress=Stop(5), checkpoint=ck)
+    saved = torch.load(ck, weights_only=True)
+    assert saved["step"] == 3 and saved["compile_s"] > 0 and len(saved["step_times"]) == 2
+    assert not any(k.startswith("_orig_mod.") for k in saved["model"])
+    model, fr = train_tiny(data, compiled, progress=Stop(99), checkpoint=ck)
+    discard_checkpoint(ck)
+    state, ref_state = model.state_dict(), ref_model.state_dict()
+    assert state.keys() == ref_state.keys()
+    assert all(torch.equal(state[k], ref_state[k]) for k in state)
+    untimed = lambda h: [{k: v for k, v in e.items() if k != "elapsed_s"} for e in h]  # noqa: E731
+    assert untimed(fr.history) == untimed(ref.history) and fr.best_step == ref.best_step
+    assert fr.compile_s > saved["compile_s"]  # the resumed process compiled again: both counted
+    assert fr.train_img_s > 0 and fr.train_tflops > 0 and ref.compile_s is None
+
+
+def test_a_compilation_error_fails_the_run_with_its_error(monkeypatch):
+    """No silent fallback to eager: the backend's error is the run's error."""
+    def broken(gm, example_inputs):
+        raise RuntimeError("no compiler for this model")
+
+    def compile_module(model):
+        torch._dynamo.reset()
+        return torch.compile(model, dynamic=False, backend=broken)
+
+    monkeypatch.setattr(train, "compile_module", compile_module)
+    rec = run_one(tiny_run(compile=True), load_dataset(DATA))
+    assert rec["status"] == "failed"
+    assert rec["error"] == ("RuntimeError: torch.compile failed in the first step: RuntimeError: "
+                            "no compiler for this model")
+    assert rec["train"] is None
+
+
+# --------------------------------------------------------------------------- CUDA paths
+
+@needs_cuda
+def test_gpu_fit_with_bf16_channels_last_records_throughput_mfu_and_memory(data):
+    from harness.choices import resolve_precision
+
+    cuda = torch.device("cuda")
+    p = Protocol(**{**dataclasses.asdict(TINY), "amp": "bf16", "channels_last": True})
+    _, fr = train_tiny(data, p, device=cuda, amp=resolve_precision("bf16", cuda).amp)
+    assert fr.status == "ok" and fr.train_img_s > 0 and fr.train_tflops > 0 and fr.peak_mem_mb > 0
+    peak = peak_bf16_tflops(torch.cuda.get_device_name(cuda))
+    assert fr.mfu == (None if peak is None else pytest.approx(fr.train_tflops / peak))
+
+
+@needs_cuda
+def test_gpu_training_peak_memory_leaves_out_what_was_allocated_before(data):
+    cuda = torch.device("cuda")
+    big = torch.empty(2**30, dtype=torch.uint8, device=cuda)  # 1 GiB, freed before training
+    del big
+    _, fr = train_tiny(data, device=cuda)
+    assert 0 < fr.peak_mem_mb < 1024
+
+
+@needs_cuda
+def test_cuda_timing_measures_the_device_work_with_events():
+    """An asynchronous kernel is timed by its events: twice the work, about twice the time
+    (host-side timing without a synchronize would see almost nothing)."""
+    cuda = torch.device("cuda")
+    m = Measure(warmup=1, repeats=5, device="cuda")
+    short, _, _ = time_call(lambda: torch.cuda._sleep(20_000_000), cuda, m)
+    long, _, _ = time_call(lambda: torch.cuda._sleep(40_000_000), cuda, m)
+    assert short > 1e-3 and 1.6 < long / short < 2.4
+
+
+@needs_cuda
+def test_inference_peak_memory_is_reset_per_call():
+    cuda = torch.device("cuda")
+    model = variants.build(variants.parse("unet-w4-d2").replace(in_channels=1)).to(cuda)
+    big = torch.empty(2**30, dtype=torch.uint8, device=cuda)
+    del big
+    cost = inference_cost(model, 1, (64, 64), cuda, Measure(batch_size=2, warmup=1, repeats=3, device="cuda"),
+                          channels_last=True)
+    assert 0 < cost["peak_mem_mb"] < 1024 and cost["infer_img_s"] > 0 and cost["latency_ms"] > 0
+
+
+@needs_cuda
+def test_gpu_compiled_run_with_inductor_end_to_end():
+    """torch.compile (inductor) on CUDA with bf16 and channels_last through run_one: the
+    record holds the compile time, achieved TFLOP/s and MFU; evaluation and inference cost
+    run on the plain module."""
+    rec = run_one(tiny_run(device="cuda", compile=True, amp="bf16", steps=10, eval_every=5),
+                  load_dataset(DATA))
+    assert rec["status"] == "ok", rec["error"]
+    t = rec["train"]
+    assert t["compile_s"] > 0 and t["train_img_s"] > 0 and t["train_tflops"] > 0 and t["peak_mem_mb"] > 0
+    assert rec["env"]["dtype"] == "bfloat16" and rec["env"]["memory_format"] == "channels_last"
+    assert all(f["cost"]["infer_img_s"] > 0 for f in rec["forms"])
+
+
+@needs_cuda
+def test_the_gpu_preset_runs_end_to_end_reduced(tmp_path):
+    """The `gpu` preset as it is (full widths, bf16, channels_last, every variant and data
+    set), with small data, few steps and one seed: every run ok, with MFU where the device
+    is known."""
+    from harness.runner import run_sweep
+    from harness.sweep import load_sweep
+
+    sweep = load_sweep("gpu")
+    small = []
+    for named in sweep.datasets:
+        spec = named.spec
+        if getattr(spec, "n_images", None):
+            spec = dataclasses.replace(spec, n_images=min(spec.n_images, 24))
+        small.append(dataclasses.replace(named, spec=spec))
+    sweep = dataclasses.replace(
+        sweep, datasets=tuple(small), seeds=(0,),
+        protocol=dataclasses.replace(sweep.protocol, steps=12, eval_every=6, warmup=2),
+        measure=dataclasses.replace(sweep.measure, repeats=5, warmup=1))
+    df = run_sweep(sweep, tmp_path / "out", progress=False)
+    assert (df.status == "ok").all(), df[df.status != "ok"].error.tolist()
+    assert (df.train_tflops > 0).all() and (df.peak_mem_mb > 0).all()
+    known = peak_bf16_tflops(torch.cuda.get_device_name()) is not None
+    assert df.mfu.notna().all() if known else df.mfu.isna().all()
+    assert not list(Path(tmp_path / "out").glob("checkpoints/*.pt"))
+    assert np.isfinite(df.train_img_s).all()

@@ -1,0 +1,421 @@
+"""Many runners, one results folder: claims, `--workers`, `--launcher local` (submitit's
+local executor: the cluster path without SLURM), and in-run checkpoints through the runner."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import harness.runner
+from harness import claims
+from harness.cli import main
+from harness.protocol import Protocol, RunSpec
+from harness.records import load_records, record_path
+
+ROOT = Path(__file__).resolve().parent.parent
+# four runs of seconds on one thread each (bit-identical counts need equal thread counts)
+SWEEP = """
+name = "par"
+seeds = 2
+[data]
+name = "shapes"
+n_images = 12
+size = 32
+[protocol]
+batch_size = 2
+patch = 32
+{protocol}
+[measure]
+size = [32, 32]
+batch_size = 2
+warmup = 0
+min_run_time = 0.01
+repeats = 2
+keep_predictions = 1
+threads = 1
+[variants]
+baseline = "unet-w4-d2"
+one_factor = {{ up = ["bilinear"] }}
+{extra}
+"""
+
+
+def write_sweep(folder: Path, protocol: str = "steps = 4\neval_every = 2", extra: str = "") -> Path:
+    path = folder / "par.toml"
+    path.write_text(SWEEP.format(protocol=protocol, extra=extra))
+    return path
+
+
+def run(*args) -> int:
+    return main(["run", *map(str, args), "--no-progress"])
+
+
+def by_key(out: Path) -> dict:
+    return {r["key"]: r for r in load_records(out)}
+
+
+def counts(rec: dict) -> list:
+    return [f["counts"] for f in rec["forms"]]
+
+
+def assert_clean(out: Path):
+    """Nothing half-written, no claim or checkpoint left behind."""
+    assert not list(out.rglob("*.tmp")), list(out.rglob("*.tmp"))
+    assert not list((out / "claims").glob("*")) if (out / "claims").exists() else True
+    assert not list((out / "checkpoints").glob("*")) if (out / "checkpoints").exists() else True
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """The sweep run the plain way: (sweep file, results folder)."""
+    root = tmp_path_factory.mktemp("plain")
+    sweep = write_sweep(root)
+    assert run(sweep, "--out", root / "out", "-q") == 0
+    return sweep, root / "out"
+
+
+# --------------------------------------------------------------------------- claims
+
+def test_a_claim_holds_host_pid_and_a_heartbeat_and_is_released(tmp_path):
+    held = claims.claim(tmp_path, "k1", heartbeat_s=0.05)
+    path = claims.claim_path(tmp_path, "k1")
+    info = json.loads(path.read_text())
+    assert info["host"] == socket.gethostname() and info["pid"] == os.getpid() and info["started"]
+    os.utime(path, (1, 1))  # the heartbeat brings the modification time back to now
+    time.sleep(0.3)
+    assert time.time() - path.stat().st_mtime < 5
+    assert claims.claim(tmp_path, "k1") is None  # held by a live runner (this one)
+    held.release()
+    assert not path.exists()
+    with claims.claim(tmp_path, "k1") as again:
+        assert again.held()
+    assert list((tmp_path / "claims").iterdir()) == []
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _plant(results: Path, key: str, host: str, pid: int, age_s: float) -> Path:
+    """A claim of another runner, its heartbeat ``age_s`` seconds old."""
+    path = claims.claim_path(results, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"host": host, "pid": pid, "started": "then", "token": "theirs"}))
+    t = time.time() - age_s
+    os.utime(path, (t, t))
+    return path
+
+
+@pytest.mark.parametrize("host,pid,age_s,taken", [
+    ("elsewhere", 1, claims.STALE_S + 60, True),   # no heartbeat for longer than the timeout
+    ("elsewhere", 1, 5, False),                     # another host's live runner
+    ("this", "dead", 5, True),                      # this host, a process that no longer exists
+    ("this", "parent", claims.STALE_S - 60, False), # this host, a live process
+])
+def test_a_stale_claim_is_taken_over_and_a_live_one_is_not(tmp_path, host, pid, age_s, taken):
+    host = socket.gethostname() if host == "this" else host
+    pid = {"dead": _dead_pid(), "parent": os.getppid()}.get(pid, pid)
+    path = _plant(tmp_path, "k", host, pid, age_s)
+    held = claims.claim(tmp_path, "k")
+    assert (held is not None) == taken
+    assert (json.loads(path.read_text())["token"] != "theirs") == taken
+    if held:
+        held.release()
+    assert not [p for p in (tmp_path / "claims").iterdir() if "takeover" in p.name]
+
+
+def test_the_stale_timeout_can_be_changed(tmp_path, monkeypatch):
+    _plant(tmp_path, "k", "elsewhere", 1, 30)
+    assert claims.claim(tmp_path, "k") is None
+    monkeypatch.setattr(claims, "STALE_S", 10)
+    assert claims.claim(tmp_path, "k").held()
+
+
+def test_of_many_threads_racing_for_one_stale_claim_exactly_one_wins(tmp_path):
+    for round_ in range(20):
+        key = f"k{round_}"
+        _plant(tmp_path, key, "elsewhere", 1, claims.STALE_S + 60)
+        start, won = threading.Barrier(8), []
+
+        def race():
+            start.wait()
+            held = claims.claim(tmp_path, key)
+            if held is not None:
+                won.append(held)
+
+        threads = [threading.Thread(target=race) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1, round_
+        won[0].release()
+
+
+def test_of_processes_racing_for_one_stale_claim_exactly_one_wins(tmp_path):
+    """Separate processes (harness.claims imports no torch: each starts in a blink)."""
+    _plant(tmp_path, "k", "elsewhere", 1, claims.STALE_S + 60)
+    go = time.time() + 1.5
+    code = textwrap.dedent(f"""
+        import time
+        from harness.claims import claim
+        time.sleep(max(0, {go} - time.time()))
+        held = claim({str(tmp_path)!r}, "k")
+        print("won" if held else "lost", flush=True)
+        time.sleep(1.5)  # hold it while the others try
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert sorted(outs) == ["lost"] * 5 + ["won"], outs
+
+
+# --------------------------------------------------------------------------- the runner and claims
+
+def counting_run_one(monkeypatch) -> list:
+    calls, real = [], harness.runner.run_one
+
+    def run_one(rs, *a, **kw):
+        calls.append(rs.key)
+        return real(rs, *a, **kw)
+
+    monkeypatch.setattr(harness.runner, "run_one", run_one)
+    return calls
+
+
+def test_a_run_claimed_by_a_live_runner_is_skipped_and_said(plain, tmp_path, monkeypatch, caplog):
+    sweep, ref = plain
+    out = tmp_path / "out"
+    busy = sorted(by_key(ref))[0]
+    _plant(out, busy, socket.gethostname(), os.getppid(), 5)  # a live process on this host
+    calls = counting_run_one(monkeypatch)
+    assert run(sweep, "--out", out) == 0
+    assert len(calls) == 3 and busy not in calls
+    assert "0 run(s) were recorded by other runners meanwhile and 1 are still running elsewhere" in caplog.text
+    df = pd.read_csv(out / "runs.csv")
+    assert set(df.key) == set(by_key(ref)) - {busy}
+    claims.claim_path(out, busy).unlink()  # that runner ended without a record
+    calls.clear()
+    assert run(sweep, "--out", out) == 0
+    assert calls == [busy] and set(pd.read_csv(out / "runs.csv").key) == set(by_key(ref))
+    assert_clean(out)
+
+
+def test_a_run_recorded_by_another_runner_after_the_listing_is_not_run(plain, tmp_path, monkeypatch, caplog):
+    """Between the listing and the claim another runner finishes a run: after winning the
+    claim, the record is looked for again, and the run is left alone."""
+    sweep, ref = plain
+    out = tmp_path / "out"
+    first = sorted(by_key(ref))[0]
+    real_claim = claims.claim
+
+    def claim(results, key, *a, **kw):
+        if key == first:  # the other runner's record lands just now
+            record_path(results, key).write_bytes(record_path(ref, key).read_bytes())
+        return real_claim(results, key, *a, **kw)
+
+    monkeypatch.setattr(claims, "claim", claim)
+    calls = counting_run_one(monkeypatch)
+    assert run(sweep, "--out", out) == 0
+    assert len(calls) == 3 and first not in calls
+    assert "1 run(s) were recorded by other runners meanwhile and 0 are still running elsewhere" in caplog.text
+    assert set(pd.read_csv(out / "runs.csv").key) == set(by_key(ref))
+    assert_clean(out)
+
+
+def test_two_runner_processes_on_one_folder_do_every_run_once(plain, tmp_path):
+    """Two `unet-ablate run` processes started together on one folder: each run_one call
+    is logged (by a wrapper around the real one); every run is done once, by one of them."""
+    sweep, ref = plain
+    out, calls = tmp_path / "out", tmp_path / "calls.log"
+    code = textwrap.dedent(f"""
+        import os, sys
+        import harness.runner
+        real = harness.runner.run_one
+        def run_one(rs, *a, **kw):
+            with open({str(calls)!r}, "a") as f:
+                f.write(f"{{os.getpid()}} {{rs.key}}\\n")
+            return real(rs, *a, **kw)
+        harness.runner.run_one = run_one
+        from harness.cli import main
+        sys.exit(main(["run", {str(sweep)!r}, "--out", {str(out)!r}, "--no-progress"]))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    lines = [line.split() for line in calls.read_text().splitlines()]
+    keys = [k for _, k in lines]
+    assert sorted(keys) == sorted(by_key(ref)), lines  # every run once
+    recs = by_key(out)
+    assert {k: counts(r) for k, r in recs.items()} == {k: counts(r) for k, r in by_key(ref).items()}
+    assert set(pd.read_csv(out / "runs.csv").key) == set(recs)  # rebuilt from every record
+    assert_clean(out)
+
+
+# --------------------------------------------------------------------------- workers and launchers
+
+def test_workers_give_the_records_of_a_plain_run(plain, tmp_path):
+    sweep, ref = plain
+    out = tmp_path / "out"
+    assert run(sweep, "--out", out, "--workers", "2") == 0
+    recs, want = by_key(out), by_key(ref)
+    assert set(recs) == set(want)
+    assert all(counts(recs[k]) == counts(want[k]) for k in want)
+    assert all(r["env"]["threads"] == 1 and r["status"] == "ok" for r in recs.values())
+    assert set(pd.read_csv(out / "runs.csv").key) == set(want)
+    assert_clean(out)
+
+
+def test_workers_split_the_threads_and_the_key_stays_the_sweeps():
+    from harness.runner import worker_threads
+
+    assert [worker_threads(t, n) for t, n in [(2, 1), (2, 2), (8, 3), (1, 4)]] == [2, 1, 2, 1]
+
+
+def test_the_thread_count_used_is_recorded_and_does_not_change_the_key():
+    import variants
+    from harness.data import DataSpec, load_dataset
+    from harness.protocol import Measure
+    from harness.runner import arch_for_data, run_one
+
+    data = load_dataset(DataSpec("shapes", n_images=12, size=32))
+    rs = RunSpec(arch=arch_for_data(variants.parse("unet-w4-d2"), data).to_dict(), data=data.spec.to_dict(),
+                 protocol=Protocol(steps=2, batch_size=2, patch=32, eval_every=2),
+                 measure=Measure(size=(32, 32), batch_size=2, warmup=0, min_run_time=0.01, repeats=2,
+                                 threads=2))
+    rec = run_one(rs, data, threads=1)
+    assert rec["status"] == "ok" and rec["env"]["threads"] == 1
+    assert rec["key"] == rs.key and rec["spec"]["measure"]["threads"] == 2
+
+
+def test_the_local_launcher_gives_the_records_of_a_plain_run(plain, tmp_path):
+    """The cluster path (submitit jobs, one per run) on this machine: seed 0's two runs."""
+    sweep, ref = plain
+    out = tmp_path / "out"
+    assert run(sweep, "--out", out, "--seeds", "1", "--launcher", "local", "--time-min", "10") == 0
+    recs, want = by_key(out), {k: r for k, r in by_key(ref).items() if r["seed"] == 0}
+    assert set(recs) == set(want) and len(want) == 2
+    assert all(counts(recs[k]) == counts(want[k]) for k in want)
+    assert len(list((out / "submitit").glob("*_submitted.pkl"))) == 2
+    assert set(pd.read_csv(out / "runs.csv").key) == set(want)
+    assert_clean(out)
+    assert run(sweep, "--out", out, "--seeds", "1", "--launcher", "local") == 0  # all recorded: no job
+    assert len(list((out / "submitit").glob("*_submitted.pkl"))) == 2
+
+
+def test_a_cluster_job_is_requeued_to_resume_when_preempted(plain, tmp_path):
+    """submitit's checkpointing protocol: on preemption or at its time limit, the job
+    hands back itself (the run then resumes from its in-run checkpoint)."""
+    import cloudpickle
+
+    from harness.cluster import RunJob
+    from harness.sweep import load_sweep
+
+    sweep, _ = plain
+    job = RunJob(load_sweep(str(sweep)), tmp_path, "somekey", "shapes", 1, False, None)
+    again = job.checkpoint()
+    assert again.function is job and again.args == () and again.kwargs == {}
+    assert cloudpickle.loads(cloudpickle.dumps(job)).key == "somekey"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def test_checkpoint_every_is_not_part_of_the_run_key():
+    off = RunSpec(arch={}, data={})
+    on = RunSpec(arch={}, data={}, protocol=Protocol(checkpoint_every=50))
+    assert on.key == off.key == "be493e4453e30d70"
+    assert on.to_dict()["protocol"]["checkpoint_every"] == 50  # the record's spec keeps it
+
+
+def test_a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_counts(tmp_path, capsys):
+    """`unet-ablate run` killed (SIGKILL) once the run has saved a checkpoint; the same
+    command resumes it there (its claim, of a dead process, is taken over at once) and
+    ends with the counts, history and key of a run never interrupted nor checkpointed."""
+    protocol = "steps = 200\neval_every = 50\n"
+    (tmp_path / "ck").mkdir()
+    sweep = write_sweep(tmp_path / "ck", protocol=protocol + "checkpoint_every = 10\n",
+                        extra='[variants.explicit]\n"wide" = "unet-w8-d2"\n')
+    text = sweep.read_text().replace("seeds = 2", "seeds = 1").replace(
+        'one_factor = { up = ["bilinear"] }', "")
+    sweep.write_text(text)  # the baseline and "wide", one seed each
+    reference = tmp_path / "ref.toml"
+    reference.write_text(text.replace("checkpoint_every = 10\n", ""))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "harness", "run", str(sweep), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not list((out / "checkpoints").glob("*.pt")):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = list((out / "checkpoints").glob("*.pt"))
+    assert len(saved) == 1, "the kill should land after the first checkpoint of a run"
+    killed = saved[0].stem
+    assert not record_path(out, killed).exists()
+    assert claims.claim_path(out, killed).exists()  # left by the killed process
+
+    capsys.readouterr()
+    assert run(sweep, "--out", out) == 0
+    err = capsys.readouterr().err
+    assert f"resuming training at step " in err and str(saved[0]) in err, err
+    step = int(err.split("resuming training at step ")[1].split()[0])
+    assert 10 <= step < 200 and step % 10 == 0
+    assert run(reference, "--out", tmp_path / "ref") == 0
+    recs, want = by_key(out), by_key(tmp_path / "ref")
+    assert set(recs) == set(want) and killed in recs  # checkpoint_every is not in the key
+    untimed = lambda h: [{k: v for k, v in e.items() if k != "elapsed_s"} for e in h]  # noqa: E731
+    for k in want:
+        assert counts(recs[k]) == counts(want[k])
+        assert untimed(recs[k]["train"]["history"]) == untimed(want[k]["train"]["history"])
+        assert recs[k]["spec"]["protocol"]["checkpoint_every"] == 10
+    assert_clean(out)
+
+
+# --------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("table,needle", [
+    ('[launcher]\npartitin = "gpu"', "launcher.partitin: unknown key (expected one of"),
+    ('[launcher]\ntimeout_min = 0', "launcher.timeout_min: expected a positive integer, got 0"),
+    ('[launcher]\ngpus_per_task = 1.5', "launcher.gpus_per_task: expected an integer >= 0"),
+    ('[launcher]\nadditional_parameters = 5', "launcher.additional_parameters: expected a table"),
+    ('[launcher]\nadditional_parameters = { qos = [1] }', "launcher.additional_parameters.qos: expected a text"),
+    ('[launcher]\nsetup = "module load cuda"', "launcher.setup: expected a list of shell lines"),
+    ('launcher = 3', "launcher: expected a table"),
+])
+def test_bad_launcher_settings_are_one_line(fails_cleanly, tmp_path, table, needle):
+    bad = write_sweep(tmp_path, extra=table) if table.startswith("[") else None
+    if bad is None:
+        bad = tmp_path / "par.toml"
+        bad.write_text(table + "\n" + SWEEP.format(protocol="steps = 4", extra=""))
+    fails_cleanly("run", bad, "--launcher", "local", "--out", tmp_path / "o", names=[needle, "par.toml"],
+                  untouched=[tmp_path / "o"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--partition", "gpu"], "--partition needs --launcher slurm|local"),
+    (["--no-wait"], "--no-wait needs --launcher"),
+    (["--workers", "2", "--launcher", "local"], "--workers runs on this machine and --launcher as jobs"),
+])
+def test_launcher_options_out_of_place_are_one_line(fails_cleanly, plain, tmp_path, args, needle):
+    sweep, _ = plain
+    fails_cleanly("run", sweep, *args, "--out", tmp_path / "o", names=[needle], untouched=[tmp_path / "o"])
+
+
+def test_the_launcher_without_submitit_is_one_line(fails_cleanly, plain, tmp_path, monkeypatch):
+    sweep, _ = plain
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
+    fails_cleanly("run", sweep, "--launcher", "slurm", "--out", tmp_path / "o",
+                  names=["--launcher needs submitit: pip install unet-ablate[cluster]"],
+                  untouched=[tmp_path / "o"])
