@@ -28,7 +28,7 @@ from .figures import STYLE, palette
 from .index import figures_markdown
 from .stats import ALPHA, friedman
 from .suite_figures import cd_diagram, delta_heatmap
-from .tables import DASH, format_p, latex_table, markdown_table
+from .tables import DASH, latex_table, markdown_table, p_text
 
 FEW_DATASETS = 5  # below this, say that the rank test has little power (Demšar's advice)
 
@@ -79,8 +79,8 @@ def friedman_text(result, label: str) -> str:
     else:
         f = "∞" if result.iman_davenport_f == np.inf else f"{result.iman_davenport_f:.2f}"
         text = (f"Friedman test of the ranks of {label} over {n} data sets and {k} variants: "
-                f"χ²({k - 1}) = {result.statistic:.2f}, p {_p(result.p)}; Iman–Davenport "
-                f"F({k - 1}, {(k - 1) * (n - 1)}) = {f}, p {_p(result.iman_davenport_p)}. ")
+                f"χ²({k - 1}) = {result.statistic:.2f}, {p_text(result.p)}; Iman–Davenport "
+                f"F({k - 1}, {(k - 1) * (n - 1)}) = {f}, {p_text(result.iman_davenport_p)}. ")
         if np.isfinite(result.cd):
             text += (f"Nemenyi critical difference at α = {result.alpha:g}: CD = {result.cd:.2f} "
                      f"(variants whose mean ranks differ by less are not told apart).")
@@ -91,11 +91,6 @@ def friedman_text(result, label: str) -> str:
     if result.left_out:
         text += f" Not ranked (no score on every data set): {', '.join(result.left_out)}."
     return text
-
-
-def _p(p) -> str:
-    text = format_p(p)
-    return text.replace("<", "< ") if text.startswith("<") else f"= {text}"
 
 
 def suite_table(frames: dict, result, baseline: str | None, label: str):

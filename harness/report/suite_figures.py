@@ -18,7 +18,7 @@ import seaborn as sns
 
 from .figures import LABEL_PT, ONE_COL, TWO_COL, FigureResult, _figure, _save
 from .stats import FriedmanResult
-from .tables import format_p
+from .tables import p_text
 
 ROW = 0.16      # vertical step between the label lines of the CD diagram (axes units)
 BAR = 0.07      # vertical step between its group bars
@@ -28,11 +28,6 @@ CHAR_IN = 0.055  # rough width of a 7-pt character in inches, to choose the figu
 
 def _fmt(x: float) -> str:
     return "∞" if x == np.inf else (f"{x:.2f}" if np.isfinite(x) else "—")
-
-
-def _p(p: float) -> str:
-    text = format_p(p)
-    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 def cd_diagram(result: FriedmanResult, colors: dict, out_dir: Path) -> FigureResult:
@@ -98,9 +93,9 @@ def cd_diagram(result: FriedmanResult, colors: dict, out_dir: Path) -> FigureRes
         res.caption += f" No test: {result.note.removeprefix('no Friedman test: ')}."
     else:
         df2 = (k - 1) * (n - 1)
-        res.caption += (f" Friedman χ²({k - 1}) = {_fmt(result.statistic)}, {_p(result.p)}; "
+        res.caption += (f" Friedman χ²({k - 1}) = {_fmt(result.statistic)}, {p_text(result.p)}; "
                         f"Iman–Davenport F({k - 1}, {df2}) = {_fmt(result.iman_davenport_f)}, "
-                        f"{_p(result.iman_davenport_p)}.")
+                        f"{p_text(result.iman_davenport_p)}.")
     if np.isfinite(result.cd):
         res.caption += (f" Variants joined by a bar are not significantly different by the "
                         f"Nemenyi test at α = {result.alpha:g} (CD = {result.cd:.2f}).")

@@ -63,6 +63,12 @@ def format_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_text(p) -> str:
+    """"p = 0.135" or "p < 0.001", for running text."""
+    text = format_p(p)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def _delta(row) -> str:
     if row["is_baseline"]:
         return "(baseline)"
