@@ -12,7 +12,9 @@ store, reports and the command line. One owner per concept:
   cost       parameters, MACs (FlopCounterMode, thop cross-check); the MAC convention
   measure    throughput, latency, memory and the environment
   records    the run record (schema, build, validate, read), sweep.json, samples, runs.csv
-  runner     ``run_one`` and ``run_sweep`` (resumable)
+  runner     ``run_one`` and ``run_sweep`` (resumable): here, in worker processes, or as jobs
+  claims     who runs which run: atomic claims with a heartbeat, stale ones taken over
+  cluster    submitit jobs (``--launcher slurm|local``), requeued on preemption
   sweep      sweep files (TOML) expanded into variants
   report/    tables and figures from a results folder (reads nothing but the results store)
   cli        ``unet-ablate list | profile | run | report``, logging, the console summary

@@ -176,9 +176,10 @@ def claim(results: Path, key: str, stale_s: float | None = None,
     return None
 
 
-def holder(results: Path, key: str) -> dict | None:
-    """Who holds the claim of run ``key`` (its content), None when nobody does."""
+def is_held(results: Path, key: str) -> bool:
+    """True when a live runner holds the claim of run ``key`` (a claim that is not stale)."""
+    path = claim_path(results, key)
     try:
-        return _info(claim_path(results, key).read_bytes())
+        return not is_stale(_info(path.read_bytes()), path.stat().st_mtime)
     except FileNotFoundError:
-        return None
+        return False

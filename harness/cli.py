@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError("--workers runs on this machine and --launcher as jobs: choose one")
     if args.launcher is not None:
         from .cluster import check_available
-        check_available()  # before anything is loaded or written
+        check_available(args.launcher)  # before anything is loaded or written
     labels = [s for s in args.variants.split(",") if s] if args.variants else None
     sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
                      args.device, args.folds, launcher=given)
@@ -128,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         print(f"{len(jobs)} job(s) submitted ({args.launcher}): {' '.join(j.job_id for j in jobs)}")
         print(f"logs in {out}/submitit; `unet-ablate report {out}` works at any time, and the same "
-              f"`run` command without --no-wait waits for them")
+              f"`run` command once they end completes runs.csv (and what they left undone)")
         return 0
     df = run_sweep(sweep, out, retry_failed=args.retry_failed, progress=not (args.no_progress or args.quiet),
                    command=run_command(args, out), workers=args.workers or DEFAULT_WORKERS,

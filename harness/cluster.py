@@ -14,6 +14,7 @@ submitit is an optional extra: ``pip install unet-ablate[cluster]``.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,12 +26,15 @@ INSTALL = "--launcher needs submitit: pip install unet-ablate[cluster]"
 POLL_S = {"slurm": 15.0, "local": 0.5}  # how often `run` looks at its jobs while it waits
 
 
-def check_available() -> None:
-    """A one-line ValueError when submitit is not installed."""
+def check_available(launcher: str = "local") -> None:
+    """A one-line ValueError when submitit is not installed, or SLURM is not at hand."""
     try:
         import submitit  # noqa: F401
     except ImportError:
         raise ValueError(INSTALL) from None
+    if launcher == "slurm" and shutil.which("sbatch") is None:
+        raise ValueError("--launcher slurm needs SLURM: no sbatch on this machine's PATH (run it on a "
+                         "login node of the cluster; --launcher local runs the same jobs here)")
 
 
 def folder(out: Path) -> Path:
@@ -69,9 +73,10 @@ def executor(out: Path, sweep, launcher: str):
     import submitit
 
     s = sweep.launcher
+    gpus = s.gpus_per_task if s.gpus_per_task is not None else int(sweep.measure.device == "cuda")
     ex = submitit.AutoExecutor(folder=folder(out), cluster=launcher)
     params = {"name": f"unet-ablate-{sweep.name}", "timeout_min": s.timeout_min, "tasks_per_node": 1,
-              "nodes": 1, "gpus_per_node": s.gpus_per_task, "cpus_per_task": s.cpus_per_task,
+              "nodes": 1, "gpus_per_node": gpus or None, "cpus_per_task": s.cpus_per_task,
               "mem_gb": s.mem_gb, "slurm_partition": s.partition,
               "slurm_array_parallelism": s.array_parallelism,
               "slurm_additional_parameters": dict(s.additional_parameters) or None,
@@ -83,7 +88,7 @@ def executor(out: Path, sweep, launcher: str):
 def submit(sweep, out: Path, todo: list, launcher: str, retry_failed: bool = False) -> list:
     """One job per run of ``todo`` ((spec, labels, data, seen) as ``runner._prepare`` lists
     them), submitted as one array; the jobs, in the order of ``todo``."""
-    check_available()
+    check_available(launcher)
     threads = sweep.launcher.cpus_per_task or sweep.measure.threads
     jobs = [RunJob(sweep, out, rs.key, labels.dataset, threads, retry_failed, seen)
             for rs, labels, _, seen in todo]

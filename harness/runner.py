@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
@@ -260,23 +261,32 @@ def run_key(sweep: Sweep, out: Path, key: str, dataset: str, retry_failed: bool 
             seen: int | None = None, threads: int | None = None) -> tuple[str, str | None, str | None]:
     """Run ``key`` of ``sweep`` through ``run_claimed``, in a worker process or a cluster
     job: (outcome, status, error)."""
+    global _running
     if _stopping:
         return "stopped", None, None
-    rs, labels, view = planned_run(sweep, key, dataset)
-    outcome, rec = run_claimed(Path(out), rs, labels, view, retry_failed, seen, threads)
+    _running = True
+    try:
+        rs, labels, view = planned_run(sweep, key, dataset)
+        outcome, rec = run_claimed(Path(out), rs, labels, view, retry_failed, seen, threads)
+    finally:
+        _running = False
     return outcome, rec and rec["status"], rec and rec["error"]
 
 
 # --------------------------------------------------------------------------- local worker processes
 
 _stopping = False  # in a worker: Ctrl-C was pressed; runs not yet started are left alone
+_running = False   # in a worker: a run is in progress
 
 
 def _on_interrupt(signum, frame):
+    """Ctrl-C in a worker stops its run (once: a second Ctrl-C must not break the clean-up
+    of the first), and leaves an idle worker to end quietly."""
     global _stopping
-    if not _stopping:  # once: a second Ctrl-C must not break the clean-up of the first
+    if not _stopping:
         _stopping = True
-        raise KeyboardInterrupt
+        if _running:
+            raise KeyboardInterrupt
 
 
 def _start_worker(ids, gpus: list[str], level: int) -> None:
@@ -324,8 +334,29 @@ def _run_in_workers(sweep: Sweep, out: Path, todo: list, workers: int, retry_fai
                    for i, (rs, labels, _, seen) in enumerate(todo)}
         for f in as_completed(futures):
             yield (futures[f], *f.result())
+    except BrokenProcessPool:
+        raise ValueError(f"a worker process died (killed, or out of memory?); the records written so far in "
+                         f"{out} are whole: the same command goes on from there") from None
     finally:  # Ctrl-C (the workers get it too) or an error: start nothing more
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_as_jobs(sweep: Sweep, out: Path, todo: list, launcher: str, retry_failed: bool):
+    """One submitit job per run of ``todo`` that no live runner holds; yields as they end."""
+    from . import cluster
+
+    index = []  # the runs to submit, by their place in todo
+    for i, (rs, *_) in enumerate(todo):
+        if claims.is_held(out, rs.key):
+            yield i, "elsewhere", None, None
+        else:
+            index.append(i)
+    if not index:
+        return
+    jobs = cluster.submit(sweep, out, [todo[i] for i in index], launcher, retry_failed)
+    log.info("%d job(s) submitted (%s); their logs are in %s", len(jobs), launcher, cluster.folder(out))
+    for j, outcome, status, error in cluster.wait(jobs, cluster.POLL_S[launcher]):
+        yield index[j], outcome, status, error
 
 
 def _run_here(out: Path, todo: list, retry_failed: bool, progress: bool):
@@ -435,18 +466,15 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     ``launcher`` ("slurm" or "local"): one submitit job per run, waited for."""
     out = Path(out)
     if launcher is not None:
-        from . import cluster
-        cluster.check_available()
+        from .cluster import check_available
+        check_available(launcher)
     runs, todo = _prepare(sweep, out, retry_failed, command)
     counts = dict.fromkeys(("ran", "done", "elsewhere", "lost", "stopped"), 0)
     with _progress(len(todo), f"sweep {sweep.name}", progress) as bar:
         if not todo:
             ended = iter(())
         elif launcher is not None:
-            jobs = cluster.submit(sweep, out, todo, launcher, retry_failed)
-            log.info("%d job(s) submitted (%s); their logs are in %s", len(jobs), launcher,
-                     cluster.folder(out))
-            ended = cluster.wait(jobs, cluster.POLL_S[launcher])
+            ended = _run_as_jobs(sweep, out, todo, launcher, retry_failed)
         elif workers > 1:
             ended = _run_in_workers(sweep, out, todo, workers, retry_failed)
         else:
@@ -473,9 +501,12 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
 
 
 def submit_sweep(sweep: Sweep, out: Path, launcher: str, retry_failed: bool = False, command: str = ""):
-    """Submit one submitit job per run that has no record, and return at once: the jobs."""
+    """Submit one submitit job per run that has no record and no live claim, and return at
+    once: the jobs."""
     from . import cluster
 
-    cluster.check_available()
-    _, todo = _prepare(sweep, Path(out), retry_failed, command)
-    return cluster.submit(sweep, Path(out), todo, launcher, retry_failed) if todo else []
+    cluster.check_available(launcher)
+    out = Path(out)
+    _, todo = _prepare(sweep, out, retry_failed, command)
+    todo = [t for t in todo if not claims.is_held(out, t[0].key)]
+    return cluster.submit(sweep, out, todo, launcher, retry_failed) if todo else []

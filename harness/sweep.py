@@ -70,14 +70,15 @@ class Launcher:
     """How ``unet-ablate run --launcher slurm|local`` submits a sweep through submitit: one
     job per run that has no record, as a job array of at most ``array_parallelism`` jobs at
     once, each with ``cpus_per_task`` CPUs (its runs use that many threads; default: the
-    sweep's ``measure.threads``), ``gpus_per_task`` GPUs, ``mem_gb`` of memory and
+    sweep's ``measure.threads``), ``gpus_per_task`` GPUs (default: 1 where
+    ``measure.device`` is ``cuda``, else none), ``mem_gb`` of memory and
     ``timeout_min`` minutes (a job stopped at its time limit or preempted is requeued and
     resumes from its in-run checkpoint). ``partition``, ``setup`` (shell lines run before
     the job, e.g. ``module load cuda``) and ``additional_parameters`` (any other sbatch
     option, ``{ qos = "high", account = "lab" }``) are for SLURM only."""
 
     partition: str | None = None
-    gpus_per_task: int = 0
+    gpus_per_task: int | None = None
     cpus_per_task: int | None = None
     mem_gb: float | None = None
     timeout_min: int = 120
@@ -88,7 +89,8 @@ class Launcher:
     def __post_init__(self):
         if self.partition is not None:
             text("launcher.partition", self.partition)
-        integer("launcher.gpus_per_task", self.gpus_per_task, 0)
+        if self.gpus_per_task is not None:
+            integer("launcher.gpus_per_task", self.gpus_per_task, 0)
         for k in ("timeout_min", "array_parallelism") + (("cpus_per_task",) if self.cpus_per_task is not None else ()):
             integer(f"launcher.{k}", getattr(self, k), 1)
         if self.mem_gb is not None:

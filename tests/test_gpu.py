@@ -281,10 +281,11 @@ def test_gpu_compiled_run_with_inductor_end_to_end():
 
 
 @needs_cuda
+@pytest.mark.slow
 def test_the_gpu_preset_runs_end_to_end_reduced(tmp_path):
     """The `gpu` preset as it is (full widths, bf16, channels_last, every variant and data
     set), with small data, few steps and one seed: every run ok, with MFU where the device
-    is known."""
+    is known. Minutes on one GPU: `pytest -m slow tests/test_gpu.py` (or `make test-all`)."""
     from harness.runner import run_sweep
     from harness.sweep import load_sweep
 
@@ -293,12 +294,12 @@ def test_the_gpu_preset_runs_end_to_end_reduced(tmp_path):
     for named in sweep.datasets:
         spec = named.spec
         if getattr(spec, "n_images", None):
-            spec = dataclasses.replace(spec, n_images=min(spec.n_images, 24))
+            spec = dataclasses.replace(spec, n_images=min(spec.n_images, 16))
         small.append(dataclasses.replace(named, spec=spec))
     sweep = dataclasses.replace(
         sweep, datasets=tuple(small), seeds=(0,),
         protocol=dataclasses.replace(sweep.protocol, steps=12, eval_every=6, warmup=2),
-        measure=dataclasses.replace(sweep.measure, repeats=5, warmup=1))
+        measure=dataclasses.replace(sweep.measure, repeats=3, warmup=1))
     df = run_sweep(sweep, tmp_path / "out", progress=False)
     assert (df.status == "ok").all(), df[df.status != "ok"].error.tolist()
     assert (df.train_tflops > 0).all() and (df.peak_mem_mb > 0).all()

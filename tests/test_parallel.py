@@ -1,5 +1,6 @@
 """Many runners, one results folder: claims, `--workers`, `--launcher local` (submitit's
 local executor: the cluster path without SLURM), and in-run checkpoints through the runner."""
+import dataclasses
 import json
 import os
 import signal
@@ -69,8 +70,8 @@ def counts(rec: dict) -> list:
 def assert_clean(out: Path):
     """Nothing half-written, no claim or checkpoint left behind."""
     assert not list(out.rglob("*.tmp")), list(out.rglob("*.tmp"))
-    assert not list((out / "claims").glob("*")) if (out / "claims").exists() else True
-    assert not list((out / "checkpoints").glob("*")) if (out / "checkpoints").exists() else True
+    for folder in ("claims", "checkpoints"):
+        assert not (out / folder).exists() or not list((out / folder).iterdir()), folder
 
 
 @pytest.fixture(scope="module")
@@ -314,6 +315,43 @@ def test_the_local_launcher_gives_the_records_of_a_plain_run(plain, tmp_path):
     assert len(list((out / "submitit").glob("*_submitted.pkl"))) == 2
 
 
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """`srun` and an `sbatch` that keeps the script it is given and answers a job id."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "sbatch").write_text('#!/bin/sh\ncp "$1" "$(dirname "$1")/../sbatch.sh"\n'
+                                 'echo "Submitted batch job 4242"\n')
+    (bin_ / "srun").write_text("#!/bin/sh\n")
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_slurm_gets_one_array_with_the_launcher_table_and_the_overrides(tmp_path, fake_slurm, capsys):
+    sweep = write_sweep(tmp_path, extra='[launcher]\npartition = "cpu"\ncpus_per_task = 4\nmem_gb = 8\n'
+                                         'setup = ["module load cuda"]\n'
+                                         'additional_parameters = { qos = "high", account = "lab" }\n')
+    out = tmp_path / "out"
+    assert run(sweep, "--out", out, "--launcher", "slurm", "--no-wait", "--partition", "gpu",
+               "--array-parallelism", "3", "--time-min", "30", "--gpus-per-task", "1") == 0
+    printed = capsys.readouterr().out
+    assert "4 job(s) submitted (slurm): 4242_0 4242_1 4242_2 4242_3" in printed and str(out / "submitit") in printed
+    script = (out / "sbatch.sh").read_text()
+    for line in ["--array=0-3%3", "--partition=gpu", "--time=30", "--gpus-per-node=1", "--cpus-per-task=4",
+                 "--mem=8GB", "--qos=high", "--account=lab", "--job-name=unet-ablate-par"]:
+        assert f"#SBATCH {line}\n" in script, (line, script)
+    assert "module load cuda" in script
+    assert (out / "sweep.json").is_file() and not (out / "runs").exists()  # planned, nothing run here
+
+
+def test_slurm_without_sbatch_is_one_line(fails_cleanly, plain, tmp_path, monkeypatch):
+    sweep, _ = plain
+    monkeypatch.setenv("PATH", str(tmp_path))
+    fails_cleanly("run", sweep, "--launcher", "slurm", "--out", tmp_path / "o",
+                  names=["--launcher slurm needs SLURM: no sbatch"], untouched=[tmp_path / "o"])
+
+
 def test_a_cluster_job_is_requeued_to_resume_when_preempted(plain, tmp_path):
     """submitit's checkpointing protocol: on preemption or at its time limit, the job
     hands back itself (the run then resumes from its in-run checkpoint)."""
@@ -329,6 +367,72 @@ def test_a_cluster_job_is_requeued_to_resume_when_preempted(plain, tmp_path):
     assert cloudpickle.loads(cloudpickle.dumps(job)).key == "somekey"
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def long_sweep(folder: Path, checkpoint_every: int) -> Path:
+    """The baseline and a wider U-Net, one seed, 200 steps: long enough to stop mid-training."""
+    folder.mkdir(exist_ok=True)
+    every = f"checkpoint_every = {checkpoint_every}\n" if checkpoint_every else ""
+    sweep = write_sweep(folder, protocol=f"steps = 200\neval_every = 50\n{every}",
+                        extra='[variants.explicit]\n"wide" = "unet-w8-d2"\n')
+    sweep.write_text(sweep.read_text().replace("seeds = 2", "seeds = 1").replace(
+        'one_factor = { up = ["bilinear"] }', ""))
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The long sweep run without interruption nor checkpoints: its records by key."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    assert run(long_sweep(root, 0), "--out", root / "out", "-q") == 0
+    return by_key(root / "out")
+
+
+def assert_same_training(recs: dict, want: dict):
+    untimed = lambda h: [{k: v for k, v in e.items() if k != "elapsed_s"} for e in h]  # noqa: E731
+    assert set(recs) == set(want)  # checkpoint_every is not in the key
+    for k in want:
+        assert counts(recs[k]) == counts(want[k])
+        assert untimed(recs[k]["train"]["history"]) == untimed(want[k]["train"]["history"])
+        assert recs[k]["spec"]["protocol"]["checkpoint_every"] == 10
+
+
+def test_a_preempted_local_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path, uninterrupted):
+    """SIGUSR2 is what SLURM sends before preempting a job (and before its time limit):
+    submitit calls RunJob.checkpoint, requeues the job, and the run resumes from its
+    in-run checkpoint, to the counts of an uninterrupted run."""
+    from harness import cluster
+    from harness.runner import submit_sweep
+    from harness.sweep import load_sweep
+
+    out = tmp_path / "out"
+    sweep = load_sweep(str(long_sweep(tmp_path, 10)))
+    jobs = submit_sweep(dataclasses.replace(sweep, variants=sweep.variants[:1]), out, "local")
+    assert len(jobs) == 1
+    deadline = time.monotonic() + 120
+    while not jobs[0].done() and time.monotonic() < deadline and not list((out / "checkpoints").glob("*.pt")):
+        time.sleep(0.01)
+    task = _children(int(jobs[0].job_id))
+    assert len(task) == 1 and list((out / "checkpoints").glob("*.pt")), "preempt it while it trains"
+    os.kill(task[0], signal.SIGUSR2)
+    assert [r[1:3] for r in cluster.wait(jobs, 0.2)] == [("ran", "ok")]
+    log = Path(jobs[0].paths.stderr).read_text()
+    assert "preempted" in log and "resuming training at step" in log, log
+    want = {k: r for k, r in uninterrupted.items() if r["variant"] == "baseline"}
+    assert_same_training(by_key(out), want)
+    assert_clean(out)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 def test_checkpoint_every_is_not_part_of_the_run_key():
@@ -338,20 +442,12 @@ def test_checkpoint_every_is_not_part_of_the_run_key():
     assert on.to_dict()["protocol"]["checkpoint_every"] == 50  # the record's spec keeps it
 
 
-def test_a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_counts(tmp_path, capsys):
-    """`unet-ablate run` killed (SIGKILL) once the run has saved a checkpoint; the same
+def test_a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_counts(tmp_path, capsys,
+                                                                                  uninterrupted):
+    """`unet-ablate run` killed (SIGKILL) once a run has saved a checkpoint; the same
     command resumes it there (its claim, of a dead process, is taken over at once) and
     ends with the counts, history and key of a run never interrupted nor checkpointed."""
-    protocol = "steps = 200\neval_every = 50\n"
-    (tmp_path / "ck").mkdir()
-    sweep = write_sweep(tmp_path / "ck", protocol=protocol + "checkpoint_every = 10\n",
-                        extra='[variants.explicit]\n"wide" = "unet-w8-d2"\n')
-    text = sweep.read_text().replace("seeds = 2", "seeds = 1").replace(
-        'one_factor = { up = ["bilinear"] }', "")
-    sweep.write_text(text)  # the baseline and "wide", one seed each
-    reference = tmp_path / "ref.toml"
-    reference.write_text(text.replace("checkpoint_every = 10\n", ""))
-    out = tmp_path / "out"
+    sweep, out = long_sweep(tmp_path, 10), tmp_path / "out"
     cmd = [sys.executable, "-m", "harness", "run", str(sweep), "--out", str(out), "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -369,18 +465,31 @@ def test_a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_count
     capsys.readouterr()
     assert run(sweep, "--out", out) == 0
     err = capsys.readouterr().err
-    assert f"resuming training at step " in err and str(saved[0]) in err, err
+    assert "resuming training at step " in err and str(saved[0]) in err, err
     step = int(err.split("resuming training at step ")[1].split()[0])
     assert 10 <= step < 200 and step % 10 == 0
-    assert run(reference, "--out", tmp_path / "ref") == 0
-    recs, want = by_key(out), by_key(tmp_path / "ref")
-    assert set(recs) == set(want) and killed in recs  # checkpoint_every is not in the key
-    untimed = lambda h: [{k: v for k, v in e.items() if k != "elapsed_s"} for e in h]  # noqa: E731
-    for k in want:
-        assert counts(recs[k]) == counts(want[k])
-        assert untimed(recs[k]["train"]["history"]) == untimed(want[k]["train"]["history"])
-        assert recs[k]["spec"]["protocol"]["checkpoint_every"] == 10
+    assert_same_training(by_key(out), uninterrupted)
     assert_clean(out)
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_their_checkpoints(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) with --workers 2: one
+    line, exit 130, every claim released, no further run started, the checkpoints kept."""
+    sweep, out = long_sweep(tmp_path, 10), tmp_path / "out"
+    cmd = [sys.executable, "-m", "harness", "run", str(sweep), "--out", str(out), "--no-progress",
+           "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and len(list((out / "checkpoints").glob("*.pt"))) < 2:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.endswith("unet-ablate: interrupted\n"), err
+    assert "Traceback" not in err
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 2
+    assert not list((out / "claims").iterdir()) and not (out / "runs").exists()
+    assert not list(out.rglob("*.tmp"))
 
 
 # --------------------------------------------------------------------------- errors

