@@ -103,7 +103,8 @@ def _outputs(out) -> list[torch.Tensor]:
 
 def _identity(model: nn.Module, protocol: Protocol, seed: int) -> dict:
     """What a checkpoint must have been written for: this protocol, seed and model layout."""
-    return {"format": 1, "protocol": protocol.to_dict(), "seed": seed,
+    settings = {k: v for k, v in protocol.to_dict().items() if k != "checkpoint_every"}  # any interval resumes
+    return {"format": 1, "protocol": settings, "seed": seed,
             "params": [[k, list(v.shape)] for k, v in model.state_dict().items()]}
 
 
