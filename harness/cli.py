@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"`run` command once they end completes runs.csv (and what they left undone)")
         return 0
     df = run_sweep(sweep, out, retry_failed=args.retry_failed, progress=not (args.no_progress or args.quiet),
-                   command=run_command(args, out), workers=args.workers or DEFAULT_WORKERS,
+                   command=run_command(args, out), workers=args.workers or sweep.workers,
                    launcher=args.launcher)
     if df.empty:
         print(f"no run of {sweep.name} is recorded in {out}/runs yet")
@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     par = q.add_argument_group("parallel runs and clusters (any number of runners may share one --out folder)")
     par.add_argument("--workers", type=_size, metavar="N",
                      help=f"N runs at once on this machine, in separate processes that split the "
-                          f"sweep's CPU threads (or take one GPU each) (default {DEFAULT_WORKERS})")
+                          f"sweep's CPU threads (or take one GPU each) (default: the sweep's `workers`, else "
+                          f"{DEFAULT_WORKERS})")
     par.add_argument("--launcher", choices=LAUNCHERS,
                      help="submit one job per run without a record through submitit (pip install "
                           "unet-ablate[cluster]) and wait for them; local: the same jobs as local processes")

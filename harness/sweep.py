@@ -4,6 +4,7 @@ baseline and the variants, expanded into run specs.
 ```toml
 name = "cpu"
 seeds = 3                      # or an explicit list [0, 1, 2]
+workers = 2                    # runs at once on this machine (default 1; `--workers` overrides)
 [data]      # harness.data.DataSpec fields (split = "kfold", folds = 5: cross-validation)
 label = "membranes"            # optional: the data set's name in the report
 # or a suite: several [[data]] tables, each with a label; every variant and seed runs on each
@@ -43,7 +44,8 @@ from .config import check_keys, first_repeat, from_table, integer, is_int, numbe
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
-SWEEP_KEYS = ("name", "description", "seeds", "data", "protocol", "measure", "variants", "report", "launcher")
+SWEEP_KEYS = ("name", "description", "seeds", "workers", "data", "protocol", "measure", "variants", "report",
+              "launcher")
 VARIANT_KEYS = ("baseline", "one_factor", "grid", "explicit")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a name, never a path
 NAME_BAD = re.compile(r"[^A-Za-z0-9._-]")
@@ -119,6 +121,7 @@ class Sweep:
     source: str = ""
     metric: str = "dice"  # the report's headline metric (harness.metrics)
     launcher: Launcher = Launcher()  # how `--launcher` submits it (the [launcher] table)
+    workers: int = 1  # runs at once on one machine unless `--workers` says otherwise
 
     @property
     def baseline(self) -> Variant:
@@ -258,6 +261,7 @@ def load_sweep(source: str) -> Sweep:
         metric = text("report.metric", report.get("metric", "dice"))
         metrics.metric(metric)
         launcher = Launcher.from_dict(d.get("launcher", {}))
+        workers = integer("workers", d.get("workers", 1), 1)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
     name = d.get("name", NAME_BAD.sub("_", Path(source).stem))
@@ -266,7 +270,7 @@ def load_sweep(source: str) -> Sweep:
                          f"it names the folders results/<name> and reports/<name>), got {name!r}")
     return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=description, source=where,
-                 metric=metric, launcher=launcher)
+                 metric=metric, launcher=launcher, workers=workers)
 
 
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,
