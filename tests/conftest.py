@@ -24,6 +24,18 @@ def _data_cache(tmp_path_factory):
         os.environ["UNET_ABLATE_CACHE"] = old
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one CPU thread for a module: bit-identical results need the same thread
+    count in every run compared (use with ``pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _snapshot(path: Path):
     """Every file below ``path`` with its size and modification time (None: no such path)."""
     if not path.exists():

@@ -23,13 +23,7 @@ PROTOCOL = Protocol(steps=14, batch_size=4, patch=32, lr=1e-2, loss="ce", eval_e
 DATA = DataSpec("shapes", n_images=6, size=32)  # (on membranes this tiny run keeps its first Dice)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Bit-identical CPU results need the same thread count in every run compared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-identical CPU results: one thread count
 
 
 @pytest.fixture(scope="module")

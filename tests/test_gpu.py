@@ -33,13 +33,7 @@ DATA = DataSpec("shapes", n_images=6, size=32)
 TINY = Protocol(steps=8, batch_size=4, patch=32, lr=1e-2, loss="ce", eval_every=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Bit-identical CPU results need the same thread count in every run compared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-identical CPU results: one thread count
 
 
 @pytest.fixture(scope="module")
