@@ -23,6 +23,7 @@ from harness.records import load_records
 from harness.report import build_report
 from harness.report.stats import holm, pareto_front, seed_t_p
 from harness.report.summary import summary_table
+from harness.report.tables import markdown
 from harness.train import FitResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -565,3 +566,14 @@ def test_records_of_schema_2_build_a_report_with_the_metrics_their_counts_give(b
                   names=["metric 'rand_f': no ok run of these records has it"], untouched=[tmp_path / "no"])
     fails_cleanly("report", root, "--out", tmp_path / "no", "--metric", "dcie",
                   names=["metric 'dcie': expected one of dice"], untouched=[tmp_path / "no"])
+
+
+def test_training_mfu_is_a_column_only_where_the_device_peak_is_known(tmp_path):
+    recs = records.load_records(make_results(tmp_path / "r"))
+    assert "Train MFU" not in markdown(summary_table(recs, "baseline"), "c")   # CPU records: null
+    for r in recs:
+        if r["variant"] == "baseline":
+            r["train"]["mfu"] = 0.25 + 0.01 * r["seed"]
+    table = summary_table(recs, "baseline").set_index("variant")
+    assert table.loc["baseline", "mfu"] == pytest.approx(0.26) and np.isnan(table.loc["better", "mfu"])
+    assert "| 26.0% |" in markdown(table.reset_index(), "c")

@@ -20,7 +20,8 @@
   rows; the mark † needs ``stats.difference_test`` (images and seeds), at least
   ``MIN_SEEDS`` ok seeds in both arms and the same seeds in both, and a Holm-adjusted p
   below alpha within the family. m counts every declared row of the family, tested or not.
-* Cost: medians over ok seeds (peak memory: the maximum).
+* Cost: medians over ok seeds (peak memory: the maximum); training MFU where the device's
+  peak is known (``measure.PEAK_BF16_TFLOPS``).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ SUMMARY_COLUMNS = [
     "metric", "higher_is_better", "delta", "ci_low", "ci_high", "ci_level", "ci_method", "n_seeds", "n_pairs", "n_dropped",
     "p_images", "p_seeds", "p", "family_size", "p_holm", "significant", "disagree", "test_note",
     "params_m", "gmacs", "macs_size", "infer_img_s", "infer_batch", "latency_ms",
-    "train_img_s", "peak_mem_mb",
+    "train_img_s", "mfu", "peak_mem_mb",
 ]
 COMPARISON = {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "ci_level": np.nan,
               "ci_method": "", "n_seeds": 0, "n_pairs": 0, "n_dropped": 0, "p_images": np.nan,
@@ -214,6 +215,7 @@ def _cost(ok: pd.DataFrame, records: list[dict], variant: str, form: str) -> dic
         "infer_img_s": _median(ok["infer_img_s"]),
         "infer_batch": _median(pd.Series([f["cost"]["infer_batch"] for f in forms], dtype=float)),
         "latency_ms": _median(ok["latency_ms"]), "train_img_s": _median(ok["train_img_s"]),
+        "mfu": _median(ok["mfu"]) if "mfu" in ok else float("nan"),
         "peak_mem_mb": float(mem.max()) if not mem.empty else float("nan"),
     }
 

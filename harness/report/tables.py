@@ -101,7 +101,7 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
     """(headers, alignments "l"/"r", rows of text cells) of the summary.
 
     Optional columns (form, factor, family, fail = 0 sensitivity, FPR on empty references,
-    peak memory) appear only when some row has a value for them."""
+    training MFU, peak memory) appear only when some row has a value for them."""
     has = {
         "form": (summary["form"] != "mean").any(),
         "factor": summary["factor"].map(lambda f: _ok(f) and f != "baseline").any(),
@@ -109,6 +109,7 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         "fail0": (summary["n_failed"] + summary["n_diverged"]).gt(0).any(),
         "fpr": summary["fpr_empty_mean"].map(_ok).any(),
         "mem": summary["peak_mem_mb"].map(_ok).any(),
+        "mfu": summary["mfu"].map(_ok).any(),
     }
     headline = metric_info(summary["metric"].iloc[0] if len(summary) else "dice")
     better = "higher" if headline.higher_is_better else "lower"
@@ -135,6 +136,7 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
         ("Infer (img/s)", "r", None, lambda r: _rate(r["infer_img_s"])),
         ("Latency b1 (ms)", "r", None, lambda r: _num(r["latency_ms"], ".2f")),
         ("Train (img/s)", "r", None, lambda r: _rate(r["train_img_s"])),
+        ("Train MFU", "r", "mfu", lambda r: f"{100 * r['mfu']:.1f}%" if _ok(r["mfu"]) else DASH),
         ("Peak mem (MB)", "r", "mem", lambda r: _num(r["peak_mem_mb"], ",.0f")),
     ]
     columns = [c for c in columns if c[2] is None or has[c[2]]]
