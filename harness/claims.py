@@ -2,8 +2,12 @@
 
 Any number of runners may share one results folder: ``--workers`` processes, a second
 terminal, cluster jobs. Before a run starts, its runner claims it by creating
-``claims/<key>.json`` with ``O_CREAT | O_EXCL`` (of all the runners that try, exactly one
-creates it). The claim holds the runner's host, PID, start time and a random token; its
+``claims/<key>.json`` exclusively (of all the runners that try, exactly one creates it): the
+claim is written whole to a private file first and then hard-linked into place, which fails
+when the claim exists, as ``O_CREAT | O_EXCL`` does, but never shows a half-written claim (a
+runner killed between creating and writing an ``O_EXCL`` file would leave an empty claim
+that names no process). Where the file system has no hard links, ``O_EXCL`` is used, and a
+claim that is still empty after ``WRITE_GRACE_S`` counts as stale. The claim holds the runner's host, PID, start time and a random token; its
 heartbeat is the file's modification time, which a background thread refreshes with
 ``os.utime`` every ``HEARTBEAT_S`` seconds. The claim is removed when the run's record is
 written, or when the run stops for any reason (an error, Ctrl-C).
@@ -32,6 +36,7 @@ log = logging.getLogger("unet_ablate")
 
 HEARTBEAT_S = 30.0   # how often a runner touches the claims it holds
 STALE_S = 600.0      # a claim whose heartbeat is older than this is taken over
+WRITE_GRACE_S = 5.0  # an empty (unreadable) claim older than this was left by a killed writer
 _MODE = 0o666        # the user's umask applies, as for any file they create
 
 
@@ -64,7 +69,8 @@ def _alive(pid) -> bool:
 
 def is_stale(info: dict, mtime: float, stale_s: float | None = None) -> bool:
     """True when a claim (its content and modification time) no longer has a live runner."""
-    if time.time() - mtime > (STALE_S if stale_s is None else stale_s):
+    age = time.time() - mtime
+    if age > (STALE_S if stale_s is None else stale_s) or (not info and age > WRITE_GRACE_S):
         return True
     return info.get("host") == socket.gethostname() and "pid" in info and not _alive(info["pid"])
 
@@ -159,21 +165,42 @@ def claim(results: Path, key: str, stale_s: float | None = None,
             "job": os.environ.get("SLURM_JOB_ID"), "token": token}
     for _ in range(3):  # a claim released or taken over meanwhile: try again
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE)
+            _create(path, json.dumps(info).encode(), token)
         except FileExistsError:
             if not _take_over(path, stale_s):
                 return None
             continue
+        return Claim(path, token, heartbeat_s)
+    return None
+
+
+def _create(path: Path, data: bytes, token: str) -> None:
+    """Create ``path`` holding ``data``, whole, or raise FileExistsError when it exists."""
+    private = path.with_name(f".{path.name}.{token}.claiming")
+    fd = os.open(private, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         try:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(info))
+            os.link(private, path)  # atomic and exclusive: FileExistsError when claimed
+            return
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here: O_EXCL (an empty claim then ages out, above)
+            pass
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return Claim(path, token, heartbeat_s)
-    return None
+    finally:
+        private.unlink(missing_ok=True)
 
 
 def is_held(results: Path, key: str) -> bool:

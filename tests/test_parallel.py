@@ -528,3 +528,29 @@ def test_the_launcher_without_submitit_is_one_line(fails_cleanly, plain, tmp_pat
     fails_cleanly("run", sweep, "--launcher", "slurm", "--out", tmp_path / "o",
                   names=["--launcher needs submitit: pip install unet-ablate[cluster]"],
                   untouched=[tmp_path / "o"])
+
+
+def test_a_claim_is_never_seen_half_written_and_an_empty_one_ages_out(tmp_path, monkeypatch):
+    """A runner killed between creating and writing a claim must not block its run: claims
+    appear whole (hard link), and an empty claim left by an O_EXCL fallback is stale after
+    WRITE_GRACE_S."""
+    from harness import claims
+
+    held = claims.claim(tmp_path, "k1")
+    path = claims.claim_path(tmp_path, "k1")
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert [p.name for p in path.parent.iterdir()] == ["k1.json"]  # no private file left
+    held.release()
+    empty = claims.claim_path(tmp_path, "k2")
+    empty.write_bytes(b"")  # what a writer killed right after O_EXCL leaves
+    assert claims.claim(tmp_path, "k2") is None               # fresh: its writer may be writing
+    old = time.time() - claims.WRITE_GRACE_S - 1
+    os.utime(empty, (old, old))
+    taken = claims.claim(tmp_path, "k2")
+    assert taken is not None and json.loads(empty.read_text())["token"]
+    taken.release()
+    monkeypatch.setattr(claims.os, "link", lambda *a: (_ for _ in ()).throw(OSError(1, "no links")))
+    fallback = claims.claim(tmp_path, "k3")                    # a file system without hard links
+    assert fallback is not None and json.loads(claims.claim_path(tmp_path, "k3").read_text())["pid"]
+    assert claims.claim(tmp_path, "k3") is None
+    fallback.release()
