@@ -19,3 +19,15 @@ store, reports and the command line. One owner per concept:
   report/    tables and figures from a results folder (reads nothing but the results store)
   cli        ``unet-ablate list | profile | run | report``, logging, the console summary
 """
+import logging
+import sys
+
+
+def log_to_stderr(level: int) -> None:
+    """The harness's log ("unet_ablate") on stderr at ``level``, one "unet-ablate: ..." line
+    per message: the command line's, and a worker process's or cluster job's (into its log)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("unet-ablate: %(message)s"))
+    log = logging.getLogger("unet_ablate")
+    log.handlers[:] = [handler]
+    log.setLevel(level)

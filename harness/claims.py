@@ -177,12 +177,8 @@ def claim(results: Path, key: str, stale_s: float | None = None,
 def _create(path: Path, data: bytes, token: str) -> None:
     """Create ``path`` holding ``data``, whole, or raise FileExistsError when it exists."""
     private = path.with_name(f".{path.name}.{token}.claiming")
-    fd = os.open(private, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE)
+    _write_new(private, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         try:
             os.link(private, path)  # atomic and exclusive: FileExistsError when claimed
             return
@@ -190,17 +186,23 @@ def _create(path: Path, data: bytes, token: str) -> None:
             raise
         except OSError:  # no hard links here: O_EXCL (an empty claim then ages out, above)
             pass
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        _write_new(path, data)
     finally:
         private.unlink(missing_ok=True)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` with ``O_EXCL`` (FileExistsError when it exists) and write ``data``,
+    synced; on a failure while writing the file is removed."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def is_held(results: Path, key: str) -> bool:

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import log_to_stderr
+
 log = logging.getLogger("unet_ablate")
 
 
@@ -252,10 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("unet-ablate: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    log_to_stderr(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 _HINTS = {errno.ENOSPC: "the records written so far are whole; free space and run the same command "

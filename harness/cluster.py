@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
+
+from . import log_to_stderr
 
 log = logging.getLogger("unet_ablate")
 
@@ -55,10 +56,7 @@ class RunJob:
     def __call__(self) -> tuple[str, str | None, str | None]:
         from .runner import run_key
 
-        handler = logging.StreamHandler(sys.stderr)  # into the job's log file
-        handler.setFormatter(logging.Formatter("unet-ablate: %(message)s"))
-        log.handlers[:] = [handler]
-        log.setLevel(logging.INFO)
+        log_to_stderr(logging.INFO)  # into the job's log file
         return run_key(self.sweep, self.out, self.key, self.dataset, self.retry_failed, self.seen,
                        self.threads)
 

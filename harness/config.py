@@ -104,10 +104,22 @@ def choice(key: str, value: Any, allowed: Iterable[str]) -> str:
     return value
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a plain name, never a path
+NAME_BAD = re.compile(r"[^A-Za-z0-9._-]")              # what a plain name cannot hold
+
+
+def plain_name(key: str, value: Any, names: str) -> str:
+    """``value`` when it is a plain name (it names ``names``: folders), else a ValueError."""
+    if not (isinstance(value, str) and NAME.fullmatch(value)):
+        raise ValueError(f"{key}: expected a plain name (letters, digits, '.', '_', '-'; it names "
+                         f"{names}), got {value!r}")
+    return value
+
+
 def default_label(name: str, root: str | None) -> str:
     """A data set's name in reports when the sweep gives none: the built-in set's name, else
     the folder's name (as a plain name: it names a report folder)."""
     if root is None:
         return name
     base = os.path.basename(os.path.normpath(root))
-    return re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip("._-") or name
+    return NAME_BAD.sub("_", base).lstrip("._-") or name

@@ -12,6 +12,7 @@ from .fileio import stable_key
 
 DEVICES = ("auto", "cpu", "cuda")
 _OFF_UNLESS_SET = ("checkpoint_every", "compile")  # keys added later: in a run key only when on
+RESUME_ONLY = ("checkpoint_every",)  # how a run can be resumed, never what it results in
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ class Protocol:
         ``checkpoint_every`` out)."""
         d = dataclasses.asdict(self)
         return {k: v for k, v in d.items() if k not in _OFF_UNLESS_SET or v}
+
+    def result_settings(self) -> dict:
+        """``to_dict`` without ``RESUME_ONLY``: what the result of a run depends on (its key,
+        and what an in-run checkpoint must have been written under)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RESUME_ONLY}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
@@ -123,6 +129,4 @@ class RunSpec:
         """The hash of the canonical dict, without ``protocol.checkpoint_every``: checkpoints
         change how a run can be resumed, never its result, so turning them on or changing
         their interval keeps every record."""
-        d = self.to_dict()
-        d["protocol"] = {k: v for k, v in d["protocol"].items() if k != "checkpoint_every"}
-        return stable_key(d, 16)
+        return stable_key({**self.to_dict(), "protocol": self.protocol.result_settings()}, 16)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import variants
-from . import claims, records
+from . import claims, log_to_stderr, records
 from .choices import resolve_precision
 from .cost import count_macs, count_params
 from .data import check_min_size, load_dataset
@@ -295,10 +295,7 @@ def _start_worker(ids, gpus: list[str], level: int) -> None:
     i = ids.get()
     if len(gpus) > 1:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("unet-ablate: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(level)
+    log_to_stderr(level)
     signal.signal(signal.SIGINT, _on_interrupt)
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -40,15 +39,14 @@ from pathlib import Path
 
 import variants
 from . import metrics
-from .config import check_keys, first_repeat, from_table, integer, is_int, number, table, text
+from .config import (NAME_BAD, check_keys, first_repeat, from_table, integer, is_int, number, plain_name,
+                     table, text)
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
 SWEEP_KEYS = ("name", "description", "seeds", "workers", "data", "protocol", "measure", "variants", "report",
               "launcher")
 VARIANT_KEYS = ("baseline", "one_factor", "grid", "explicit")
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a name, never a path
-NAME_BAD = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
@@ -203,13 +201,6 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
     return tuple(out)
 
 
-def _label(value, key: str) -> str:
-    if not (isinstance(value, str) and NAME.fullmatch(value)):
-        raise ValueError(f"{key}: expected a plain name (letters, digits, '.', '_', '-'; it names "
-                         f"the data set's report folder), got {value!r}")
-    return value
-
-
 def _datasets(value) -> tuple[NamedData, ...]:
     """[data] (one table) or [[data]] (a suite: a list of tables, each with a label)."""
     tables = value if isinstance(value, list) else [table("data", value, "DataSpec fields")]
@@ -224,7 +215,9 @@ def _datasets(value) -> tuple[NamedData, ...]:
             spec = DataSpec.from_dict(t)
         except ValueError as e:
             raise ValueError(str(e).replace("data.", f"{key}.", 1)) from None
-        out.append(NamedData(_label(label if label is not None else spec.default_label, f"{key}.label"), spec))
+        label = plain_name(f"{key}.label", spec.default_label if label is None else label,
+                           "the data set's report folder")
+        out.append(NamedData(label, spec))
     for what, values in (("label", [n.label for n in out]), ("data set", [n.spec for n in out])):
         if (twice := first_repeat(values)) is not None:
             shown = twice if what == "label" else next(n.label for n in out if n.spec == twice)
@@ -264,10 +257,8 @@ def load_sweep(source: str) -> Sweep:
         workers = integer("workers", d.get("workers", 1), 1)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
-    name = d.get("name", NAME_BAD.sub("_", Path(source).stem))
-    if not (isinstance(name, str) and NAME.fullmatch(name)):
-        raise ValueError(f"{where}: name: expected a plain name (letters, digits, '.', '_', '-'; "
-                         f"it names the folders results/<name> and reports/<name>), got {name!r}")
+    name = plain_name(f"{where}: name", d.get("name", NAME_BAD.sub("_", Path(source).stem)),
+                      "the folders results/<name> and reports/<name>")
     return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=description, source=where,
                  metric=metric, launcher=launcher, workers=workers)

@@ -103,8 +103,7 @@ def _outputs(out) -> list[torch.Tensor]:
 
 def _identity(model: nn.Module, protocol: Protocol, seed: int) -> dict:
     """What a checkpoint must have been written for: this protocol, seed and model layout."""
-    settings = {k: v for k, v in protocol.to_dict().items() if k != "checkpoint_every"}  # any interval resumes
-    return {"format": 1, "protocol": settings, "seed": seed,
+    return {"format": 1, "protocol": protocol.result_settings(), "seed": seed,  # any interval resumes
             "params": [[k, list(v.shape)] for k, v in model.state_dict().items()]}
 
 

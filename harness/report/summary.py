@@ -101,18 +101,28 @@ def _seeds_text(seeds) -> str:
 
 # --------------------------------------------------------------------------- arms and comparisons
 
+def _by_seed(records: list[dict], variant: str, form: str, value) -> dict[int, list]:
+    """seed -> ``value(form entry)`` of each ok run of (variant, form) (k-fold: one per
+    fold), leaving out the runs where it is None."""
+    out: dict = {}
+    for r, f in ok_forms(records, variant, form):
+        v = value(f)
+        if v is not None:
+            out.setdefault(r["seed"], []).append(v)
+    return out
+
+
 def seed_scores(records: list[dict], variant: str, form: str = "mean",
                 metric: str = "dice") -> dict[int, pd.Series]:
     """Per-image values of ``metric`` of every ok seed of (variant, form) whose records have
     it: seed -> Series by test id (k-fold: the test images of every ok fold of the seed,
     pooled), without the images the metric leaves out (NaN)."""
-    parts: dict = {}
-    for r, f in ok_forms(records, variant, form):
+    def scores(f):
         values = per_image(f, metric)
-        if values is not None:
-            parts.setdefault(r["seed"], []).append(pd.Series(values, index=image_ids(f)).dropna())
+        return None if values is None else pd.Series(values, index=image_ids(f)).dropna()
+
     out = {}
-    for seed, series in parts.items():
+    for seed, series in _by_seed(records, variant, form, scores).items():
         pooled = pd.concat(series) if len(series) > 1 else series[0]
         out[seed] = pooled[~pooled.index.duplicated(keep="last")]
     return out
@@ -121,10 +131,8 @@ def seed_scores(records: list[dict], variant: str, form: str = "mean",
 def seed_summaries(records: list[dict], variant: str, form: str = "mean") -> dict[int, dict]:
     """``metrics.summarize`` of the pooled counts of every ok seed of (variant, form)
     (one run's counts, or with k-fold, every ok fold's): seed -> run-level metrics."""
-    parts: dict = {}
-    for r, f in ok_forms(records, variant, form):
-        parts.setdefault(r["seed"], []).append(counts_array(f))
-    return {seed: summarize(np.concatenate(c)) for seed, c in parts.items()}
+    return {seed: summarize(np.concatenate(c))
+            for seed, c in _by_seed(records, variant, form, counts_array).items()}
 
 
 def has_metric(records: list[dict], metric: str) -> bool:
