@@ -1,20 +1,39 @@
-# U-Net ablation harness. `make test` and `make ablation` install into .venv when needed.
+# U-Net ablation harness. `make test` and `make ablation` install into .venv when needed,
+# from the hash-pinned requirements.lock (Linux x86-64, CPython 3.11); `make lock` refreshes it.
 PYTHON ?= python3
+LOCK := requirements.lock
 VENV := .venv
 BIN := $(VENV)/bin
 PRESET ?= cpu
 OUT ?= results/$(PRESET)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install ablation test test-all bench bench-gpu report clean
+.PHONY: install lock test-latest ablation test test-all bench bench-gpu report clean
 
-$(BIN)/unet-ablate: pyproject.toml
+$(BIN)/unet-ablate: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	@touch $@
 
 install: $(BIN)/unet-ablate
+
+# Re-resolve the lock from pyproject.toml's ranges (every extra) under constraints.txt, with
+# hashes, for the platform CI runs on. Needs the network; commit the result.
+lock:
+	$(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/pip install --quiet uv
+	.cache/lock-venv/bin/uv pip compile pyproject.toml --all-extras --constraint constraints.txt \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	  --custom-compile-command 'make lock' --output-file $(LOCK)
+
+# Non-blocking early warning: the newest releases pyproject.toml's ranges allow, in their own
+# venv (.venv-latest), then the test suite. A failure here is the next breakage, not a CI failure.
+test-latest:
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,cluster]'
+	.venv-latest/bin/python -m pytest -q
 
 ablation: install
 	$(BIN)/unet-ablate run $(PRESET) --out $(OUT)

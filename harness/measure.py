@@ -7,6 +7,7 @@ events around each call and a synchronize."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import platform
@@ -163,7 +164,61 @@ def _git_commit() -> str | None:
         return None
 
 
+# The packages whose code computes a number of a record (besides torch, torchvision, smp and
+# numpy, which records have named since schema 2), by distribution name: metrics (scipy,
+# scikit-image, monai), images read (tifffile, pillow), tables (pandas), the MAC cross-check.
+PACKAGES = ("scipy", "scikit-image", "monai", "pandas", "thop", "tifffile", "pillow")
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of distribution ``name``; None when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def _cuda_driver() -> str | None:
+    """The NVIDIA driver's version (nvidia-smi, as ``torch.utils.collect_env`` reads it)."""
+    from torch.utils import collect_env
+
+    try:
+        return collect_env.get_nvidia_driver_version(collect_env.run)
+    except Exception:  # noqa: BLE001 - unknown is recorded as unknown, never a failed run
+        return None
+
+
+def cuda_settings() -> dict:
+    """What decides a CUDA run's numbers besides the code: the CUDA runtime torch was built
+    with, cuDNN, the driver, and the TF32, autotuning and determinism settings in force."""
+    return {
+        "runtime": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "driver": _cuda_driver(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+def current_versions() -> dict:
+    """The fields of ``environment`` that this process can tell without a device or
+    importing more: Python, the packages and the git commit (to compare with records)."""
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "smp": package_version("segmentation-models-pytorch"),
+            **{name: package_version(name) for name in PACKAGES}, "git_commit": _git_commit()}
+
+
 def environment(device: torch.device, threads: int, dtype: str, channels_last: bool) -> dict:
+    """What produced a record's numbers: device, threads, precision, the versions of every
+    package that computes one (``PACKAGES``; ``submitit`` when a submitit job runs it), the
+    CUDA settings on a GPU (``cuda``; null on the CPU) and the git commit."""
     import segmentation_models_pytorch as smp
     import torchvision
 
@@ -179,6 +234,9 @@ def environment(device: torch.device, threads: int, dtype: str, channels_last: b
         "torchvision": torchvision.__version__,
         "smp": smp.__version__,
         "numpy": np.__version__,
+        **{name: package_version(name) for name in PACKAGES},
+        "submitit": package_version("submitit") if os.environ.get("SUBMITIT_EXECUTOR") else None,
+        "cuda": cuda_settings() if device.type == "cuda" else None,
         "platform": platform.platform(),
         "git_commit": _git_commit(),
     }

@@ -48,7 +48,13 @@ forms: [{form: "mean" | "L1".."L4",
                 infer_batch, latency_ms, latency_ms_iqr, peak_mem_mb},
          predictions: {ids: [...], shapes: [[h, w]...], data: [base64(zlib(uint8 map))]}}]
 env: {device, device_name, threads, cpu_count, dtype, memory_format, python, torch,
-      torchvision, smp, numpy, platform, git_commit}
+      torchvision, smp, numpy, platform, git_commit,
+      scipy, scikit-image, monai, pandas, thop, tifffile, pillow (versions; null: not installed),
+      submitit (its version when a submitit job ran the run, else null),
+      cuda: null (CPU) | {runtime, cudnn, driver, tf32_matmul, tf32_cudnn,
+                          float32_matmul_precision, cudnn_benchmark, cudnn_deterministic,
+                          deterministic_algorithms}}
+      (records written before the package versions and cuda lack them: read as unknown)
 ```
 """
 from __future__ import annotations
@@ -353,6 +359,50 @@ def encode_map(a: np.ndarray) -> str:
 
 def decode_map(data: str, shape) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(data)), dtype=np.uint8).reshape(shape)
+
+
+# --------------------------------------------------------------------------- environments
+
+# The fields of ``env`` that can change a record's numbers, in the order a report names them
+# ("torch 2.14.1 (24 runs) and 2.15.0 (3 runs)"): device, threads, Python, every package that
+# computes a number, the CUDA stack and the code itself. dtype and memory format are part of
+# the run key (the protocol), so they never differ between records of one run.
+ENV_FIELDS = ("device_name", "threads", "python", "torch", "torchvision", "smp", "numpy", "scipy",
+              "scikit-image", "monai", "pandas", "thop", "tifffile", "pillow", "submitit",
+              "cuda.runtime", "cuda.cudnn", "cuda.driver", "cuda.tf32_matmul", "cuda.tf32_cudnn",
+              "cuda.cudnn_benchmark", "cuda.deterministic_algorithms", "git_commit")
+_ENV_LABELS = {"device_name": "device", "cuda.runtime": "CUDA", "cuda.cudnn": "cuDNN",
+               "cuda.driver": "driver", "cuda.tf32_matmul": "TF32 matmul", "cuda.tf32_cudnn": "TF32 cuDNN",
+               "cuda.cudnn_benchmark": "cudnn.benchmark",
+               "cuda.deterministic_algorithms": "deterministic algorithms", "git_commit": "git commit"}
+
+
+def env_value(env: dict, field: str):
+    """``env[field]``, ``cuda.x`` read inside ``env["cuda"]`` (None: not recorded)."""
+    if field.startswith("cuda."):
+        return (env.get("cuda") or {}).get(field[5:])
+    return env.get(field)
+
+
+def env_mix(envs: list[dict]) -> str:
+    """"" when every env agrees on ``ENV_FIELDS``; else one clause per field that differs,
+    each value with its number of runs, most runs first: "torch 2.14.1 (24 runs) and 2.15.0
+    (3 runs); threads 2 (20 runs) and 4 (7 runs)". A field a record lacks (written before it
+    was recorded) counts as "unrecorded"; a field no record holds is left out."""
+    clauses = []
+    for field in ENV_FIELDS:
+        values = [env_value(e, field) for e in envs]
+        if all(v is None for v in values) or len(set(map(str, values))) == 1:
+            continue
+        counts: dict[str, int] = {}
+        for v in values:
+            text = (("not used" if field == "submitit" else "unrecorded") if v is None
+                    else str(v)[:10] if field == "git_commit" else str(v))
+            counts[text] = counts.get(text, 0) + 1
+        parts = [f"{v} ({n} run{'s' * (n != 1)})"
+                 for v, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+        clauses.append(f"{_ENV_LABELS.get(field, field)} " + (", ".join(parts[:-1]) + " and " + parts[-1]))
+    return "; ".join(clauses)
 
 
 # --------------------------------------------------------------------------- tidy rows

@@ -31,7 +31,7 @@ from .cost import count_macs, count_params
 from .data import check_min_size, load_dataset
 from .fileio import check_writable
 from .evaluate import foreground_classes, image_scores, input_geometry, predict_classes, score
-from .measure import environment, inference_cost, resolve_device
+from .measure import current_versions, environment, inference_cost, resolve_device
 from .protocol import RunSpec
 from .sweep import Sweep
 from .train import discard_checkpoint, fit
@@ -163,23 +163,33 @@ def plan(sweep: Sweep, loaded: dict) -> list[tuple[RunSpec, records.Labels, obje
     return out
 
 
-def check_sizes(sweep: Sweep, data, label: str = "") -> None:
-    """Before anything trains: every image must be large enough for every pad-mode model
-    (2**depth pixels; crop-mode models mirror-pad, smp baselines pad, so any size works for
-    them), and every model must take the input of ``measure.size`` (tried on ``meta``, so
-    it costs no compute)."""
+def check_image_sizes(sweep: Sweep, data) -> None:
+    """Every image must be large enough for every pad-mode model (2**depth pixels; crop-mode
+    models mirror-pad, smp baselines pad, so any size works for them)."""
     need = 1
-    h, w = sweep.measure.size
     for v in sweep.variants:
         spec = arch_for_data(v.spec, data)
         if isinstance(spec, variants.ArchSpec) and spec.skip == "pad":
             need = max(need, variants.min_pad_size(spec))
+    check_min_size(data, need, need)
+
+
+def check_input_size(sweep: Sweep, todo: list) -> None:
+    """Before anything trains: the model of every run still to do must take the input of
+    ``measure.size``, tried on ``meta`` (no compute) once per distinct network, so a rerun
+    of a recorded sweep tries none."""
+    h, w = sweep.measure.size
+    tried = set()
+    for rs, labels, *_ in todo:
+        spec = variants.parse(rs.arch)
+        if spec in tried:
+            continue
+        tried.add(spec)
         try:
             count_macs(spec, input_geometry(spec, h)[0], input_geometry(spec, w)[0])
         except ValueError as e:
-            on = f" on data set {label!r}" if label else ""
-            raise ValueError(f"measure.size: does not fit variant {v.label!r}{on}: {e}") from None
-    check_min_size(data, need, need)
+            on = f" on data set {labels.dataset!r}" if sweep.is_suite else ""
+            raise ValueError(f"measure.size: does not fit variant {labels.variant!r}{on}: {e}") from None
 
 
 def _existing(path: Path, warn: bool = True) -> dict | None:
@@ -388,13 +398,34 @@ def _say_what_changed(out: Path, runs, loaded: dict) -> None:
                 "records are left out of the report", len(stale), out, what)
 
 
+def _say_other_environments(out: Path, reused: list[dict]) -> None:
+    """One line when reused records were made under other package versions or another
+    commit than this process's: a version is not part of the run key, so they are reused,
+    but never silently (the report names the mix too)."""
+    now = current_versions()
+    other: dict[str, set] = {}  # field -> the values of the records that differ
+    n = 0
+    for rec in reused:
+        found = {f: str(v) for f, mine in now.items()
+                 if (v := records.env_value(rec["env"], f)) is not None and v != mine}
+        n += bool(found)
+        for f, v in found.items():
+            other.setdefault(f, set()).add(v)
+    if n:
+        short = lambda f, v: str(v)[:10] if f == "git_commit" else str(v)  # noqa: E731
+        differ = "; ".join(f"{f} {', '.join(short(f, v) for v in sorted(vs))} (now {short(f, now[f])})"
+                           for f, vs in other.items())
+        log.warning("%d recorded run(s) in %s are reused although they ran under another environment: %s; "
+                    "the report names the mix", n, out, differ)
+
+
 def load_all(sweep: Sweep) -> dict:
-    """Every data set of the sweep, loaded and checked against every variant: a one-line
-    DataError or ValueError before anything is written."""
+    """Every data set of the sweep, loaded, its images checked against every variant: a
+    one-line DataError or ValueError before anything is written."""
     loaded = {}
     for named in sweep.datasets:
         loaded[named.label] = load_dataset(named.spec)
-        check_sizes(sweep, loaded[named.label], named.label if sweep.is_suite else "")
+        check_image_sizes(sweep, loaded[named.label])
     return loaded
 
 
@@ -405,18 +436,21 @@ def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple
     loaded = load_all(sweep)             # bad data: a one-line DataError before anything is written
     runs = plan(sweep, loaded)
     _say_what_changed(out, runs, loaded)
-    todo, older = [], 0
+    todo, older, reused = [], 0, []
     for rs, labels, view in runs:
         path = records.record_path(out, rs.key)
         seen, rec = _mtime(path), _existing(path)
         if rec is not None and rec["schema"] != records.SCHEMA:  # reports read it; it lacks what runs record now
             older += 1
         elif rec is not None and not (retry_failed and rec["status"] == "failed"):
+            reused.append(rec)
             continue
         todo.append((rs, labels, view, seen))
+    _say_other_environments(out, reused)
     if older:
         log.warning("%d record(s) in %s were written by an older version (schema < %d, without the "
                     "metrics runs record now); those runs are done again", older, out, records.SCHEMA)
+    check_input_size(sweep, todo)        # a model that cannot take measure.size: one line, nothing written
     if todo:
         check_writable(records.record_path(out, "").parent)  # fail now, not after the first run
     # a fully recorded sweep rerun writes nothing (each writer skips identical content), so

@@ -1,5 +1,10 @@
 """In-run checkpoints: a run killed at any step and resumed ends exactly where an
-uninterrupted run ends (weights, history, model selection), bit for bit on CPU."""
+uninterrupted run ends (weights, history, model selection), bit for bit on CPU.
+
+The validation scores are the test's own (``scripted_val_dice``), not the trained model's
+Dice, so model selection is exercised on every torch build and CPU: no test here predicts a
+training trajectory."""
+import inspect
 import logging
 import os
 import signal
@@ -25,6 +30,25 @@ DATA = DataSpec("shapes", n_images=6, size=32)  # (on membranes this tiny run ke
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-identical CPU results: one thread count
 
+# The validation score of each evaluation (at steps 4, 8, 12 and 14), chosen so that the best
+# weights are those of step 8: neither the first evaluation's nor the last's.
+SCORES = {4: 0.5, 8: 0.8, 12: 0.7, 14: 0.6}
+
+
+def scripted_val_dice(model, *args, **kwargs) -> float:
+    """SCORES at the step the model has trained to, read from the steps BatchNorm counts in
+    its weights (``num_batches_tracked``): a resumed run is scored as an uninterrupted one."""
+    import torch
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    return SCORES[int(bn.num_batches_tracked)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scripted_validation():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("harness.train.mean_dice", scripted_val_dice)
+        yield
+
 
 @pytest.fixture(scope="module")
 def data():
@@ -44,7 +68,7 @@ def train(data, protocol=PROTOCOL, **kw):
 
 
 @pytest.fixture(scope="module")
-def reference(data):
+def reference(data, scripted_validation):
     """The uninterrupted run (checkpoints off: they must not change the result)."""
     return train(data, Protocol(**{**PROTOCOL.to_dict(), "checkpoint_every": 0}))
 
@@ -78,10 +102,13 @@ def assert_same_run(run, reference):
 
 
 def test_the_reference_run_is_not_trivial(reference):
-    """Model selection is exercised: the best weights are not the first nor the last."""
-    _, ref = reference
+    """Model selection is exercised: the best weights are neither the first evaluation's
+    nor the last's, and the model ends holding them (its BatchNorm counted 8 steps)."""
+    model, ref = reference
     assert ref.steps == 14 and [e["step"] for e in ref.history] == [4, 8, 12, 14]
-    assert ref.best_step == 8
+    assert [e["val_dice"] for e in ref.history] == [SCORES[s] for s in (4, 8, 12, 14)]
+    assert (ref.best_step, ref.best_val_dice) == (8, SCORES[8])
+    assert scripted_val_dice(model) == SCORES[8]
 
 
 @pytest.mark.parametrize("k", [6, 8, 12, 2])
@@ -104,13 +131,16 @@ def test_a_run_interrupted_at_step_k_resumes_to_the_same_result(data, reference,
 def test_a_killed_process_resumes_to_the_same_result(data, reference, tmp_path):
     """kill -9 of a training process at a checkpoint-every-2 run, then resume in process."""
     ck = tmp_path / "run.ckpt"
-    script = textwrap.dedent(f"""
+    script = inspect.getsource(scripted_val_dice) + textwrap.dedent(f"""
         import time, torch, variants
+        import harness.train
         from pathlib import Path
         from harness.data import DataSpec, load_dataset
         from harness.protocol import Protocol
         from harness.train import fit
         torch.set_num_threads(1)
+        SCORES = {SCORES!r}
+        harness.train.mean_dice = scripted_val_dice
         data = load_dataset(DataSpec(**{DATA.to_dict()!r}))
         spec = variants.parse({tiny(data).to_dict()!r})
         torch.manual_seed(0)

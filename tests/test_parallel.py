@@ -42,6 +42,7 @@ min_run_time = 0.01
 repeats = 2
 keep_predictions = 1
 threads = 1
+device = "cpu"  # records compared bit for bit: CUDA kernels need not be deterministic
 [variants]
 baseline = "unet-w4-d2"
 one_factor = {{ up = ["bilinear"] }}

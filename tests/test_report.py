@@ -577,3 +577,27 @@ def test_training_mfu_is_a_column_only_where_the_device_peak_is_known(tmp_path):
     table = summary_table(recs, "baseline").set_index("variant")
     assert table.loc["baseline", "mfu"] == pytest.approx(0.26) and np.isnan(table.loc["better", "mfu"])
     assert "| 26.0% |" in markdown(table.reset_index(), "c")
+
+
+# --------------------------------------------------------------------------- environments
+
+def test_one_environment_is_not_mentioned(built):
+    _, out = built
+    assert "Environments differ" not in (out / "index.md").read_text()
+    assert "Environments differ" not in (out / "table.md").read_text()
+
+
+def test_records_of_other_versions_are_named_in_the_caption_and_on_the_front_page(tmp_path):
+    """Results are reused across versions (a version is not part of the run key), never silently."""
+    root = make_results(tmp_path / "results")
+    paths = sorted((root / "runs").glob("*.json"))
+    for p in paths[:3]:
+        rec = records.read_record(p)
+        rec["env"] = {**rec["env"], "torch": "2.15.0", "scipy": None}
+        records.write_record(root, rec)
+    out = build_report(root, tmp_path / "report")
+    n = len(paths)
+    line = (f"Environments differ between runs: torch {ENV['torch']} ({n - 3} runs) and 2.15.0 (3 runs); "
+            f"scipy {ENV['scipy']} ({n - 3} runs) and unrecorded (3 runs).")
+    assert line in (out / "index.md").read_text()
+    assert (out / "table.md").read_text().count(line) == 1  # in the caption

@@ -12,6 +12,7 @@ import json
 
 from ..cost import mac_convention
 from ..protocol import Protocol
+from ..records import env_mix
 from .stats import ALPHA, N_RESAMPLES
 from ..metrics import METRICS
 from ..metrics import metric as metric_info
@@ -208,11 +209,19 @@ def mac_text(summary) -> str:
 def caption(records: list[dict], summary, sweep_name: str, baseline: str | None) -> str:
     """The one-line caption of every table."""
     base = f"Baseline: {baseline}" if baseline else "No baseline in the records (no Δ)"
+    mixed = mixed_text(records)
     return (f"{sweep_name}. Data: {data_text(records)}. Protocol: {protocol_text(records)}. "
             f"Seeds: {seeds_text(records)} (mean ± std over ok seeds). "
             f"Device: {device_text(records)}. {mac_text(summary)}. {DICE_CONVENTION}. "
             f"{headline_text(summary)} "
-            f"{stats_text(summary)}. {base}.")
+            f"{stats_text(summary)}. {base}." + (f" {mixed}" if mixed else ""))
+
+
+def mixed_text(records: list[dict]) -> str:
+    """One sentence naming what differs between the environments of the records ("" when
+    nothing does): results are reused across versions, devices and commits, never silently."""
+    mix = env_mix([r["env"] for r in records])
+    return f"Environments differ between runs: {mix}." if mix else ""
 
 
 def methods(records: list[dict], summary, baseline: str | None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import write_text_atomic
+from .describe import mixed_text
 from .figures import FigureResult
 
 MAX_ERROR_LINES = 20
@@ -65,6 +66,7 @@ def write_index(out_dir: Path, *, sweep_name: str, results_dir: str, n_records: 
         f"Built from the {n_records} run records in `{results_dir}` by `unet-ablate report` "
         f"(no training). Files: [table.md](table.md), [table.tex](table.tex), "
         f"[table.csv](table.csv) (summary), [runs.csv](runs.csv) (one row per run and form).\n",
+        *([f"**{mixed}**\n"] if (mixed := mixed_text(records)) else []),
         *(["## Missing runs\n", missing_markdown(missing, command)] if missing else []),
         "## Methods\n",
         methods + "\n",

@@ -24,6 +24,7 @@ import pandas as pd
 from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
 from ..records import runs_frame
+from .describe import mixed_text
 from .figures import STYLE, palette
 from .index import figures_markdown
 from .stats import ALPHA, friedman
@@ -152,6 +153,7 @@ def write_suite(out: Path, name: str, results_dir: str, records: list[dict], par
         f"[suite_table.md](suite_table.md), [suite_table.tex](suite_table.tex), "
         f"[suite_table.csv](suite_table.csv), [ranks.csv](ranks.csv), [runs.csv](runs.csv) (every "
         f"run, with its data set).\n",
+        *([f"**{mixed}**\n"] if (mixed := mixed_text(records)) else []),
         "## Across data sets\n",
         markdown_table(*table, caption, note),
         figures_markdown(figures),
