@@ -8,7 +8,7 @@ PRESET ?= cpu
 OUT ?= results/$(PRESET)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install lock test-latest ablation test test-all bench bench-gpu report clean
+.PHONY: install lock lint test-latest ablation test test-all bench bench-gpu report clean
 
 $(BIN)/unet-ablate: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ report: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# ruff (pyproject.toml's [tool.ruff]): pyflakes, pycodestyle, import order, blind excepts, bugbear
+lint: install
+	$(BIN)/ruff check .
 
 test-all: install
 	$(BIN)/python -m pytest -q -m ''

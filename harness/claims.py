@@ -7,10 +7,11 @@ claim is written whole to a private file first and then hard-linked into place, 
 when the claim exists, as ``O_CREAT | O_EXCL`` does, but never shows a half-written claim (a
 runner killed between creating and writing an ``O_EXCL`` file would leave an empty claim
 that names no process). Where the file system has no hard links, ``O_EXCL`` is used, and a
-claim that is still empty after ``WRITE_GRACE_S`` counts as stale. The claim holds the runner's host, PID, start time and a random token; its
-heartbeat is the file's modification time, which a background thread refreshes with
-``os.utime`` every ``HEARTBEAT_S`` seconds. The claim is removed when the run's record is
-written, or when the run stops for any reason (an error, Ctrl-C).
+claim that is still empty after ``WRITE_GRACE_S`` counts as stale. The claim holds the
+runner's host, PID, start time and a random token; its heartbeat is the file's modification
+time, which a background thread refreshes with ``os.utime`` every ``HEARTBEAT_S`` seconds.
+The claim is removed when the run's record is written, or when the run stops for any reason
+(an error, Ctrl-C).
 
 A claim is stale, and another runner takes the run over, when its heartbeat is older than
 ``STALE_S`` (the runner died, its node went down, its job was killed), or at once when it
@@ -32,16 +33,14 @@ import time
 import uuid
 from pathlib import Path
 
+from .layout import Layout
+
 log = logging.getLogger("unet_ablate")
 
 HEARTBEAT_S = 30.0   # how often a runner touches the claims it holds
 STALE_S = 600.0      # a claim whose heartbeat is older than this is taken over
 WRITE_GRACE_S = 5.0  # an empty (unreadable) claim older than this was left by a killed writer
 _MODE = 0o666        # the user's umask applies, as for any file they create
-
-
-def claim_path(results: Path, key: str) -> Path:
-    return Path(results) / "claims" / f"{key}.json"
 
 
 def _digest(data: bytes) -> str:
@@ -157,7 +156,7 @@ def claim(results: Path, key: str, stale_s: float | None = None,
           heartbeat_s: float = HEARTBEAT_S) -> Claim | None:
     """Claim run ``key`` of ``results`` for this runner: the held ``Claim``, or None when a
     live runner holds it. A stale claim is taken over."""
-    path = claim_path(results, key)
+    path = Layout(results).claim(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     info = {"host": socket.gethostname(), "pid": os.getpid(),
@@ -207,7 +206,7 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def is_held(results: Path, key: str) -> bool:
     """True when a live runner holds the claim of run ``key`` (a claim that is not stale)."""
-    path = claim_path(results, key)
+    path = Layout(results).claim(key)
     try:
         return not is_stale(_info(path.read_bytes()), path.stat().st_mtime)
     except FileNotFoundError:

@@ -49,6 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     import variants
+
     from .cost import mac_convention, profile
 
     spec = variants.parse(args.name).replace(in_channels=args.in_channels, classes=args.classes)
@@ -106,7 +107,8 @@ def _flag(dest: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import DEFAULT_WORKERS, run_sweep, submit_sweep
+    from .layout import Layout
+    from .runner import run_sweep, submit_sweep
     from .sweep import load_sweep, override
 
     given = {key: getattr(args, dest) for dest, key in LAUNCHER_FLAGS.items() if getattr(args, dest) is not None}
@@ -126,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_wait:
         jobs = submit_sweep(sweep, out, args.launcher, retry_failed=args.retry_failed, command=run_command(args, out))
         if not jobs:
-            print(f"nothing to submit: every run of {sweep.name} is recorded in {out}/runs")
+            print(f"nothing to submit: every run of {sweep.name} is recorded in {Layout(out).runs}")
             return 0
         print(f"{len(jobs)} job(s) submitted ({args.launcher}): {' '.join(j.job_id for j in jobs)}")
         print(f"logs in {out}/submitit; `unet-ablate report {out}` works at any time, and the same "
@@ -136,11 +138,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                    command=run_command(args, out), workers=args.workers or sweep.workers,
                    launcher=args.launcher)
     if df.empty:
-        print(f"no run of {sweep.name} is recorded in {out}/runs yet")
+        print(f"no run of {sweep.name} is recorded in {Layout(out).runs} yet")
         return 0
     print(summary_text(df))
     n_bad = int((df.drop_duplicates("key").status != "ok").sum())
-    print(f"\n{df.key.nunique()} runs ({n_bad} not ok) in {out}/runs, table {out}/runs.csv")
+    print(f"\n{df.key.nunique()} runs ({n_bad} not ok) in {Layout(out).runs}, table {Layout(out).runs_csv}")
     return 0
 
 
@@ -283,6 +285,7 @@ def _start_up() -> bool:
         previous = None
     try:
         import torch  # noqa: F401
+
         import variants  # noqa: F401
     finally:
         if previous is not None:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 from . import log_to_stderr
+from .layout import Layout
+from .run import run_key
 
 log = logging.getLogger("unet_ablate")
 
@@ -38,11 +40,6 @@ def check_available(launcher: str = "local") -> None:
                          "login node of the cluster; --launcher local runs the same jobs here)")
 
 
-def folder(out: Path) -> Path:
-    """Where submitit keeps the jobs' pickles and logs."""
-    return Path(out) / "submitit"
-
-
 class RunJob:
     """One job: run ``key`` of ``sweep`` into ``out``. submitit pickles it; ``checkpoint``
     is what submitit calls when the job is preempted or reaches its time limit: the job is
@@ -54,8 +51,6 @@ class RunJob:
         self.threads, self.retry_failed, self.seen = threads, retry_failed, seen
 
     def __call__(self) -> tuple[str, str | None, str | None]:
-        from .runner import run_key
-
         log_to_stderr(logging.INFO)  # into the job's log file
         return run_key(self.sweep, self.out, self.key, self.dataset, self.retry_failed, self.seen,
                        self.threads)
@@ -72,7 +67,7 @@ def executor(out: Path, sweep, launcher: str):
 
     s = sweep.launcher
     gpus = s.gpus_per_task if s.gpus_per_task is not None else int(sweep.measure.device == "cuda")
-    ex = submitit.AutoExecutor(folder=folder(out), cluster=launcher)
+    ex = submitit.AutoExecutor(folder=Layout(out).submitit, cluster=launcher)
     params = {"name": f"unet-ablate-{sweep.name}", "timeout_min": s.timeout_min, "tasks_per_node": 1,
               "nodes": 1, "gpus_per_node": gpus or None, "cpus_per_task": s.cpus_per_task,
               "mem_gb": s.mem_gb, "slurm_partition": s.partition,
@@ -84,12 +79,11 @@ def executor(out: Path, sweep, launcher: str):
 
 
 def submit(sweep, out: Path, todo: list, launcher: str, retry_failed: bool = False) -> list:
-    """One job per run of ``todo`` ((spec, labels, data, seen) as ``runner._prepare`` lists
-    them), submitted as one array; the jobs, in the order of ``todo``."""
+    """One job per planned run of ``todo`` (``plan.PlannedRun``, with the ``seen`` of its
+    record), submitted as one array; the jobs, in the order of ``todo``."""
     check_available(launcher)
     threads = sweep.launcher.cpus_per_task or sweep.measure.threads
-    jobs = [RunJob(sweep, out, rs.key, labels.dataset, threads, retry_failed, seen)
-            for rs, labels, _, seen in todo]
+    jobs = [RunJob(sweep, out, run.key, run.labels.dataset, threads, retry_failed, run.seen) for run in todo]
     try:
         return executor(out, sweep, launcher).submit_array(jobs)
     except Exception as e:  # noqa: BLE001 - sbatch missing or refusing: one line, not a traceback

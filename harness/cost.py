@@ -20,7 +20,6 @@ from torch.utils.flop_counter import FlopCounterMode
 import variants
 
 
-
 def mac_convention(image: str = "one image") -> str:
     """The MAC convention as every table and command states it."""
     return f"MACs: convolutions and matmuls only (FlopCounterMode), {image}; FLOPs = 2 x MACs"

@@ -94,5 +94,6 @@ def check_folder_path(folder: Path, what: str) -> None:
     for path in (folder, *folder.parents):
         if path.exists():
             if not path.is_dir():
-                raise ValueError(f"{path}: is a file, expected {what}" + ("" if path == folder else f" to hold {folder}"))
+                raise ValueError(f"{path}: is a file, expected {what}"
+                                 + ("" if path == folder else f" to hold {folder}"))
             return

@@ -6,7 +6,6 @@ CPU timing uses ``torch.utils.benchmark`` with a fixed thread count; GPU timing 
 events around each call and a synchronize."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -18,16 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .execution import Execution
 from .protocol import Measure
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("measure.device: cuda was asked for, but no CUDA device is available")
-    return torch.device(name)
-
 
 # --------------------------------------------------------------------------- training FLOP/s, MFU
 
@@ -116,19 +107,19 @@ def time_call(fn, device: torch.device, measure: Measure) -> tuple[float, float,
 
 
 @torch.no_grad()
-def inference_cost(model, in_channels: int, input_hw: tuple[int, int], device: torch.device,
-                   measure: Measure, channels_last: bool, amp=contextlib.nullcontext) -> dict:
+def inference_cost(model, in_channels: int, input_hw: tuple[int, int], ex: Execution,
+                   measure: Measure) -> dict:
     """Images/s at ``measure.batch_size`` and latency at batch 1 for an input of
-    ``input_hw`` (the input that predicts one image of the stated resolution), under the
-    run's precision context ``amp``."""
+    ``input_hw`` (the input that predicts one image of the stated resolution), as the run
+    executes (``ex``: device, precision, memory format)."""
     model.eval()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    device = ex.device
     out = {}
     for batch in (measure.batch_size, 1):
-        x = torch.randn(batch, in_channels, *input_hw, device=device).contiguous(memory_format=fmt)
+        x = torch.randn(batch, in_channels, *input_hw, device=device).contiguous(memory_format=ex.memory_format)
 
         def call(x=x):
-            with amp():
+            with ex.amp():
                 return model(x)
 
         if device.type == "cuda":

@@ -1,8 +1,9 @@
 """The results store, and the one module that says what a run record is.
 
-Everything that writes or reads a results folder goes through here: the runner builds
-records with ``new_record`` / ``add_training`` / ``add_form`` / ``end``, the report reads
-them with ``load_records`` and the accessors below. A results folder holds:
+Everything that writes or reads records, plans and samples goes through here (the paths
+are ``harness.layout.Layout``'s): the runner builds records with ``new_record`` /
+``add_training`` / ``add_form`` / ``end``, the report reads them with ``load_records`` and
+the accessors below. A results folder holds (besides claims, checkpoints and cluster logs):
 
 ```
 sweep.json              the sweep as planned (``SweepPlan``): name, source, description, the
@@ -75,8 +76,10 @@ import pandas as pd
 
 import variants
 from variants.spec import is_int
+
 from .config import default_label
-from .fileio import check_folder_path, write_atomic, write_json_atomic, write_text_atomic
+from .fileio import write_atomic, write_json_atomic, write_text_atomic
+from .layout import Layout
 from .metrics import FIELDS, metric, nanmean, per_image_from_counts, summarize
 
 log = logging.getLogger("unet_ablate")
@@ -237,10 +240,6 @@ def check_record(rec, where: str) -> dict:
     return rec
 
 
-def record_path(results: Path, key: str) -> Path:
-    return Path(results) / "runs" / f"{key}.json"
-
-
 def read_record(path: Path) -> dict:
     """One record; a file that is not readable JSON or not a record is a one-line ValueError."""
     try:
@@ -251,7 +250,7 @@ def read_record(path: Path) -> dict:
 
 
 def write_record(results: Path, record: dict) -> Path:
-    path = record_path(results, record["key"])
+    path = Layout(results).record(record["key"])
     write_json_atomic(path, record)
     return path
 
@@ -261,7 +260,7 @@ def load_records(results: str | Path, keys=None, skipped: list | None = None) ->
     variant, seed and key. A file that is not a run record (``[]``, ``{}``, another schema,
     half a file written by hand) is left out with a warning, and its one-line reason
     appended to ``skipped``."""
-    runs = Path(results) / "runs"
+    runs = Layout(results).runs
     if not runs.is_dir():
         raise ValueError(f"{results}: no runs/ folder (expected the output folder of `unet-ablate run`)")
     paths = sorted(runs.glob("*.json"))
@@ -283,23 +282,10 @@ def load_records(results: str | Path, keys=None, skipped: list | None = None) ->
     return sorted(out, key=lambda r: (r["variant"], r["seed"], r["key"]))
 
 
-def check_results_folder(results: Path) -> None:
-    """A one-line ValueError, before anything is written, where ``results`` cannot be a
-    results folder: it is a file, sits below a file, or holds a file where a folder belongs
-    (or a folder where a file belongs)."""
-    results = Path(results)
-    check_folder_path(results, "a results folder")
-    for name, folder in (("runs", True), ("samples", True), ("sweep.json", False), ("runs.csv", False)):
-        path = results / name
-        if path.exists() and path.is_dir() != folder:
-            raise ValueError(f"{path}: is a {'file' if folder else 'folder'}, expected "
-                             f"{'the folder' if folder else 'the file'} a results folder keeps there")
-
-
 def stray_records(results: str | Path, keys) -> list[str]:
     """Record files in ``<results>/runs/`` that are not runs of ``keys`` (another sweep's)."""
     wanted = set(keys)
-    return [p.name for p in sorted((Path(results) / "runs").glob("*.json")) if p.stem not in wanted]
+    return [p.name for p in sorted(Layout(results).runs.glob("*.json")) if p.stem not in wanted]
 
 
 def find_form(record: dict, form: str) -> dict | None:
@@ -454,7 +440,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
 
 def write_runs_csv(results: Path, records: list[dict]) -> pd.DataFrame:
     df = runs_frame(records)
-    write_text_atomic(Path(results) / "runs.csv", df.to_csv(index=False))
+    write_text_atomic(Layout(results).runs_csv, df.to_csv(index=False))
     return df
 
 
@@ -464,7 +450,7 @@ FAMILIES = ("baseline", "one-factor", "grid", "explicit")
 
 
 @dataclass(frozen=True)
-class PlannedRun:
+class PlanEntry:
     key: str
     variant: str
     seed: int
@@ -487,7 +473,7 @@ class SweepPlan:
     variants: tuple[str, ...]
     families: dict
     seeds: tuple[int, ...]
-    runs: tuple[PlannedRun, ...]
+    runs: tuple[PlanEntry, ...]
     metric: str = "dice"  # the report's headline (``[report] metric``)
     datasets: tuple[str, ...] = ()  # the data sets' labels, in the sweep's order
 
@@ -506,12 +492,12 @@ class SweepPlan:
 
 
 def write_plan(results: Path, plan: SweepPlan) -> None:
-    write_json_atomic(Path(results) / "sweep.json", dataclasses.asdict(plan))
+    write_json_atomic(Layout(results).plan, dataclasses.asdict(plan))
 
 
 def read_plan(results: Path) -> SweepPlan | None:
     """The plan of a results folder, None where it has no ``sweep.json``."""
-    path = Path(results) / "sweep.json"
+    path = Layout(results).plan
     if not path.is_file():
         return None
     try:
@@ -523,7 +509,7 @@ def read_plan(results: Path) -> SweepPlan | None:
         if not isinstance(d, dict) or set(d) != fields:
             raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
                             f"the same arguments rewrites it without training again")
-        runs = tuple(PlannedRun(**r) for r in d["runs"])
+        runs = tuple(PlanEntry(**r) for r in d["runs"])
         plan = SweepPlan(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
                             "runs": runs})
         labels = (plan.name, plan.command, plan.baseline, plan.metric, *plan.variants, *plan.families,
@@ -541,10 +527,6 @@ def read_plan(results: Path) -> SweepPlan | None:
 
 # --------------------------------------------------------------------------- samples for the report
 
-def _samples_path(results: Path, data_key: str) -> Path:
-    return Path(results) / "samples" / f"{data_key}.npz"
-
-
 def write_samples(results: Path, data_key: str, ids: list[str], images: list[np.ndarray],
                   masks: list[np.ndarray]) -> None:
     """Store test images (float (C, H, W) in [0, 1], kept as 8-bit for display) and their
@@ -554,7 +536,7 @@ def write_samples(results: Path, data_key: str, ids: list[str], images: list[np.
     for i, (image, mask) in enumerate(zip(images, masks)):
         arrays[f"image{i}"] = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
         arrays[f"mask{i}"] = np.asarray(mask).astype(np.uint8)  # class indices < 255; IGNORE is 255
-    path = _samples_path(results, data_key)
+    path = Layout(results).samples(data_key)
     try:
         with np.load(path) as z:
             if set(z.files) == set(arrays) and all(np.array_equal(z[k], v) for k, v in arrays.items()):
@@ -568,7 +550,7 @@ def write_samples(results: Path, data_key: str, ids: list[str], images: list[np.
 
 def read_samples(results: Path, data_key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """id -> (image as float (C, H, W) in [0, 1], reference mask); {} where none are stored."""
-    path = _samples_path(results, data_key)
+    path = Layout(results).samples(data_key)
     if not path.is_file():
         return {}
     try:

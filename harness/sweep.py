@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import tomllib
+
 import variants
+
 from . import metrics
-from .config import (NAME_BAD, check_keys, first_repeat, from_table, integer, is_int, number, plain_name,
-                     table, text)
+from .config import NAME_BAD, check_keys, first_repeat, from_table, integer, is_int, number, plain_name, table, text
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
@@ -177,7 +178,8 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
             raise ValueError(f"{where}: variants.{key}: needs a family baseline, not {base.name}")
         for axis in changes:
             if axis not in fields:
-                raise ValueError(f"{where}: variants.{key}.{axis}: not an axis (expected one of {', '.join(sorted(fields))})")
+                raise ValueError(f"{where}: variants.{key}.{axis}: not an axis "
+                                 f"(expected one of {', '.join(sorted(fields))})")
         try:
             return base.replace(**changes)
         except (ValueError, TypeError) as e:

@@ -10,7 +10,6 @@ out of the step times. Achieved TFLOP/s and MFU come from the MACs of the traini
 counted once on ``meta`` before the loop."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -21,9 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+import variants
+
 from .choices import LOSSES, OPTIMIZERS, lr_factor
 from .cost import count_macs
-from .evaluate import input_geometry, mean_dice
+from .evaluate import mean_dice
+from .execution import Execution
 from .fileio import write_atomic
 from .measure import device_peak_tflops, mfu, train_tflops
 from .metrics import IGNORE
@@ -59,7 +61,7 @@ class PatchSampler:
     gather and copy to the device, where training widens them."""
 
     def __init__(self, images, masks, spec, patch: int, augment: bool, rng: np.random.Generator):
-        n, m = input_geometry(spec, patch)
+        n, m = variants.input_geometry(spec, patch)
         self.n, self.m, self.out, self.patch = n, m, n - 2 * m, patch
         self.augment, self.rng = augment, rng
         self.images, self.masks = [], []
@@ -68,7 +70,7 @@ class PatchSampler:
             h, w = mk.shape
             ph, pw = max(0, self.out - h), max(0, self.out - w)  # too small: pad, ignore
             mk = np.pad(mk, ((0, ph), (0, pw)), constant_values=IGNORE).astype(np.uint8 if small else np.int64)
-            # "reflect" (edge pixel not repeated) is what evaluate.mirror_pad does
+            # "reflect" (edge pixel not repeated) is what predict.mirror_pad does
             im = np.pad(im, ((0, 0), (m, m + ph), (m, m + pw)), mode="reflect")
             self.images.append(im)
             self.masks.append(mk)
@@ -99,6 +101,57 @@ class PatchSampler:
 def _outputs(out) -> list[torch.Tensor]:
     """The logits a model returns in training: one tensor, or a list (deep supervision)."""
     return out if isinstance(out, list) else [out]
+
+
+@dataclass
+class TrainState:
+    """What training carries from step to step and a checkpoint holds: the model, optimizer,
+    schedule and both random generators (live objects), the step reached, the best weights
+    so far with their step and score, the history, the step times and
+    losses since the last evaluation, the peak memory, the compile time, and the clock."""
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    device: torch.device
+    step: int = 0
+    best_state: dict | None = None
+    best_step: int | None = None
+    best_val_dice: float | None = None
+    history: list[dict] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    peak: float = 0.0
+    compile_s: float | None = None
+    start: float = field(default_factory=time.perf_counter)  # the clock's zero (a resumed run: earlier)
+
+    KEPT = ("best_state", "best_step", "best_val_dice", "history", "step_times", "losses", "peak", "compile_s")
+
+    def state_dict(self) -> dict:
+        cuda = self.device.type == "cuda"
+        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "numpy_rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+                **{k: getattr(self, k) for k in self.KEPT}, "elapsed_s": time.perf_counter() - self.start}
+
+    def load(self, ck: dict) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if self.device.type == "cuda" and ck["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), self.device)
+        self.step = ck["step"]
+        for k in self.KEPT:
+            setattr(self, k, ck.get(k))
+        self.start -= ck["elapsed_s"]
+
+    def keep_if_best(self, val: float) -> None:
+        """Select the weights: keep a copy of them when ``val`` beats the best so far."""
+        if self.best_val_dice is None or val > self.best_val_dice:
+            self.best_val_dice, self.best_step = val, self.step
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
 def _identity(model: nn.Module, protocol: Protocol, seed: int) -> dict:
@@ -147,16 +200,82 @@ def _compile_failure(e: Exception) -> str:
     return f"torch.compile failed in the first step: {inner.__class__.__name__}: {text[0] if text else ''}"
 
 
-def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: torch.device,
-        amp=contextlib.nullcontext, progress=None, checkpoint: Path | None = None) -> FitResult:
-    """Train ``model`` in place and leave it holding the weights with the best
-    validation Dice. ``amp`` is the run's precision context; ``progress`` an optional
-    tqdm bar over steps. With ``checkpoint`` and ``protocol.checkpoint_every`` N > 0,
-    the state of training is saved there (atomically) every N steps, and a checkpoint
+def _resume(state: TrainState, checkpoint: Path | None, identity: dict, steps: int, progress) -> None:
+    """Load the checkpoint at ``checkpoint`` into ``state`` when it was written for this run."""
+    ck = _read_checkpoint(checkpoint, identity, state.device)
+    if ck is None:
+        return
+    state.load(ck)
+    log.info("resuming training at step %d of %d from %s", state.step, steps, checkpoint)
+    if progress is not None:
+        progress.update(state.step)
+
+
+def _save(checkpoint: Path, identity: dict, state: TrainState) -> bool:
+    """Save the state of training atomically; False (with a warning) when it cannot be saved."""
+    try:
+        write_atomic(checkpoint, lambda f: torch.save({"identity": identity, **state.state_dict()}, f))
+    except OSError as e:  # a resume aid: the run goes on without one
+        log.warning("checkpoint not saved (%s); this run goes on without checkpoints", e)
+        return False
+    return True
+
+
+def _step(forward, loss_fn, opt, x, y, ex: Execution, compiling: bool) -> float:
+    """One training step (forward, backward, optimizer): its loss, read once (the step's one
+    synchronization, so step times are real on a GPU)."""
+    try:
+        with ex.amp():
+            outputs = _outputs(forward(x))
+        loss = sum(loss_fn(o, y) for o in outputs) / len(outputs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    except Exception as e:
+        if compiling:  # the record's one line names what failed, not dynamo's wrapper
+            raise RuntimeError(_compile_failure(e)) from e
+        raise
+
+
+def _validate(state: TrainState, spec, val_x, val_y, num_classes: int, ex: Execution, lr: float) -> None:
+    """Score the validation split, log it in the history and keep the weights if best."""
+    if ex.cuda:  # training memory only: validation passes are not counted
+        state.peak = max(state.peak, torch.cuda.max_memory_allocated(ex.device) / 2**20)
+    val = mean_dice(state.model, spec, val_x, val_y, num_classes, ex)
+    state.history.append({"step": state.step, "loss": float(np.mean(state.losses)), "val_dice": val,
+                          "lr": lr, "elapsed_s": time.perf_counter() - state.start})
+    state.losses = []
+    if ex.cuda:
+        torch.cuda.reset_peak_memory_stats(ex.device)
+    state.keep_if_best(val)
+
+
+def _result(state: TrainState, protocol: Protocol, macs: int, ex: Execution, result: FitResult) -> FitResult:
+    """The FitResult of a finished (or diverged) training, from its state."""
+    result.steps, result.best_step, result.best_val_dice = state.step, state.best_step, state.best_val_dice
+    result.history = state.history
+    warm = state.step_times[3:] or state.step_times
+    if warm:
+        result.train_img_s = protocol.batch_size / float(np.median(warm))
+        result.train_tflops = train_tflops(macs, result.train_img_s)
+        result.mfu = mfu(result.train_tflops, device_peak_tflops(ex.device))
+    result.compile_s = state.compile_s
+    if ex.cuda:
+        result.peak_mem_mb = state.peak
+    return result
+
+
+def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Execution,
+        progress=None, checkpoint: Path | None = None) -> FitResult:
+    """Train ``model`` in place and leave it holding the weights with the best validation
+    Dice, as the run executes (``ex``: device, precision, memory format). ``progress`` is an
+    optional tqdm bar over steps. With ``checkpoint`` and ``protocol.checkpoint_every`` N >
+    0, the state of training is saved there (atomically) every N steps, and a checkpoint
     found there for this run is resumed from: the result is the one an uninterrupted run
-    gets (bit for bit on CPU; timings aside). The caller removes it when the run ends.
-    With ``protocol.compile`` the training forward runs through ``compile_module``."""
-    n = input_geometry(spec, protocol.patch)[0]  # the training input, as the model sees it
+    gets (bit for bit on CPU; timings aside). The caller removes it when the run ends. With
+    ``protocol.compile`` the training forward runs through ``compile_module``."""
+    n = variants.input_geometry(spec, protocol.patch)[0]  # the training input, as the model sees it
     macs = count_macs(spec, n, n)  # on meta, once: nothing of it inside the timed loop
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -166,108 +285,43 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, device: tor
     loss_fn = LOSSES[protocol.loss](data.num_classes)
     opt = OPTIMIZERS[protocol.optimizer](protocol, model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(protocol, s))
-    memory_format = torch.channels_last if protocol.channels_last else torch.contiguous_format
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    result = FitResult()
-    best_state = None
-    step_times, losses = [], []
-    peak = 0.0
+    if ex.cuda:
+        torch.cuda.reset_peak_memory_stats(ex.device)
+    state, result = TrainState(model, opt, sched, rng, ex.device), FitResult()
     forward = compile_module(model) if protocol.compile else model
-    compile_s, compiling = None, protocol.compile  # the first step of this process compiles
-    start, first = time.perf_counter(), 0
     save_every = protocol.checkpoint_every if checkpoint is not None else 0
     identity = _identity(model, protocol, seed) if save_every else None
-    ck = _read_checkpoint(checkpoint, identity, device) if save_every else None
-    if ck is not None:
-        first = ck["step"]
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        rng.bit_generator.state = ck["numpy_rng"]
-        torch.set_rng_state(ck["torch_rng"].cpu())
-        if cuda and ck["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
-        best_state, step_times, losses, peak = ck["best_state"], ck["step_times"], ck["losses"], ck["peak"]
-        compile_s = ck.get("compile_s")
-        result.steps, result.best_step, result.best_val_dice = first, ck["best_step"], ck["best_val_dice"]
-        result.history = ck["history"]
-        start -= ck["elapsed_s"]
-        log.info("resuming training at step %d of %d from %s", first, protocol.steps, checkpoint)
-        if progress is not None:
-            progress.update(first)
-    for step in range(first, protocol.steps):
+    if save_every:
+        _resume(state, checkpoint, identity, protocol.steps, progress)
+    compiling = protocol.compile  # the first step of this process compiles
+    while state.step < protocol.steps:
         model.train()
         x, y = sampler.batch(protocol.batch_size)
-        x = x.to(device).contiguous(memory_format=memory_format)
-        y = y.to(device).long()
-        if cuda:
-            torch.cuda.synchronize(device)
+        x, y = ex.inputs(x), y.to(ex.device).long()
+        if ex.cuda:
+            torch.cuda.synchronize(ex.device)
         t0 = time.perf_counter()  # the step itself: forward, backward, optimizer
-        try:
-            with amp():
-                outputs = _outputs(forward(x))
-            loss = sum(loss_fn(o, y) for o in outputs) / len(outputs)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            value = loss.item()  # the step's one synchronization, so step times are real on GPU
-        except Exception as e:
-            if compiling:  # the record's one line names what failed, not dynamo's wrapper
-                raise RuntimeError(_compile_failure(e)) from e
-            raise
+        value = _step(forward, loss_fn, opt, x, y, ex, compiling)
         if not math.isfinite(value):  # checked here, not before backward: no sync mid-step
-            result.status, result.error = "diverged", f"loss became {value} at step {step}"
+            result.status, result.error = "diverged", f"loss became {value} at step {state.step}"
             break
         lr = opt.param_groups[0]["lr"]  # the rate this step used
         sched.step()
-        losses.append(value)
+        state.losses.append(value)
         if compiling:
-            compile_s, compiling = (compile_s or 0.0) + time.perf_counter() - t0, False
+            state.compile_s, compiling = (state.compile_s or 0.0) + time.perf_counter() - t0, False
         else:
-            step_times.append(time.perf_counter() - t0)
-        result.steps = step + 1
-        last = step + 1 == protocol.steps
-        if (step + 1) % protocol.eval_every == 0 or last:
-            if cuda:  # training memory only: validation passes are not counted
-                peak = max(peak, torch.cuda.max_memory_allocated(device) / 2**20)
-            val = mean_dice(model, spec, val_x, val_y, data.num_classes, device,
-                            channels_last=protocol.channels_last, amp=amp)
-            result.history.append({"step": step + 1, "loss": float(np.mean(losses)), "val_dice": val,
-                                   "lr": lr, "elapsed_s": time.perf_counter() - start})
-            losses = []
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            if result.best_val_dice is None or val > result.best_val_dice:
-                result.best_val_dice, result.best_step = val, step + 1
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if save_every and (step + 1) % save_every == 0 and not last:
-            state = {"identity": identity, "step": step + 1, "model": model.state_dict(),
-                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None,
-                     "best_state": best_state, "best_step": result.best_step,
-                     "best_val_dice": result.best_val_dice, "history": result.history,
-                     "step_times": step_times, "losses": losses, "peak": peak, "compile_s": compile_s,
-                     "elapsed_s": time.perf_counter() - start}
-            try:
-                write_atomic(checkpoint, lambda f: torch.save(state, f))
-            except OSError as e:  # a resume aid: the run goes on without one
-                log.warning("checkpoint not saved (%s); this run goes on without checkpoints", e)
-                save_every = 0
+            state.step_times.append(time.perf_counter() - t0)
+        state.step += 1
+        last = state.step == protocol.steps
+        if state.step % protocol.eval_every == 0 or last:
+            _validate(state, spec, val_x, val_y, data.num_classes, ex, lr)
+        if save_every and state.step % save_every == 0 and not last:
+            save_every = save_every if _save(checkpoint, identity, state) else 0
         if progress is not None:
             progress.update(1)
-            if result.history:
-                progress.set_postfix(loss=f"{value:.3f}", val_dice=f"{result.history[-1]['val_dice']:.3f}")
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    warm = step_times[3:] or step_times
-    if warm:
-        result.train_img_s = protocol.batch_size / float(np.median(warm))
-        result.train_tflops = train_tflops(macs, result.train_img_s)
-        result.mfu = mfu(result.train_tflops, device_peak_tflops(device))
-    result.compile_s = compile_s
-    if cuda:
-        result.peak_mem_mb = peak
-    return result
+            if state.history:
+                progress.set_postfix(loss=f"{value:.3f}", val_dice=f"{state.history[-1]['val_dice']:.3f}")
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    return _result(state, protocol, macs, ex, result)

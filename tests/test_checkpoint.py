@@ -18,8 +18,9 @@ import torch
 
 import variants
 from harness.data import DataSpec, load_dataset
+from harness.execution import Execution
+from harness.plan import arch_for_data
 from harness.protocol import Protocol, RunSpec
-from harness.runner import arch_for_data
 from harness.train import discard_checkpoint, fit
 
 CPU = torch.device("cpu")
@@ -64,7 +65,7 @@ def train(data, protocol=PROTOCOL, **kw):
     spec = tiny(data)
     torch.manual_seed(0)
     model = variants.build(spec)
-    return model, fit(model, spec, data, protocol, 0, CPU, **kw)
+    return model, fit(model, spec, data, protocol, 0, Execution(), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +138,7 @@ def test_a_killed_process_resumes_to_the_same_result(data, reference, tmp_path):
         from pathlib import Path
         from harness.data import DataSpec, load_dataset
         from harness.protocol import Protocol
+        from harness.execution import Execution
         from harness.train import fit
         torch.set_num_threads(1)
         SCORES = {SCORES!r}
@@ -149,7 +151,7 @@ def test_a_killed_process_resumes_to_the_same_result(data, reference, tmp_path):
             def update(self, n): time.sleep(0.05)
             def set_postfix(self, **kw): pass
         p = Protocol(**{{**{PROTOCOL.to_dict()!r}, "checkpoint_every": 2}})
-        fit(model, spec, data, p, 0, torch.device("cpu"), progress=Slow(), checkpoint=Path({str(ck)!r}))
+        fit(model, spec, data, p, 0, Execution(), progress=Slow(), checkpoint=Path({str(ck)!r}))
         print("finished")
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -11,8 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.data import DataError, DataSpec, Dataset, check_min_size, clear_memory_cache, load_dataset, make_splits
-from harness.data import loader, synthetic
+from harness.data import (
+    DataError,
+    Dataset,
+    DataSpec,
+    check_min_size,
+    clear_memory_cache,
+    load_dataset,
+    loader,
+    make_splits,
+    synthetic,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -243,7 +252,8 @@ def test_split_rule():
 
 def test_split_fixed_by_data_seed(tmp_path):
     def split_ids(seed):
-        return load_dataset(DataSpec("membranes", n_images=20, size=32, seed=seed), str(tmp_path)).summary()["split_ids"]
+        spec = DataSpec("membranes", n_images=20, size=32, seed=seed)
+        return load_dataset(spec, str(tmp_path)).summary()["split_ids"]
 
     assert split_ids(3) == split_ids(3)
     assert split_ids(3) != split_ids(4)

@@ -4,11 +4,11 @@ CUDA stack and its settings), and records from different environments are named,
 mixed silently."""
 import re
 import subprocess
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

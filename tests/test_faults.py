@@ -4,7 +4,6 @@ nothing half-written or lost. tests/README.md lists every bad input the suite co
 import errno
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import harness.fileio
-import harness.runner
+import harness.run
 from harness.cli import main
 from harness.fileio import write_atomic, write_text_atomic
 from harness.records import load_records, read_plan, read_record
@@ -62,13 +61,13 @@ def copy_of(recorded, tmp_path) -> tuple[Path, Path]:
 
 def counting_run_one(monkeypatch) -> list:
     calls = []
-    real = harness.runner.run_one
+    real = harness.run.run_one
 
     def run_one(rs, *a, **kw):
         calls.append(rs.key)
         return real(rs, *a, **kw)
 
-    monkeypatch.setattr(harness.runner, "run_one", run_one)
+    monkeypatch.setattr(harness.run, "run_one", run_one)
     return calls
 
 

@@ -19,11 +19,19 @@ import variants
 from harness import records, train
 from harness.cost import count_macs
 from harness.data import DataSpec, load_dataset
-from harness.evaluate import input_geometry
-from harness.measure import (PEAK_BF16_TFLOPS, device_peak_tflops, inference_cost, mfu, peak_bf16_tflops,
-                             time_call, train_tflops)
+from harness.execution import Execution
+from harness.measure import (
+    PEAK_BF16_TFLOPS,
+    device_peak_tflops,
+    inference_cost,
+    mfu,
+    peak_bf16_tflops,
+    time_call,
+    train_tflops,
+)
+from harness.plan import arch_for_data
 from harness.protocol import Measure, Protocol, RunSpec
-from harness.runner import arch_for_data, run_one
+from harness.run import run_one
 from harness.train import discard_checkpoint, fit
 
 CPU = torch.device("cpu")
@@ -41,13 +49,12 @@ def data():
     return load_dataset(DATA)
 
 
-def train_tiny(data, protocol=TINY, arch="unet-w4-d2", device=CPU, **kw):
+def train_tiny(data, protocol=TINY, arch="unet-w4-d2", device="cpu", **kw):
     spec = arch_for_data(variants.parse(arch), data)
+    ex = Execution.resolve(protocol, Measure(device=device))
     torch.manual_seed(0)
-    model = variants.build(spec).to(device)
-    if protocol.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model, fit(model, spec, data, protocol, 0, device, **kw)
+    model = ex.place(variants.build(spec))
+    return model, fit(model, spec, data, protocol, 0, ex, **kw)
 
 
 def tiny_run(data_spec=DATA, arch="unet-w4-d2", device="cpu", **protocol) -> RunSpec:
@@ -108,7 +115,7 @@ def test_a_cpu_fit_counts_the_macs_of_the_input_the_model_sees(data):
     those of that larger input, not of the patch nor of measure.size."""
     arch = "unet-crop-w4-d2"
     spec = arch_for_data(variants.parse(arch), data)
-    n = input_geometry(spec, TINY.patch)[0]
+    n = variants.input_geometry(spec, TINY.patch)[0]
     assert n > TINY.patch
     _, fr = train_tiny(data, arch=arch)
     assert fr.status == "ok" and fr.train_img_s > 0
@@ -219,11 +226,9 @@ def test_a_compilation_error_fails_the_run_with_its_error(monkeypatch):
 
 @needs_cuda
 def test_gpu_fit_with_bf16_channels_last_records_throughput_mfu_and_memory(data):
-    from harness.choices import resolve_precision
-
     cuda = torch.device("cuda")
     p = Protocol(**{**dataclasses.asdict(TINY), "amp": "bf16", "channels_last": True})
-    _, fr = train_tiny(data, p, device=cuda, amp=resolve_precision("bf16", cuda).amp)
+    _, fr = train_tiny(data, p, device="cuda")
     assert fr.status == "ok" and fr.train_img_s > 0 and fr.train_tflops > 0 and fr.peak_mem_mb > 0
     peak = peak_bf16_tflops(torch.cuda.get_device_name(cuda))
     assert fr.mfu == (None if peak is None else pytest.approx(fr.train_tflops / peak))
@@ -234,7 +239,7 @@ def test_gpu_training_peak_memory_leaves_out_what_was_allocated_before(data):
     cuda = torch.device("cuda")
     big = torch.empty(2**30, dtype=torch.uint8, device=cuda)  # 1 GiB, freed before training
     del big
-    _, fr = train_tiny(data, device=cuda)
+    _, fr = train_tiny(data, device="cuda")
     assert 0 < fr.peak_mem_mb < 1024
 
 
@@ -255,8 +260,8 @@ def test_inference_peak_memory_is_reset_per_call():
     model = variants.build(variants.parse("unet-w4-d2").replace(in_channels=1)).to(cuda)
     big = torch.empty(2**30, dtype=torch.uint8, device=cuda)
     del big
-    cost = inference_cost(model, 1, (64, 64), cuda, Measure(batch_size=2, warmup=1, repeats=3, device="cuda"),
-                          channels_last=True)
+    cost = inference_cost(model, 1, (64, 64), Execution(cuda, channels_last=True),
+                          Measure(batch_size=2, warmup=1, repeats=3, device="cuda"))
     assert 0 < cost["peak_mem_mb"] < 1024 and cost["infer_img_s"] > 0 and cost["latency_ms"] > 0
 
 

@@ -57,8 +57,7 @@ def test_bad_counts_shape_is_an_error():
 
 from skimage.measure import label  # noqa: E402
 
-from harness.metrics import (METRICS, image_metrics, metric, per_image_from_counts,  # noqa: E402
-                             thin_class)
+from harness.metrics import METRICS, image_metrics, metric, per_image_from_counts, thin_class  # noqa: E402
 
 
 def membrane_grid(n: int = 4, cell: int = 9) -> np.ndarray:

@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import harness.runner
+import harness.run
 from harness import claims
 from harness.cli import main
+from harness.layout import Layout
 from harness.protocol import Protocol, RunSpec
-from harness.records import load_records, record_path
+from harness.records import load_records
 
 ROOT = Path(__file__).resolve().parent.parent
 # four runs of seconds on one thread each (bit-identical counts need equal thread counts)
@@ -88,7 +89,7 @@ def plain(tmp_path_factory):
 
 def test_a_claim_holds_host_pid_and_a_heartbeat_and_is_released(tmp_path):
     held = claims.claim(tmp_path, "k1", heartbeat_s=0.05)
-    path = claims.claim_path(tmp_path, "k1")
+    path = Layout(tmp_path).claim("k1")
     info = json.loads(path.read_text())
     assert info["host"] == socket.gethostname() and info["pid"] == os.getpid() and info["started"]
     os.utime(path, (1, 1))  # the heartbeat brings the modification time back to now
@@ -110,7 +111,7 @@ def _dead_pid() -> int:
 
 def _plant(results: Path, key: str, host: str, pid: int, age_s: float) -> Path:
     """A claim of another runner, its heartbeat ``age_s`` seconds old."""
-    path = claims.claim_path(results, key)
+    path = Layout(results).claim(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"host": host, "pid": pid, "started": "then", "token": "theirs"}))
     t = time.time() - age_s
@@ -149,7 +150,7 @@ def test_of_many_threads_racing_for_one_stale_claim_exactly_one_wins(tmp_path):
         _plant(tmp_path, key, "elsewhere", 1, claims.STALE_S + 60)
         start, won = threading.Barrier(8), []
 
-        def race():
+        def race(start=start, key=key, won=won):
             start.wait()
             held = claims.claim(tmp_path, key)
             if held is not None:
@@ -185,13 +186,13 @@ def test_of_processes_racing_for_one_stale_claim_exactly_one_wins(tmp_path):
 # --------------------------------------------------------------------------- the runner and claims
 
 def counting_run_one(monkeypatch) -> list:
-    calls, real = [], harness.runner.run_one
+    calls, real = [], harness.run.run_one
 
     def run_one(rs, *a, **kw):
         calls.append(rs.key)
         return real(rs, *a, **kw)
 
-    monkeypatch.setattr(harness.runner, "run_one", run_one)
+    monkeypatch.setattr(harness.run, "run_one", run_one)
     return calls
 
 
@@ -206,7 +207,7 @@ def test_a_run_claimed_by_a_live_runner_is_skipped_and_said(plain, tmp_path, mon
     assert "0 run(s) were recorded by other runners meanwhile and 1 are still running elsewhere" in caplog.text
     df = pd.read_csv(out / "runs.csv")
     assert set(df.key) == set(by_key(ref)) - {busy}
-    claims.claim_path(out, busy).unlink()  # that runner ended without a record
+    Layout(out).claim(busy).unlink()  # that runner ended without a record
     calls.clear()
     assert run(sweep, "--out", out) == 0
     assert calls == [busy] and set(pd.read_csv(out / "runs.csv").key) == set(by_key(ref))
@@ -223,7 +224,7 @@ def test_a_run_recorded_by_another_runner_after_the_listing_is_not_run(plain, tm
 
     def claim(results, key, *a, **kw):
         if key == first:  # the other runner's record lands just now
-            record_path(results, key).write_bytes(record_path(ref, key).read_bytes())
+            Layout(results).record(key).write_bytes(Layout(ref).record(key).read_bytes())
         return real_claim(results, key, *a, **kw)
 
     monkeypatch.setattr(claims, "claim", claim)
@@ -242,13 +243,13 @@ def test_two_runner_processes_on_one_folder_do_every_run_once(plain, tmp_path):
     out, calls = tmp_path / "out", tmp_path / "calls.log"
     code = textwrap.dedent(f"""
         import os, sys
-        import harness.runner
-        real = harness.runner.run_one
+        import harness.run
+        real = harness.run.run_one
         def run_one(rs, *a, **kw):
             with open({str(calls)!r}, "a") as f:
                 f.write(f"{{os.getpid()}} {{rs.key}}\\n")
             return real(rs, *a, **kw)
-        harness.runner.run_one = run_one
+        harness.run.run_one = run_one
         from harness.cli import main
         sys.exit(main(["run", {str(sweep)!r}, "--out", {str(out)!r}, "--no-progress"]))
     """)
@@ -280,7 +281,7 @@ def test_workers_give_the_records_of_a_plain_run(plain, tmp_path):
 
 
 def test_workers_split_the_threads_and_the_key_stays_the_sweeps():
-    from harness.runner import worker_threads
+    from harness.workers import worker_threads
 
     assert [worker_threads(t, n) for t, n in [(2, 1), (2, 2), (8, 3), (1, 4)]] == [2, 1, 2, 1]
 
@@ -288,8 +289,9 @@ def test_workers_split_the_threads_and_the_key_stays_the_sweeps():
 def test_the_thread_count_used_is_recorded_and_does_not_change_the_key():
     import variants
     from harness.data import DataSpec, load_dataset
+    from harness.plan import arch_for_data
     from harness.protocol import Measure
-    from harness.runner import arch_for_data, run_one
+    from harness.run import run_one
 
     data = load_dataset(DataSpec("shapes", n_images=12, size=32))
     rs = RunSpec(arch=arch_for_data(variants.parse("unet-w4-d2"), data).to_dict(), data=data.spec.to_dict(),
@@ -460,8 +462,8 @@ def test_a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_count
     saved = list((out / "checkpoints").glob("*.pt"))
     assert len(saved) == 1, "the kill should land after the first checkpoint of a run"
     killed = saved[0].stem
-    assert not record_path(out, killed).exists()
-    assert claims.claim_path(out, killed).exists()  # left by the killed process
+    assert not Layout(out).record(killed).exists()
+    assert Layout(out).claim(killed).exists()  # left by the killed process
 
     capsys.readouterr()
     assert run(sweep, "--out", out) == 0
@@ -538,11 +540,11 @@ def test_a_claim_is_never_seen_half_written_and_an_empty_one_ages_out(tmp_path, 
     from harness import claims
 
     held = claims.claim(tmp_path, "k1")
-    path = claims.claim_path(tmp_path, "k1")
+    path = Layout(tmp_path).claim("k1")
     assert json.loads(path.read_text())["pid"] == os.getpid()
     assert [p.name for p in path.parent.iterdir()] == ["k1.json"]  # no private file left
     held.release()
-    empty = claims.claim_path(tmp_path, "k2")
+    empty = Layout(tmp_path).claim("k2")
     empty.write_bytes(b"")  # what a writer killed right after O_EXCL leaves
     assert claims.claim(tmp_path, "k2") is None               # fresh: its writer may be writing
     old = time.time() - claims.WRITE_GRACE_S - 1
@@ -552,6 +554,6 @@ def test_a_claim_is_never_seen_half_written_and_an_empty_one_ages_out(tmp_path, 
     taken.release()
     monkeypatch.setattr(claims.os, "link", lambda *a: (_ for _ in ()).throw(OSError(1, "no links")))
     fallback = claims.claim(tmp_path, "k3")                    # a file system without hard links
-    assert fallback is not None and json.loads(claims.claim_path(tmp_path, "k3").read_text())["pid"]
+    assert fallback is not None and json.loads(Layout(tmp_path).claim("k3").read_text())["pid"]
     assert claims.claim(tmp_path, "k3") is None
     fallback.release()

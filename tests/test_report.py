@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats
 import torch
 from PIL import Image
 
@@ -16,6 +15,7 @@ import variants
 from harness import records
 from harness.cli import main
 from harness.data import Dataset, DataSpec
+from harness.layout import Layout
 from harness.measure import environment
 from harness.metrics import per_image_dice
 from harness.protocol import Measure, Protocol, RunSpec
@@ -151,7 +151,7 @@ def make_results(root: Path, samples: bool = True) -> Path:
         records.write_record(root, r)
     families = {"baseline": "baseline", "better": "one-factor", "same": "one-factor",
                 "flaky": "one-factor", "broken": "one-factor", "ds": "explicit"}
-    planned = [records.PlannedRun(r["key"], r["variant"], r["seed"]) for r in recs]
+    planned = [records.PlanEntry(r["key"], r["variant"], r["seed"]) for r in recs]
     records.write_plan(root, records.SweepPlan(
         name="fab", source="fabricated", description="", command="unet-ablate run fab.toml --out results/fab",
         baseline="baseline", variants=tuple(ORDER), families=families, seeds=(0, 1, 2),
@@ -254,7 +254,7 @@ def test_summary_against_hand_computation(built):
     for k in (1, 2, 3):
         lk = row(table, "ds", f"L{k}")
         assert lk["reference"] == "ds (mean)" and lk["family"] == "pruned ds"
-        assert lk["delta"] == pytest.approx(seed_matrix(lambda s: ds_counts(s, k)).mean() - ds_mean.mean())
+        assert lk["delta"] == pytest.approx(seed_matrix(lambda s, k=k: ds_counts(s, k)).mean() - ds_mean.mean())
         assert lk["delta"] < 0 and lk["ci_level"] == pytest.approx(1 - 0.05 / 4)
     l4 = row(table, "ds", "L4")
     assert (l4["delta"], l4["ci_low"], l4["ci_high"]) == (0, 0, 0)  # paired: no seed blur
@@ -279,7 +279,7 @@ def key_of(root: Path, variant: str, seed: int) -> str:
 def test_a_deleted_record_is_a_missing_run_with_the_command_that_completes_it(built, tmp_path):
     root = copy_results(built, tmp_path)
     key = key_of(root, "better", 2)
-    records.record_path(root, key).unlink()
+    Layout(root).record(key).unlink()
     rep = build_report(root, tmp_path / "rep")
     csv = pd.read_csv(rep / "table.csv")
     r = row(csv, "better")
@@ -296,7 +296,7 @@ def test_a_deleted_record_is_a_missing_run_with_the_command_that_completes_it(bu
 def test_a_planned_variant_without_any_record_keeps_its_row(built, tmp_path):
     root = copy_results(built, tmp_path)
     for s in range(3):
-        records.record_path(root, key_of(root, "same", s)).unlink()
+        Layout(root).record(key_of(root, "same", s)).unlink()
     table = summary_table(load_records(root), "baseline", ORDER, records.read_plan(root))
     r = row(table, "same")
     assert r["status"] == "0/3 ok, 3 missing" and np.isnan(r["dice_mean"]) and r["family"] == "one-factor"
@@ -486,7 +486,7 @@ def test_a_record_of_another_schema_is_left_out_named_and_counted_missing(built,
 
     root, _ = built
     copy = shutil.copytree(root, tmp_path / "old")
-    path = records.record_path(copy, key_of(copy, "baseline", 1))
+    path = Layout(copy).record(key_of(copy, "baseline", 1))
     path.write_text(path.read_text().replace(f'"schema": {records.SCHEMA}', '"schema": 1'))
     rep = build_report(copy, tmp_path / "rep")
     index = (rep / "index.md").read_text()
@@ -515,7 +515,7 @@ def test_cli_sweep_plan_that_is_not_one_exits_2(fails_cleanly, built, tmp_path, 
 def test_a_baseline_without_any_record_leaves_every_comparison_saying_so(built, tmp_path):
     root = copy_results(built, tmp_path)
     for s in range(3):
-        records.record_path(root, key_of(root, "baseline", s)).unlink()
+        Layout(root).record(key_of(root, "baseline", s)).unlink()
     rep = build_report(root, tmp_path / "rep")
     csv = pd.read_csv(rep / "table.csv")
     assert row(csv, "baseline")["status"] == "0/3 ok, 3 missing"

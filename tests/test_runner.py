@@ -16,9 +16,10 @@ import torch
 import variants
 from harness.cli import main
 from harness.data import DataSpec, load_dataset
+from harness.layout import Layout
 from harness.protocol import Measure, Protocol, RunSpec
 from harness.records import load_records
-from harness.runner import run_one
+from harness.run import run_one
 from harness.sweep import load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,19 +75,20 @@ def test_a_rerun_tries_each_distinct_model_still_to_do_once_on_meta(smoke, tmp_p
     one per network (not per seed) for the rest."""
     import shutil
 
-    import harness.runner
+    import harness.plan
+    import harness.run
     out = tmp_path / "smoke"
     shutil.copytree(smoke, out)
     tried = []
-    real = harness.runner.count_macs
-    monkeypatch.setattr(harness.runner, "count_macs", lambda spec, h, w: tried.append(spec) or real(spec, h, w))
+    real = harness.plan.count_macs
+    monkeypatch.setattr(harness.plan, "count_macs", lambda spec, h, w: tried.append(spec) or real(spec, h, w))
     assert main(["run", "smoke", "--out", str(out), "--no-progress"]) == 0
     assert tried == []
     recs = [r for r in load_records(out) if r["variant"] == "up=bilinear"]
     assert len(recs) == 2  # both seeds
     for r in recs:
         (out / "runs" / f"{r['key']}.json").unlink()
-    monkeypatch.setattr(harness.runner, "run_one", lambda rs, *a, **k: {**r, "key": rs.key, "seed": rs.seed})
+    monkeypatch.setattr(harness.run, "run_one", lambda rs, *a, **k: {**r, "key": rs.key, "seed": rs.seed})
     assert main(["run", "smoke", "--out", str(out), "--no-progress"]) == 0
     assert [s.name for s in tried] == [variants.parse(recs[0]["spec"]["arch"]).name]
 
@@ -337,7 +339,7 @@ def test_a_missing_run_is_reported_with_the_command_that_completes_it(smoke, tmp
     plan = records.read_plan(out)
     assert plan.families == {v.label: v.family for v in load_sweep("smoke").variants}
     gone = next(r for r in plan.runs if r.variant == "up=bilinear" and r.seed == 1)
-    records.record_path(out, gone.key).unlink()
+    Layout(out).record(gone.key).unlink()
     plan = records.read_plan(out)  # the plan still names the run
     assert gone in plan.runs
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from harness.report.stats import (ALPHA, difference_test, hierarchical_bootstrap, holm, seed_t_p,
-                                  signflip_p)
+from harness.report.stats import ALPHA, difference_test, hierarchical_bootstrap, holm, seed_t_p, signflip_p
 
 
 def brute_force_signflip(d) -> float:

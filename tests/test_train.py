@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import variants
-from harness.evaluate import input_geometry, mirror_pad
 from harness.metrics import IGNORE
+from harness.predict import mirror_pad
 from harness.train import PatchSampler
+from variants import input_geometry
 
 
 @pytest.mark.parametrize("name,patch", [("unet-w4-d2", 32), ("unet-crop-w4-d3", 64), ("unet-crop-w4-d3", 48),

@@ -3,11 +3,10 @@ import itertools
 
 import pytest
 import torch
+from seed_reference import reference
 
 import variants
 from variants import ArchSpec, SmpSpec, build, min_input_size, output_size
-
-from seed_reference import reference
 
 torch.set_num_threads(2)
 
@@ -268,7 +267,8 @@ def test_norm_aliases_are_one_vocabulary():
 @pytest.mark.parametrize("bad,axis", [
     (dict(act="gelu"), "act"), (dict(up="nearest"), "up"), (dict(width=0), "width"),
     (dict(depth=5, encoder="vgg16"), "depth"), (dict(deep_supervision=True), "deep_supervision"),
-    (dict(topology="unetpp", form="L2"), "form"), (dict(topology="unetpp", deep_supervision=True, depth=2, form="L3"), "form"),
+    (dict(topology="unetpp", form="L2"), "form"),
+    (dict(topology="unetpp", deep_supervision=True, depth=2, form="L3"), "form"),
     (dict(channels="matched", topology="unetpp"), "channels"),
 ])
 def test_invalid_specs_name_the_axis(bad, axis):

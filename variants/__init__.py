@@ -7,16 +7,17 @@
   smp_baselines   segmentation-models-pytorch baselines (no downloaded weights)
   weights         weights from a local file only
   presets         the seed networks and baselines by name
-  build           ``build(spec)``: the one way from a spec to a model that returns logits
+  build           ``parse(x)`` (names, dicts, presets) and ``build(spec)``: the one way from
+                  a spec to a model that returns logits
 
 ``variants`` never imports ``harness``.
 """
-from .build import build
+from .build import build, parse
 from .presets import PRESET_NOTES, PRESETS
-from .sizes import margin, min_input_size, min_pad_size, output_size
-from .spec import AXES, ArchSpec, SmpSpec, Spec, from_dict, from_name, parse
+from .sizes import input_geometry, margin, min_input_size, min_pad_size, output_size
+from .spec import AXES, ArchSpec, SmpSpec, Spec, from_dict, from_name
 from .unet import NestedUNet, UNet, encoder_channels
 
 __all__ = ["AXES", "ArchSpec", "NestedUNet", "PRESETS", "PRESET_NOTES", "SmpSpec", "Spec",
-           "UNet", "build", "encoder_channels", "from_dict", "from_name", "margin",
+           "UNet", "build", "encoder_channels", "from_dict", "from_name", "input_geometry", "margin",
            "min_input_size", "min_pad_size", "output_size", "parse"]

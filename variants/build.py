@@ -1,14 +1,32 @@
-"""``build(spec)``: the one entry point from a spec to an ``nn.Module`` returning logits."""
+"""``parse(x)``: a spec from what a user writes (a spec, a dict, a preset or a readable name);
+``build(spec)``: the one entry point from a spec to an ``nn.Module`` returning logits."""
 from __future__ import annotations
 
 from typing import Union
 
 from torch import nn
 
+from .presets import PRESETS
 from .smp_baselines import build_smp
-from .spec import ArchSpec, Spec, parse
+from .spec import ArchSpec, SmpSpec, Spec, from_dict, from_name
 from .unet import TOPOLOGIES
 from .weights import load_weights
+
+
+def parse(x: Union[Spec, dict, str]) -> Spec:
+    """A spec from a spec, a dict, a preset name or a readable spec name."""
+    if isinstance(x, (ArchSpec, SmpSpec)):
+        return x
+    if isinstance(x, dict):
+        return from_dict(x)
+    if isinstance(x, str):
+        if x in PRESETS:
+            return PRESETS[x]
+        try:
+            return from_name(x)
+        except ValueError as e:
+            raise ValueError(f"{x!r} is neither a preset ({', '.join(PRESETS)}) nor a valid spec name: {e}") from None
+    raise TypeError(f"cannot make a spec from {type(x).__name__}")
 
 
 def build(spec: Union[Spec, dict, str]) -> nn.Module:

@@ -92,3 +92,12 @@ def margin(spec: ArchSpec) -> int:
     """Pixels lost on each side: input = output + 2 * margin at every valid size."""
     n = min_input_size(spec, 1)
     return (n - output_size(spec, n)) // 2
+
+
+def input_geometry(spec, out: int) -> tuple[int, int]:
+    """(input size, margin) that predicts ``out`` pixels along one dimension: the smallest
+    valid input whose output covers them, and the pixels it loses on each side. Pad-mode
+    nets and smp baselines (no ``skip``) take ``out`` itself, with no margin."""
+    if getattr(spec, "skip", "pad") != "crop":
+        return out, 0
+    return min_input_size(spec, out), margin(spec)

@@ -6,7 +6,10 @@ Two kinds of spec exist:
   design axis.
 * :class:`SmpSpec` -- a segmentation-models-pytorch baseline (``smp-unet-resnet34``).
 
-``parse(x)`` accepts either kind as a spec object, a dict or a readable name.
+``from_dict`` and ``from_name`` make either kind from a dict or a readable name
+(``variants.parse`` also takes preset names). Nothing here imports torch: the axes' values
+are the names of the registries that build the modules (``blocks``, ``unet``), which a test
+keeps in step with them.
 """
 from __future__ import annotations
 
@@ -15,16 +18,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .blocks import ACTIVATIONS, NORMS, UPSAMPLING
-from .unet import TOPOLOGIES
-
 AXES: dict[str, tuple[str, ...]] = {
-    "topology": tuple(TOPOLOGIES),
+    "topology": ("unet", "unetpp"),       # unet.TOPOLOGIES
     "encoder": ("plain", "vgg16"),
-    "act": tuple(ACTIVATIONS),
-    "up": tuple(UPSAMPLING),
+    "act": ("relu", "relu6"),             # blocks.ACTIVATIONS
+    "up": ("transpose", "bilinear"),      # blocks.UPSAMPLING
     "skip": ("pad", "crop"),
-    "norm": tuple(NORMS),
+    "norm": ("bn", "nobn"),               # blocks.NORMS
     "channels": ("double", "matched"),
 }
 """Categorical axes and their allowed values (the first is the default). The values are
@@ -273,21 +273,3 @@ def from_name(name: str) -> Spec:
     if name.startswith("smp-"):
         return _smp_from_name(name)
     return _arch_from_name(name)
-
-
-def parse(x: Union[Spec, dict, str]) -> Spec:
-    """A spec from a spec, a dict, a preset name or a readable spec name."""
-    if isinstance(x, (ArchSpec, SmpSpec)):
-        return x
-    if isinstance(x, dict):
-        return from_dict(x)
-    if isinstance(x, str):
-        from .presets import PRESETS  # local import: presets are built from specs
-
-        if x in PRESETS:
-            return PRESETS[x]
-        try:
-            return from_name(x)
-        except ValueError as e:
-            raise ValueError(f"{x!r} is neither a preset ({', '.join(PRESETS)}) nor a valid spec name: {e}") from None
-    raise TypeError(f"cannot make a spec from {type(x).__name__}")

@@ -34,6 +34,7 @@ import numpy as np
 from ..fileio import canonical_json
 from .spec import DataError, DataSpec
 
+
 def seeded_order(indices: list[int], ids: list[str], seed: int) -> list[int]:
     """`indices` sorted by id, then permuted by `default_rng(seed)`: depends on the data
     seed and the ids only (the split rule, and voc's test split carved from val)."""

@@ -197,7 +197,7 @@ def _stack_frames(path: Path) -> int:
     try:
         with tifffile.TiffFile(path) as tif:
             return len(tif.pages)
-    except Exception as exc:  # tifffile raises many types for a bad file
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for a bad file
         raise DataError(f"cannot read the TIFF stack {path}: {type(exc).__name__}: {exc}") from None
 
 
@@ -286,7 +286,7 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except Exception as exc:  # PIL raises many types for a bad file
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
         raise DataError(f"cannot read {what} file {path}: {type(exc).__name__}: {exc}") from None
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
@@ -332,7 +332,7 @@ def read_image(path: Path) -> np.ndarray:
     elif mode not in ("L", "RGB", "F") and not mode.startswith("I"):
         try:
             image = image.convert("RGB")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad conversion
             raise DataError(f"cannot convert image file {path} (mode {mode}) to RGB: {exc}") from None
     array = scale_image(np.asarray(image), path)
     return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
@@ -373,7 +373,7 @@ def _read_stack(path: Path, what: str) -> np.ndarray:
         with tifffile.TiffFile(path) as tif:
             page, n = tif.pages[0], len(tif.pages)
             array = tif.asarray(key=range(n)).reshape(n, *page.shape)
-    except Exception as exc:  # tifffile raises many types for a bad file
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for a bad file
         raise DataError(f"cannot read the TIFF stack {path}: {type(exc).__name__}: {exc}") from None
     if page.axes == "YX":
         return array[..., None]

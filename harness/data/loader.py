@@ -98,7 +98,7 @@ def _load_or_generate(spec: DataSpec, cache_dir: Path) -> tuple[np.ndarray, np.n
             with np.load(path) as cached:
                 if str(cached["stamp"]) == _stamp(spec):
                     return cached["images"], cached["masks"]
-        except Exception:  # a damaged or foreign file: generate again and replace it
+        except Exception:  # noqa: BLE001 - a damaged or foreign file: generate again and replace it
             pass
     images, masks = synthetic.generate(spec.name, spec.n_images, spec.size, spec.seed)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import check_folder_path
+from ..layout import Layout
 from ..records import load_records, read_plan, read_samples, stray_records
 from .describe import caption, methods
 from .figures import draw_figures
@@ -42,7 +43,7 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
     records = load_records(results_dir, plan.keys if plan else None, skipped)
     notes = [f"left out, {reason}" for reason in skipped]
     if plan and (stray := stray_records(results_dir, plan.keys)):
-        notes.append(f"{len(stray)} record(s) in {results_dir / 'runs'} are not runs of the sweep in "
+        notes.append(f"{len(stray)} record(s) in {Layout(results_dir).runs} are not runs of the sweep in "
                      f"sweep.json and were left out (e.g. {stray[0]})")
     name = sweep_name(records, plan, results_dir)
     out = Path(out_dir) if out_dir is not None else Path("reports") / name

@@ -11,11 +11,11 @@ import dataclasses
 import json
 
 from ..cost import mac_convention
+from ..metrics import METRICS
+from ..metrics import metric as metric_info
 from ..protocol import Protocol
 from ..records import env_mix
 from .stats import ALPHA, N_RESAMPLES
-from ..metrics import METRICS
-from ..metrics import metric as metric_info
 from .summary import MIN_SEEDS, has_metric, natural_key
 
 # Protocol keys in the order of the protocol's fields.
@@ -72,7 +72,8 @@ def stats_text(summary) -> str:
             f"images, paired), Bonferroni-adjusted within each "
             f"family; {interval_methods_text(summary)}. † Holm p < {ALPHA:g} within the "
             f"family; p is the larger of a sign-flip permutation test over test images and a "
-            f"t test over seeds (its error from a seeds x images ANOVA); no test with fewer than {MIN_SEEDS} ok seeds per arm "
+            f"t test over seeds (its error from a seeds x images ANOVA); no test with fewer than "
+            f"{MIN_SEEDS} ok seeds per arm "
             f"or different seeds. Families: {families_text(summary)}")
 
 
@@ -276,13 +277,15 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
         f"of the two (an intersection-union test). Simulated with no true difference (3, 5 "
         f"and 8 seeds, 20 images, seed noise with and without an image x variant "
         f"interaction) its false-positive rate stayed at or below {ALPHA:g}; a test over "
-        f"images with seeds averaged away reached 16-67%. No test with fewer than {MIN_SEEDS} ok seeds in either arm or when the "
+        f"images with seeds averaged away reached 16-67%. No test with fewer than {MIN_SEEDS} "
+        f"ok seeds in either arm or when the "
         f"arms' seeds differ: the row says why. "
         f"*Families*, declared by the sweep before any run: {families_text(summary)}. Holm "
         f"within each family, counting every declared row (an untested row counts as not "
         f"rejected); intervals at the Bonferroni level 1 - {ALPHA:g}/m. ‡ marks a row whose "
         f"interval and test disagree (they are different procedures, and Holm, unlike the "
-        f"Bonferroni interval, steps down, so the two can part near zero). table.csv holds both p-values, the interval method and "
+        f"Bonferroni interval, steps down, so the two can part near zero). table.csv holds "
+        f"both p-values, the interval method and "
         f"level, and the per-seed Δ (delta_seed_<k>). "
         f"*Runs*: every row counts planned, ok, failed, diverged and missing runs (planned in "
         f"sweep.json without a record); failed and diverged runs are outcomes: their rate "

@@ -6,8 +6,8 @@ ok seed and one column per test image (the same images, in the same order, in bo
 
 * ``hierarchical_bootstrap``: the interval of Δ = mean(Y_a) - mean(Y_b) from a two-stage
   bootstrap: seeds resampled within each arm (the same draws for both arms when their
-  seeds are paired: seed k with seed k), then test images resampled, paired across arms. Vectorized; BCa where it is defined,
-  percentile otherwise, and the method used is returned.
+  seeds are paired: seed k with seed k), then test images resampled, paired across arms.
+  Vectorized; BCa where it is defined, percentile otherwise, and the method used is returned.
 * ``signflip_p``: exact sign-flip permutation test of the mean of paired differences
   (meet-in-the-middle enumeration of all 2**n sign patterns for n <= ``EXACT_MAX``
   non-zero differences, a seeded Monte Carlo beyond).

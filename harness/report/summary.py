@@ -44,8 +44,8 @@ SUMMARY_COLUMNS = [
     "n_planned", "n_ok", "n_failed", "n_diverged", "n_missing", "fail_rate",
     "dice_mean", "dice_std", "iou_mean", "iou_std", "dice_global_mean", "dice_global_std",
     "dice_fail0_mean", "dice_fail0_std", "fpr_empty_mean", "n_empty", "n_images",
-    "metric", "higher_is_better", "delta", "ci_low", "ci_high", "ci_level", "ci_method", "n_seeds", "n_pairs", "n_dropped",
-    "p_images", "p_seeds", "p", "family_size", "p_holm", "significant", "disagree", "test_note",
+    "metric", "higher_is_better", "delta", "ci_low", "ci_high", "ci_level", "ci_method", "n_seeds", "n_pairs",
+    "n_dropped", "p_images", "p_seeds", "p", "family_size", "p_holm", "significant", "disagree", "test_note",
     "params_m", "gmacs", "macs_size", "infer_img_s", "infer_batch", "latency_ms",
     "train_img_s", "mfu", "peak_mem_mb",
 ]

@@ -25,11 +25,12 @@ import variants
 from harness.choices import LOSSES, OPTIMIZERS, resolve_precision
 from harness.cost import count_macs
 from harness.data import DataSpec, load_dataset
-from harness.evaluate import input_geometry
+from harness.execution import Execution
 from harness.measure import device_peak_tflops, mfu, train_tflops
+from harness.plan import arch_for_data
 from harness.protocol import Protocol
-from harness.runner import arch_for_data
 from harness.train import PatchSampler, fit
+from variants import input_geometry
 
 pytestmark = pytest.mark.slow
 TARGET = 0.95
@@ -124,7 +125,8 @@ def compare(case: Case, device: torch.device) -> dict:
         torch.manual_seed(0)
         model = variants.build(spec).to(device).to(memory_format=torch.channels_last)
         clock = Clock()
-        fr = fit(model, spec, data, case.protocol(), 0, device, amp=precision.amp, progress=clock)
+        ex = Execution(device, precision.dtype, precision.amp, channels_last=True, threads=torch.get_num_threads())
+        fr = fit(model, spec, data, case.protocol(), 0, ex, progress=clock)
         assert fr.status == "ok", fr.error
         del model
         fits.append((fr, clock))

@@ -1,0 +1,135 @@
+"""Planning a sweep: which runs it holds (``PlannedRun``: the run spec, how the sweep names
+it, the data of its fold), what their keys say about the data (``data_identity``), and the
+checks made before anything is written (image sizes, ``measure.size`` on ``meta``).
+
+Nothing here trains; ``harness.run`` runs one planned run, ``harness.runner`` schedules them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import variants
+
+from . import records
+from .cost import count_macs
+from .data import check_min_size, load_dataset
+from .protocol import RunSpec
+from .sweep import Sweep
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: its spec, how the sweep names it (``labels``), the data of its
+    fold (a ``Dataset`` view), and, for a run still to do, the modification time of the
+    record that was there when the sweep was listed (``seen``; None: no record)."""
+    spec: RunSpec
+    labels: records.Labels
+    data: object
+    seen: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    def describe(self, suite: bool) -> str:
+        """"mem: baseline seed 0 fold 1" (the data set only in a suite, the fold only in k-fold)."""
+        where = f"{self.labels.dataset}: " if suite else ""
+        fold = "" if self.spec.fold is None else f" fold {self.spec.fold}"
+        return f"{where}{self.labels.variant} seed {self.spec.seed}{fold}"
+
+
+def model_classes(num_classes: int) -> int:
+    """One logit for binary data, one per class otherwise."""
+    return 1 if num_classes <= 2 else num_classes
+
+
+def arch_for_data(spec, data):
+    return spec.replace(in_channels=data.in_channels, classes=model_classes(data.num_classes))
+
+
+def data_identity(data) -> dict:
+    """What a run key says about its data: the data spec, and for folder data the hash of
+    what was read (``Dataset.content_key``), so that a run on changed data is a new run."""
+    d = data.spec.to_dict()
+    return d if data.spec.synthetic else {**d, "content": data.content_key}
+
+
+def plan(sweep: Sweep, loaded: dict) -> list[PlannedRun]:
+    """Every data set, variant, seed and fold of a sweep, planned; ``loaded``: data set
+    label -> its loaded ``Dataset``. Two variants with one spec are a ValueError."""
+    out = []
+    for named in sweep.datasets:
+        data = loaded[named.label]
+        identity = data_identity(data)
+        for v in sweep.variants:
+            arch = arch_for_data(v.spec, data)
+            labels = records.Labels(sweep.name, v.label, v.factor, v.is_baseline, named.label)
+            for seed in sweep.seeds:
+                for view in data.fold_views():
+                    rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=sweep.protocol,
+                                 measure=sweep.measure, seed=seed, fold=view.fold)
+                    out.append(PlannedRun(rs, labels, view))
+    seen: dict[str, str] = {}
+    for run in out:
+        if seen.setdefault(run.key, run.labels.variant) != run.labels.variant:
+            raise ValueError(f"variants {seen[run.key]!r} and {run.labels.variant!r} have the same spec "
+                             f"({variants.parse(run.spec.arch).name}); each variant must differ")
+    return out
+
+
+def check_image_sizes(sweep: Sweep, data) -> None:
+    """Every image must be large enough for every pad-mode model (2**depth pixels; crop-mode
+    models mirror-pad, smp baselines pad, so any size works for them)."""
+    need = 1
+    for v in sweep.variants:
+        spec = arch_for_data(v.spec, data)
+        if isinstance(spec, variants.ArchSpec) and spec.skip == "pad":
+            need = max(need, variants.min_pad_size(spec))
+    check_min_size(data, need, need)
+
+
+def check_input_size(sweep: Sweep, todo: list[PlannedRun]) -> None:
+    """Before anything trains: the model of every run still to do must take the input of
+    ``measure.size``, tried on ``meta`` (no compute) once per distinct network, so a rerun
+    of a recorded sweep tries none."""
+    h, w = sweep.measure.size
+    tried = set()
+    for run in todo:
+        spec = variants.parse(run.spec.arch)
+        if spec in tried:
+            continue
+        tried.add(spec)
+        try:
+            count_macs(spec, variants.input_geometry(spec, h)[0], variants.input_geometry(spec, w)[0])
+        except ValueError as e:
+            on = f" on data set {run.labels.dataset!r}" if sweep.is_suite else ""
+            raise ValueError(f"measure.size: does not fit variant {run.labels.variant!r}{on}: {e}") from None
+
+
+def load_all(sweep: Sweep) -> dict:
+    """Every data set of the sweep, loaded, its images checked against every variant: a
+    one-line DataError or ValueError before anything is written."""
+    loaded = {}
+    for named in sweep.datasets:
+        loaded[named.label] = load_dataset(named.spec)
+        check_image_sizes(sweep, loaded[named.label])
+    return loaded
+
+
+_LOADED: dict = {}  # in a worker process or cluster job: the data sets loaded so far, by spec
+
+
+def planned_run(sweep: Sweep, key: str, dataset: str) -> PlannedRun:
+    """Run ``key`` of ``sweep``, planned, loading only its data set ``dataset`` (once per
+    process)."""
+    named = next((n for n in sweep.datasets if n.label == dataset), None)
+    if named is not None:
+        if named.spec not in _LOADED:
+            _LOADED[named.spec] = load_dataset(named.spec)
+        one = dataclasses.replace(sweep, datasets=(named,))
+        for run in plan(one, {named.label: _LOADED[named.spec]}):
+            if run.key == key:
+                return run
+    raise ValueError(f"run {key} is no run of sweep {sweep.name!r} now (its data changed since it was "
+                     f"submitted?); run the sweep again")

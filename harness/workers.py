@@ -1,0 +1,98 @@
+"""Runs in local worker processes (``--workers N``): each its own process ("spawn": no
+state shared), its share of the CPU threads or its own GPU, the parent's log level, and
+Ctrl-C stopping its run (claim released, checkpoint kept) while runs not yet started are
+left alone."""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import torch
+
+from . import log_to_stderr
+from .execution import resolve_device
+from .run import run_key
+from .sweep import Sweep
+
+log = logging.getLogger("unet_ablate")
+
+_stopping = False  # in a worker: Ctrl-C was pressed; runs not yet started are left alone
+_running = False   # in a worker: a run is in progress
+
+
+def _on_interrupt(signum, frame):
+    """Ctrl-C in a worker stops its run (once: a second Ctrl-C must not break the clean-up
+    of the first), and leaves an idle worker to end quietly."""
+    global _stopping
+    if not _stopping:
+        _stopping = True
+        if _running:
+            raise KeyboardInterrupt
+
+
+def _start_worker(ids, gpus: list[str], level: int) -> None:
+    """A worker process: its own GPU (``CUDA_VISIBLE_DEVICES``) when there are several,
+    the parent's log level, and Ctrl-C stopping its run (claim released, checkpoint kept)."""
+    i = ids.get()
+    if len(gpus) > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+    log_to_stderr(level)
+    signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _worker_run(sweep: Sweep, out: Path, key: str, dataset: str, retry_failed: bool, seen: int | None,
+                threads: int) -> tuple[str, str | None, str | None]:
+    """``run.run_key`` in a worker, unless Ctrl-C has been pressed: (outcome, status, error)."""
+    global _running
+    if _stopping:
+        return "stopped", None, None
+    _running = True
+    try:
+        return run_key(sweep, out, key, dataset, retry_failed, seen, threads)
+    finally:
+        _running = False
+
+
+def visible_gpus(device: str) -> list[str]:
+    """The GPUs workers can be given one each: the ids of ``CUDA_VISIBLE_DEVICES``, else
+    0..n-1; none on CPU."""
+    if resolve_device(device).type != "cuda":
+        return []
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return [g for g in given.split(",") if g] if given else [str(i) for i in range(torch.cuda.device_count())]
+
+
+def worker_threads(measure_threads: int, workers: int) -> int:
+    """The CPU threads of each of ``workers`` processes: the sweep's, split between them."""
+    return max(1, measure_threads // workers)
+
+
+def run_in_workers(sweep: Sweep, out: Path, todo: list, workers: int, retry_failed: bool):
+    """Run ``todo`` in ``workers`` processes ("spawn": no state shared with this one);
+    yields (index in todo, outcome, status, error) as runs end."""
+    ctx = multiprocessing.get_context("spawn")
+    ids = ctx.Queue()
+    for i in range(workers):
+        ids.put(i)
+    threads = worker_threads(sweep.measure.threads, workers)
+    gpus = visible_gpus(sweep.measure.device)
+    log.info("%d workers, %s", workers, f"one GPU each of {','.join(gpus)}" if len(gpus) > 1
+             else f"{threads} CPU thread(s) each")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                               initargs=(ids, gpus, log.getEffectiveLevel()))
+    try:
+        futures = {pool.submit(_worker_run, sweep, out, run.key, run.labels.dataset, retry_failed, run.seen,
+                               threads): i
+                   for i, run in enumerate(todo)}
+        for f in as_completed(futures):
+            yield (futures[f], *f.result())
+    except BrokenProcessPool:
+        raise ValueError(f"a worker process died (killed, or out of memory?); the records written so far in "
+                         f"{out} are whole: the same command goes on from there") from None
+    finally:  # Ctrl-C (the workers get it too) or an error: start nothing more
+        pool.shutdown(wait=True, cancel_futures=True)

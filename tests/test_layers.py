@@ -1,0 +1,113 @@
+"""The layers of the code stay apart: ``variants`` (WHAT is compared) never imports ``harness``
+(HOW it is compared), the report never imports training or data loading, no two modules
+import each other (directly or round a loop), and the registries that build modules name
+exactly the values a spec accepts. Read from the source (``ast``), so a lazy import inside a
+function counts as much as one at the top."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("harness", "variants")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (annotations only, never run)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            out |= {id(n) for n in ast.walk(node)}
+    return out
+
+
+def imports(name: str) -> set[str]:
+    """The project modules that module ``name`` imports, anywhere in it. ``from pkg import
+    sub`` counts as importing ``pkg.sub`` (a package importing its own modules is no loop)."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_only(tree)
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            subs = {f"{target}.{a.name}" for a in node.names} & MODULES.keys()
+            out |= subs or {target}
+    return {m for m in out if m in MODULES and m != name}
+
+
+GRAPH = {name: imports(name) for name in MODULES}
+
+
+def test_variants_never_imports_harness():
+    for name in (m for m in MODULES if m.startswith("variants")):
+        assert not {m for m in GRAPH[name] if m.startswith("harness")}, name
+
+
+def test_no_two_modules_import_each_other_round_a_loop():
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in GRAPH[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    loops = sorted(name for name in MODULES if name in reach(name))
+    assert loops == [], f"import loops through {loops}"
+
+
+@pytest.mark.parametrize("module", ["harness.train", "harness.data.loader", "harness.run", "harness.runner"])
+def test_the_report_loads_neither_training_nor_data(module):
+    code = ("import sys, harness.report, harness.report.build; "
+            f"print({module!r} in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_spec_imports_no_torch_and_no_models():
+    assert GRAPH["variants.spec"] == set()
+    tree = ast.parse(MODULES["variants.spec"].read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "torch" not in names
+
+
+def test_the_registries_build_exactly_the_values_a_spec_accepts():
+    from variants.blocks import ACTIVATIONS, NORMS, UPSAMPLING
+    from variants.spec import AXES
+    from variants.unet import TOPOLOGIES
+
+    assert AXES["act"] == tuple(ACTIVATIONS) and AXES["norm"] == tuple(NORMS)
+    assert AXES["up"] == tuple(UPSAMPLING) and AXES["topology"] == tuple(TOPOLOGIES)
+
+
+def test_one_module_spells_the_results_folder():
+    """Only ``harness.layout`` names the entries of a results folder as path parts."""
+    entries = ('"runs"', '"samples"', '"claims"', '"checkpoints"', '"submitit"', '"sweep.json"', '"runs.csv"')
+    for name, path in MODULES.items():
+        if name in ("harness.layout", "harness.report.tables", "harness.report.suite"):
+            continue  # (the report's own runs.csv is the report folder's)
+        text = path.read_text()
+        for entry in entries:
+            assert f"/ {entry}" not in text, f"{name} spells {entry}"
