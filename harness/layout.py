@@ -1,10 +1,10 @@
 """The layout of a results folder: the one place that spells its entries.
 
 ```
-sweep.json                the sweep as planned            (``records.SweepPlan``)
+sweep.json                the sweep as planned            (``planfile.SweepPlan``)
 runs/<key>.json           one record per run              (``records``)
 runs.csv                  one row per run and form        (``records.runs_frame``)
-samples/<data key>.npz    test images and masks to draw   (``records.write_samples``)
+samples/<data key>.npz    test images and masks to draw   (``samples.write_samples``)
 claims/<key>.json         who runs what, with a heartbeat (``claims``)
 checkpoints/<key>.pt      in-run checkpoints              (``train.fit``, through the runner)
 submitit/                 cluster jobs' pickles and logs  (``cluster``)
@@ -15,49 +15,26 @@ nothing a record or a plan says can point outside the folder.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from .config import plain_name
 from .fileio import check_folder_path
 
 
-@dataclass(frozen=True)
 class Layout:
-    root: Path
+    """The paths of the results folder at ``root``: its folders and files as attributes,
+    and the file of a run (``record``, ``claim``, ``checkpoint``) or a data set
+    (``samples``) by key."""
 
     def __init__(self, root):
-        object.__setattr__(self, "root", Path(root))
-
-    # folders
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def samples_dir(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def claims(self) -> Path:
-        return self.root / "claims"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def submitit(self) -> Path:
-        return self.root / "submitit"
-
-    # files
-    @property
-    def plan(self) -> Path:
-        return self.root / "sweep.json"
-
-    @property
-    def runs_csv(self) -> Path:
-        return self.root / "runs.csv"
+        self.root = Path(root)
+        self.plan = self.root / "sweep.json"
+        self.runs = self.root / "runs"
+        self.runs_csv = self.root / "runs.csv"
+        self.samples_dir = self.root / "samples"
+        self.claims = self.root / "claims"
+        self.checkpoints = self.root / "checkpoints"
+        self.submitit = self.root / "submitit"
 
     def record(self, key: str) -> Path:
         return self.runs / f"{plain_name('run key', key, 'a record file')}.json"
@@ -76,8 +53,8 @@ class Layout:
         results folder: it is a file, sits below a file, or holds a file where one of its
         folders belongs (or a folder where one of its files belongs)."""
         check_folder_path(self.root, "a results folder")
-        entries = [(p, True) for p in (self.runs, self.samples_dir, self.claims, self.checkpoints, self.submitit)]
-        for path, folder in entries + [(self.plan, False), (self.runs_csv, False)]:
+        folders = (self.runs, self.samples_dir, self.claims, self.checkpoints, self.submitit)
+        for path, folder in [(p, True) for p in folders] + [(self.plan, False), (self.runs_csv, False)]:
             if path.exists() and path.is_dir() != folder:
                 raise ValueError(f"{path}: is a {'file' if folder else 'folder'}, expected "
                                  f"{'the folder' if folder else 'the file'} a results folder keeps there")

@@ -1,18 +1,13 @@
 """Run-time cost: inference throughput and latency (median and spread after warm-up),
-peak GPU memory, achieved training FLOP/s and model FLOP utilisation (MFU), and the
-environment every figure depends on.
+peak GPU memory, achieved training FLOP/s and model FLOP utilisation (MFU). What
+environment they were measured in is ``harness.environment``'s.
 
 CPU timing uses ``torch.utils.benchmark`` with a fixed thread count; GPU timing uses CUDA
 events around each call and a synchronize."""
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import platform
 import re
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -134,100 +129,3 @@ def inference_cost(model, in_channels: int, input_hw: tuple[int, int], ex: Execu
             out.update(latency_ms=med * 1000, latency_ms_iqr=(p75 - p25) * 1000)
     out.setdefault("peak_mem_mb", None)
     return out
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# The packages whose code computes a number of a record (besides torch, torchvision, smp and
-# numpy, which records have named since schema 2), by distribution name: metrics (scipy,
-# scikit-image, monai), images read (tifffile, pillow), tables (pandas), the MAC cross-check.
-PACKAGES = ("scipy", "scikit-image", "monai", "pandas", "thop", "tifffile", "pillow")
-
-
-def package_version(name: str) -> str | None:
-    """The installed version of distribution ``name``; None when it is not installed."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-@functools.cache
-def _cuda_driver() -> str | None:
-    """The NVIDIA driver's version (nvidia-smi, as ``torch.utils.collect_env`` reads it)."""
-    from torch.utils import collect_env
-
-    try:
-        return collect_env.get_nvidia_driver_version(collect_env.run)
-    except Exception:  # noqa: BLE001 - unknown is recorded as unknown, never a failed run
-        return None
-
-
-def cuda_settings() -> dict:
-    """What decides a CUDA run's numbers besides the code: the CUDA runtime torch was built
-    with, cuDNN, the driver, and the TF32, autotuning and determinism settings in force."""
-    return {
-        "runtime": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),
-        "driver": _cuda_driver(),
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "cudnn_deterministic": torch.backends.cudnn.deterministic,
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-    }
-
-
-def current_versions() -> dict:
-    """The fields of ``environment`` that this process can tell without a device or
-    importing more: Python, the packages and the git commit (to compare with records)."""
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "smp": package_version("segmentation-models-pytorch"),
-            **{name: package_version(name) for name in PACKAGES}, "git_commit": _git_commit()}
-
-
-def environment(device: torch.device, threads: int, dtype: str, channels_last: bool) -> dict:
-    """What produced a record's numbers: device, threads, precision, the versions of every
-    package that computes one (``PACKAGES``; ``submitit`` when a submitit job runs it), the
-    CUDA settings on a GPU (``cuda``; null on the CPU) and the git commit."""
-    import segmentation_models_pytorch as smp
-    import torchvision
-
-    return {
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
-        "threads": threads,
-        "cpu_count": os.cpu_count(),
-        "dtype": dtype,
-        "memory_format": "channels_last" if channels_last else "contiguous",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "smp": smp.__version__,
-        "numpy": np.__version__,
-        **{name: package_version(name) for name in PACKAGES},
-        "submitit": package_version("submitit") if os.environ.get("SUBMITIT_EXECUTOR") else None,
-        "cuda": cuda_settings() if device.type == "cuda" else None,
-        "platform": platform.platform(),
-        "git_commit": _git_commit(),
-    }

@@ -1,19 +1,12 @@
-"""The results store, and the one module that says what a run record is.
+"""Run records: the one module that says what a run record is.
 
-Everything that writes or reads records, plans and samples goes through here (the paths
-are ``harness.layout.Layout``'s): the runner builds records with ``new_record`` /
-``add_training`` / ``add_form`` / ``end``, the report reads them with ``load_records`` and
-the accessors below. A results folder holds (besides claims, checkpoints and cluster logs):
-
-```
-sweep.json              the sweep as planned (``SweepPlan``): name, source, description, the
-                        command that runs it, baseline label, variant labels and their
-                        families, seeds, and every planned run (key, variant, seed)
-runs/<key>.json         one record per run, written atomically (a record that exists is whole)
-runs.csv                one row per run and inference form (``runs_frame``)
-samples/<data key>.npz  the test images (8-bit, for display) and reference masks that the
-                        report draws next to the stored predictions, compressed
-```
+Everything that writes or reads a record goes through here (its path is
+``harness.layout.Layout``'s): the runner builds records with ``new_record`` /
+``add_training`` / ``add_form`` / ``end`` and writes them atomically to ``runs/<key>.json`` (a
+record that exists is whole), the report reads them with ``load_records`` and the
+accessors below, and ``runs.csv`` is their tidy table (``runs_frame``: one row per run and
+inference form). The plan of a sweep is ``harness.planfile``'s, the test samples
+``harness.samples``'s, the environment ``harness.environment``'s.
 
 A record (``schema`` 3; records of schema 2, without ``image_metrics``, are read too, and
 report the metrics their counts give):
@@ -63,7 +56,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import io
 import json
 import logging
 import zlib
@@ -75,10 +67,9 @@ import numpy as np
 import pandas as pd
 
 import variants
-from variants.spec import is_int
 
 from .config import default_label
-from .fileio import write_atomic, write_json_atomic, write_text_atomic
+from .fileio import write_json_atomic, write_text_atomic
 from .layout import Layout
 from .metrics import FIELDS, metric, nanmean, per_image_from_counts, summarize
 
@@ -347,50 +338,6 @@ def decode_map(data: str, shape) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(data)), dtype=np.uint8).reshape(shape)
 
 
-# --------------------------------------------------------------------------- environments
-
-# The fields of ``env`` that can change a record's numbers, in the order a report names them
-# ("torch 2.14.1 (24 runs) and 2.15.0 (3 runs)"): device, threads, Python, every package that
-# computes a number, the CUDA stack and the code itself. dtype and memory format are part of
-# the run key (the protocol), so they never differ between records of one run.
-ENV_FIELDS = ("device_name", "threads", "python", "torch", "torchvision", "smp", "numpy", "scipy",
-              "scikit-image", "monai", "pandas", "thop", "tifffile", "pillow", "submitit",
-              "cuda.runtime", "cuda.cudnn", "cuda.driver", "cuda.tf32_matmul", "cuda.tf32_cudnn",
-              "cuda.cudnn_benchmark", "cuda.deterministic_algorithms", "git_commit")
-_ENV_LABELS = {"device_name": "device", "cuda.runtime": "CUDA", "cuda.cudnn": "cuDNN",
-               "cuda.driver": "driver", "cuda.tf32_matmul": "TF32 matmul", "cuda.tf32_cudnn": "TF32 cuDNN",
-               "cuda.cudnn_benchmark": "cudnn.benchmark",
-               "cuda.deterministic_algorithms": "deterministic algorithms", "git_commit": "git commit"}
-
-
-def env_value(env: dict, field: str):
-    """``env[field]``, ``cuda.x`` read inside ``env["cuda"]`` (None: not recorded)."""
-    if field.startswith("cuda."):
-        return (env.get("cuda") or {}).get(field[5:])
-    return env.get(field)
-
-
-def env_mix(envs: list[dict]) -> str:
-    """"" when every env agrees on ``ENV_FIELDS``; else one clause per field that differs,
-    each value with its number of runs, most runs first: "torch 2.14.1 (24 runs) and 2.15.0
-    (3 runs); threads 2 (20 runs) and 4 (7 runs)". A field a record lacks (written before it
-    was recorded) counts as "unrecorded"; a field no record holds is left out."""
-    clauses = []
-    for field in ENV_FIELDS:
-        values = [env_value(e, field) for e in envs]
-        if all(v is None for v in values) or len(set(map(str, values))) == 1:
-            continue
-        counts: dict[str, int] = {}
-        for v in values:
-            text = (("not used" if field == "submitit" else "unrecorded") if v is None
-                    else str(v)[:10] if field == "git_commit" else str(v))
-            counts[text] = counts.get(text, 0) + 1
-        parts = [f"{v} ({n} run{'s' * (n != 1)})"
-                 for v, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
-        clauses.append(f"{_ENV_LABELS.get(field, field)} " + (", ".join(parts[:-1]) + " and " + parts[-1]))
-    return "; ".join(clauses)
-
-
 # --------------------------------------------------------------------------- tidy rows
 
 def rows(record: dict) -> list[dict]:
@@ -442,121 +389,3 @@ def write_runs_csv(results: Path, records: list[dict]) -> pd.DataFrame:
     df = runs_frame(records)
     write_text_atomic(Layout(results).runs_csv, df.to_csv(index=False))
     return df
-
-
-# --------------------------------------------------------------------------- the sweep as planned
-
-FAMILIES = ("baseline", "one-factor", "grid", "explicit")
-
-
-@dataclass(frozen=True)
-class PlanEntry:
-    key: str
-    variant: str
-    seed: int
-    dataset: str = ""
-    fold: int | None = None
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """What ``sweep.json`` holds: the sweep as planned, written before any run, whatever has
-    run so far. ``families`` declares the question each variant answers (``FAMILIES``:
-    one-factor ablations, grid points, explicit variants and smp baselines are compared with
-    the baseline, family by family); ``command`` is the command line that runs (and
-    completes) the sweep."""
-    name: str
-    source: str
-    description: str
-    command: str
-    baseline: str
-    variants: tuple[str, ...]
-    families: dict
-    seeds: tuple[int, ...]
-    runs: tuple[PlanEntry, ...]
-    metric: str = "dice"  # the report's headline (``[report] metric``)
-    datasets: tuple[str, ...] = ()  # the data sets' labels, in the sweep's order
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(r.key for r in self.runs)
-
-    def runs_of(self, variant: str) -> list[tuple[int, int | None]]:
-        """(seed, fold) of every planned run of ``variant``."""
-        return [(r.seed, r.fold) for r in self.runs if r.variant == variant]
-
-    def for_dataset(self, label: str) -> "SweepPlan":
-        """The plan of one data set of a suite."""
-        return dataclasses.replace(self, datasets=(label,),
-                                   runs=tuple(r for r in self.runs if r.dataset == label))
-
-
-def write_plan(results: Path, plan: SweepPlan) -> None:
-    write_json_atomic(Layout(results).plan, dataclasses.asdict(plan))
-
-
-def read_plan(results: Path) -> SweepPlan | None:
-    """The plan of a results folder, None where it has no ``sweep.json``."""
-    path = Layout(results).plan
-    if not path.is_file():
-        return None
-    try:
-        d = json.loads(path.read_text())
-        fields = {f.name for f in dataclasses.fields(SweepPlan)}
-        if isinstance(d, dict):
-            d.setdefault("metric", "dice")  # plans written before the metric was a choice
-            d.setdefault("datasets", [])    # ... and before suites
-        if not isinstance(d, dict) or set(d) != fields:
-            raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
-                            f"the same arguments rewrites it without training again")
-        runs = tuple(PlanEntry(**r) for r in d["runs"])
-        plan = SweepPlan(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
-                            "runs": runs})
-        labels = (plan.name, plan.command, plan.baseline, plan.metric, *plan.variants, *plan.families,
-                  *plan.families.values(), *plan.datasets,
-                  *(x for r in runs for x in (r.key, r.variant, r.dataset)))
-        if not all(isinstance(v, str) for v in labels) or not all(
-                is_int(r.seed) and (r.fold is None or is_int(r.fold)) for r in runs):
-            raise TypeError("expected text labels and keys, integer seeds and folds")
-        if bad := sorted(set(plan.families.values()) - set(FAMILIES)):
-            raise TypeError(f"family {bad[0]!r} (expected one of {', '.join(FAMILIES)})")
-        return plan
-    except (json.JSONDecodeError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: not a sweep plan written by `unet-ablate run` ({e})") from None
-
-
-# --------------------------------------------------------------------------- samples for the report
-
-def write_samples(results: Path, data_key: str, ids: list[str], images: list[np.ndarray],
-                  masks: list[np.ndarray]) -> None:
-    """Store test images (float (C, H, W) in [0, 1], kept as 8-bit for display) and their
-    reference masks (class index, IGNORE kept), so that a report needs no data set. A file
-    that already holds the same samples is left alone."""
-    arrays = {"ids": np.asarray(ids, dtype=str)}
-    for i, (image, mask) in enumerate(zip(images, masks)):
-        arrays[f"image{i}"] = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
-        arrays[f"mask{i}"] = np.asarray(mask).astype(np.uint8)  # class indices < 255; IGNORE is 255
-    path = Layout(results).samples(data_key)
-    try:
-        with np.load(path) as z:
-            if set(z.files) == set(arrays) and all(np.array_equal(z[k], v) for k, v in arrays.items()):
-                return
-    except (OSError, ValueError, KeyError, zlib.error):
-        pass  # none yet, or unreadable: write it
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    write_atomic(path, lambda f: f.write(buffer.getvalue()))
-
-
-def read_samples(results: Path, data_key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """id -> (image as float (C, H, W) in [0, 1], reference mask); {} where none are stored."""
-    path = Layout(results).samples(data_key)
-    if not path.is_file():
-        return {}
-    try:
-        with np.load(path) as z:
-            return {str(i): (z[f"image{k}"].astype(np.float32) / 255, z[f"mask{k}"].astype(np.int64))
-                    for k, i in enumerate(z["ids"])}
-    except (OSError, ValueError, KeyError, zlib.error) as e:
-        raise ValueError(f"{path}: not a samples file written by `unet-ablate run` "
-                         f"({e.__class__.__name__})") from None

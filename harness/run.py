@@ -19,10 +19,11 @@ import variants
 
 from . import claims, records
 from .cost import count_macs, count_params
+from .environment import environment
 from .evaluate import foreground_classes, image_scores, score
 from .execution import Execution
 from .layout import Layout
-from .measure import environment, inference_cost
+from .measure import inference_cost
 from .plan import PlannedRun, planned_run
 from .predict import predict_classes
 from .protocol import RunSpec

@@ -10,10 +10,10 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from . import claims, records
+from . import claims, planfile, records, samples
+from .environment import current_versions, env_value
 from .fileio import check_writable
 from .layout import Layout
-from .measure import current_versions
 from .plan import check_input_size, data_identity, load_all, plan
 from .run import existing_record, mtime, progress_bar, run_claimed
 from .sweep import Sweep
@@ -51,7 +51,7 @@ def _say_what_changed(out: Path, runs, loaded: dict) -> None:
     """One line before anything runs when planned runs had records made on other data
     (or under other settings): those records are kept aside, never reused."""
     try:
-        old = records.read_plan(out)
+        old = planfile.read_plan(out)
     except ValueError:
         return  # written by another version: nothing to compare with
     if old is None:
@@ -82,7 +82,7 @@ def _say_other_environments(out: Path, reused: list[dict]) -> None:
     n = 0
     for rec in reused:
         found = {f: str(v) for f, mine in now.items()
-                 if (v := records.env_value(rec["env"], f)) is not None and v != mine}
+                 if (v := env_value(rec["env"], f)) is not None and v != mine}
         n += bool(found)
         for f, v in found.items():
             other.setdefault(f, set()).add(v)
@@ -120,17 +120,17 @@ def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple
         check_writable(Layout(out).runs)  # fail now, not after the first run
     # a fully recorded sweep rerun writes nothing (each writer skips identical content), so
     # its summary prints even from a read-only folder
-    records.write_plan(out, records.SweepPlan(
+    planfile.write_plan(out, planfile.SweepPlan(
         name=sweep.name, source=sweep.source, description=sweep.description, command=command,
         baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),
         families={v.label: v.family for v in sweep.variants}, seeds=tuple(sweep.seeds),
-        runs=tuple(records.PlanEntry(r.key, r.labels.variant, r.spec.seed, r.labels.dataset, r.spec.fold)
+        runs=tuple(planfile.PlanEntry(r.key, r.labels.variant, r.spec.seed, r.labels.dataset, r.spec.fold)
                    for r in runs),
         metric=sweep.metric, datasets=tuple(n.label for n in sweep.datasets)))
     keep = sweep.measure.keep_predictions
     for data in loaded.values():
         test_x, test_y, test_ids = data.subset("test")  # k-fold: fold 0's test images
-        records.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])
+        samples.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])
     if len(todo) < len(runs):
         log.info("resuming: %d of %d runs already recorded in %s", len(runs) - len(todo), len(runs), out)
     return runs, todo

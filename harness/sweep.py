@@ -56,7 +56,7 @@ class Variant:
     spec: object          # variants.ArchSpec | variants.SmpSpec, channels not yet set
     factor: str | None    # the axis a one-factor variant changes; "baseline" for the baseline
     is_baseline: bool = False
-    family: str = "explicit"  # the question it answers (records.FAMILIES), declared up front
+    family: str = "explicit"  # the question it answers (planfile.FAMILIES), declared up front
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import torch
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from harness import records
-from harness.measure import PACKAGES, cuda_settings, current_versions, environment
+from harness import environment as env_module
+from harness.environment import PACKAGES, cuda_settings, current_versions, environment
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -131,19 +131,19 @@ def env(**kw) -> dict:
 
 
 def test_one_environment_says_nothing():
-    assert records.env_mix([env()] * 5) == ""
+    assert env_module.env_mix([env()] * 5) == ""
 
 
 def test_what_differs_is_named_with_its_runs_most_first():
     envs = [env()] * 24 + [env(torch="2.15.0")] * 3
-    assert records.env_mix(envs) == "torch 2.14.1 (24 runs) and 2.15.0 (3 runs)"
+    assert env_module.env_mix(envs) == "torch 2.14.1 (24 runs) and 2.15.0 (3 runs)"
     envs = [env(threads=4)] + [env(threads=2, git_commit="b" * 40)] * 2 + [env()]
-    assert records.env_mix(envs) == ("threads 2 (3 runs) and 4 (1 run); "
+    assert env_module.env_mix(envs) == ("threads 2 (3 runs) and 4 (1 run); "
                                      "git commit aaaaaaaaaa (2 runs) and bbbbbbbbbb (2 runs)")
 
 
 def test_a_version_an_older_record_lacks_is_unrecorded_and_cuda_is_read_inside():
     old = {k: v for k, v in env().items() if k != "scipy"}
-    assert records.env_mix([env(), old]) == "scipy 1.17.1 (1 run) and unrecorded (1 run)"
+    assert env_module.env_mix([env(), old]) == "scipy 1.17.1 (1 run) and unrecorded (1 run)"
     gpu = [env(cuda={"runtime": "13.0", "driver": "580.1"}), env(cuda={"runtime": "13.0", "driver": "590.2"})]
-    assert records.env_mix(gpu) == "driver 580.1 (1 run) and 590.2 (1 run)"
+    assert env_module.env_mix(gpu) == "driver 580.1 (1 run) and 590.2 (1 run)"

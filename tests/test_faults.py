@@ -17,7 +17,8 @@ import harness.fileio
 import harness.run
 from harness.cli import main
 from harness.fileio import write_atomic, write_text_atomic
-from harness.records import load_records, read_plan, read_record
+from harness.planfile import read_plan
+from harness.records import load_records, read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOT_USER = os.geteuid() == 0  # permissions do not stop root: those tests simulate the fault

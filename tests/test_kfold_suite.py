@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import records
+from harness import planfile, records
 from harness.cli import main
 from harness.data import DataError, DataSpec, load_dataset, make_folds
 from harness.metrics import per_image_dice
@@ -180,7 +180,7 @@ def test_kfold_runs_are_one_per_variant_seed_and_fold_with_the_fold_recorded(sui
 
 def test_the_report_pools_the_test_folds(suite):
     recs = [r for r in records.load_records(suite) if r["dataset"] == "mem"]
-    plan = records.read_plan(suite).for_dataset("mem")
+    plan = planfile.read_plan(suite).for_dataset("mem")
     table = summary_table(recs, "baseline", None, plan).set_index("variant")
     base = table.loc["baseline"]
     assert base["n_planned"] == 6 and base["n_ok"] == 6 and base["n_missing"] == 0

@@ -111,3 +111,37 @@ def test_one_module_spells_the_results_folder():
         text = path.read_text()
         for entry in entries:
             assert f"/ {entry}" not in text, f"{name} spells {entry}"
+
+
+def test_modules_and_functions_stay_small():
+    """No module of harness/ or variants/ over 400 lines, no function over 60 (the argument
+    parser aside): past that, a module or function is doing more than one job."""
+    long_modules, long_functions = [], []
+    for name, path in MODULES.items():
+        text = path.read_text()
+        if text.count("\n") > 400:
+            long_modules.append(name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name != "build_parser":
+                if node.end_lineno - node.lineno + 1 > 60:
+                    long_functions.append(f"{name}.{node.name}")
+    assert long_modules == [] and long_functions == []
+
+
+@pytest.mark.parametrize("entry", ["runs", "samples", "claims", "checkpoints", "submitit"])
+def test_a_file_where_a_folder_of_the_results_belongs_fails_before_anything_is_written(fails_cleanly, tmp_path,
+                                                                                      entry):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / entry).write_text("not a folder")
+    fails_cleanly("run", "smoke", "--out", out, names=[out / entry, "is a file"], untouched=[out])
+
+
+@pytest.mark.parametrize("key", ["../victim", "/etc/x", "a/b", "", ".hidden"])
+def test_a_key_that_is_a_path_names_no_file(tmp_path, key):
+    from harness.layout import Layout
+
+    for where in (Layout(tmp_path).record, Layout(tmp_path).claim, Layout(tmp_path).checkpoint,
+                  Layout(tmp_path).samples):
+        with pytest.raises(ValueError, match="expected a plain name"):
+            where(key)

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 import variants
-from harness import records
+from harness import planfile, records
 from harness.cli import main
 from harness.data import Dataset, DataSpec
+from harness.environment import environment
 from harness.layout import Layout
-from harness.measure import environment
 from harness.metrics import per_image_dice
 from harness.protocol import Measure, Protocol, RunSpec
 from harness.records import load_records
@@ -24,6 +24,7 @@ from harness.report import build_report
 from harness.report.stats import holm, pareto_front, seed_t_p
 from harness.report.summary import summary_table
 from harness.report.tables import markdown
+from harness.samples import read_samples, write_samples
 from harness.train import FitResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,15 +152,15 @@ def make_results(root: Path, samples: bool = True) -> Path:
         records.write_record(root, r)
     families = {"baseline": "baseline", "better": "one-factor", "same": "one-factor",
                 "flaky": "one-factor", "broken": "one-factor", "ds": "explicit"}
-    planned = [records.PlanEntry(r["key"], r["variant"], r["seed"]) for r in recs]
-    records.write_plan(root, records.SweepPlan(
+    planned = [planfile.PlanEntry(r["key"], r["variant"], r["seed"]) for r in recs]
+    planfile.write_plan(root, planfile.SweepPlan(
         name="fab", source="fabricated", description="", command="unet-ablate run fab.toml --out results/fab",
         baseline="baseline", variants=tuple(ORDER), families=families, seeds=(0, 1, 2),
         runs=tuple(planned)))
     if samples:
         images = [np.full((1, 16, 16), i / 12, np.float32) for i in range(4)]
         masks = [np.eye(16, dtype=np.int64) for _ in range(4)]
-        records.write_samples(root, DATA.key, IDS[:4], images, masks)
+        write_samples(root, DATA.key, IDS[:4], images, masks)
     return root
 
 
@@ -200,7 +201,7 @@ def seed_matrix(counts_of, seeds=range(3)) -> np.ndarray:
 
 def test_summary_against_hand_computation(built):
     root, _ = built
-    table = summary_table(load_records(root), "baseline", ORDER, records.read_plan(root))
+    table = summary_table(load_records(root), "baseline", ORDER, planfile.read_plan(root))
     base = seed_matrix(baseline_counts)
     b = row(table, "baseline")
     assert b["dice_mean"] == pytest.approx(statistics.mean(base.mean(axis=1)))
@@ -273,7 +274,7 @@ def copy_results(built, tmp_path, name="copy") -> Path:
 
 
 def key_of(root: Path, variant: str, seed: int) -> str:
-    return next(r.key for r in records.read_plan(root).runs if (r.variant, r.seed) == (variant, seed))
+    return next(r.key for r in planfile.read_plan(root).runs if (r.variant, r.seed) == (variant, seed))
 
 
 def test_a_deleted_record_is_a_missing_run_with_the_command_that_completes_it(built, tmp_path):
@@ -297,7 +298,7 @@ def test_a_planned_variant_without_any_record_keeps_its_row(built, tmp_path):
     root = copy_results(built, tmp_path)
     for s in range(3):
         Layout(root).record(key_of(root, "same", s)).unlink()
-    table = summary_table(load_records(root), "baseline", ORDER, records.read_plan(root))
+    table = summary_table(load_records(root), "baseline", ORDER, planfile.read_plan(root))
     r = row(table, "same")
     assert r["status"] == "0/3 ok, 3 missing" and np.isnan(r["dice_mean"]) and r["family"] == "one-factor"
     assert r["family_size"] == 4  # still a declared member of its family
@@ -398,13 +399,13 @@ def test_samples_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     images = [rng.random((3, 5, 7), dtype=np.float32) for _ in range(2)]
     masks = [rng.integers(0, 3, (5, 7)), np.full((5, 7), 255)]
-    records.write_samples(tmp_path, "k", ["a", "b"], images, masks)
-    back = records.read_samples(tmp_path, "k")
+    write_samples(tmp_path, "k", ["a", "b"], images, masks)
+    back = read_samples(tmp_path, "k")
     assert list(back) == ["a", "b"]
     for (image, mask), (im, mk) in zip(back.values(), zip(images, masks)):
         assert np.abs(image - im).max() <= 0.5 / 255 + 1e-7  # 8-bit for display
         np.testing.assert_array_equal(mask, mk)
-    assert records.read_samples(tmp_path, "other") == {}
+    assert read_samples(tmp_path, "other") == {}
 
 
 def test_the_report_never_loads_a_data_set(built, tmp_path):
@@ -529,7 +530,7 @@ def test_a_baseline_without_any_record_leaves_every_comparison_saying_so(built, 
 def test_a_lower_is_better_headline_keeps_its_sign_and_says_which_way(built, tmp_path):
     """The fabricated VI falls where Dice rises: "better" has a negative ΔVI, marked, and
     the table and figures say that lower is better."""
-    plan = records.read_plan(built[0])
+    plan = planfile.read_plan(built[0])
     recs = load_records(built[0])
     dice, vi = (summary_table(recs, "baseline", ORDER, plan, metric=m) for m in ("dice", "vi"))
     assert row(dice, "better")["delta"] > 0 and row(vi, "better")["delta"] < 0

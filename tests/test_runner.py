@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import variants
+from harness import planfile
 from harness.cli import main
 from harness.data import DataSpec, load_dataset
 from harness.layout import Layout
@@ -332,15 +333,14 @@ def test_a_missing_run_is_reported_with_the_command_that_completes_it(smoke, tmp
     import shlex
     import shutil
 
-    from harness import records
     from harness.report import build_report
 
     out = Path(shutil.copytree(smoke, tmp_path / "results"))
-    plan = records.read_plan(out)
+    plan = planfile.read_plan(out)
     assert plan.families == {v.label: v.family for v in load_sweep("smoke").variants}
     gone = next(r for r in plan.runs if r.variant == "up=bilinear" and r.seed == 1)
     Layout(out).record(gone.key).unlink()
-    plan = records.read_plan(out)  # the plan still names the run
+    plan = planfile.read_plan(out)  # the plan still names the run
     assert gone in plan.runs
 
     report = build_report(out, tmp_path / "report")

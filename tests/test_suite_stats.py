@@ -8,8 +8,8 @@ import scipy.stats
 from PIL import Image
 
 from harness.report import suite_figures
-from harness.report.figures import STYLE
 from harness.report.stats import _cd_groups, friedman, nemenyi_q
+from harness.report.style import STYLE
 
 # 4 data sets x 3 variants, no ties; higher is better. Ranks:
 #   ds1: a 1, b 2, c 3   ds2: a 1, b 3, c 2   ds3: a 2, b 1, c 3   ds4: a 1, b 2, c 3
@@ -118,8 +118,8 @@ def test_too_few_variants_or_data_sets():
 def drawn(monkeypatch):
     """The figures that ``suite_figures`` saves, to look inside them."""
     figs = []
-    save = suite_figures._save
-    monkeypatch.setattr(suite_figures, "_save",
+    save = suite_figures.save_figure
+    monkeypatch.setattr(suite_figures, "save_figure",
                         lambda fig, out, name: figs.append(fig) or save(fig, out, name))
     with matplotlib.rc_context(STYLE):
         yield figs

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from ..fileio import check_folder_path
 from ..layout import Layout
-from ..records import load_records, read_plan, read_samples, stray_records
+from ..planfile import read_plan
+from ..records import load_records, stray_records
+from ..samples import read_samples
 from .describe import caption, methods
 from .figures import draw_figures
 from .index import write_index

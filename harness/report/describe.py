@@ -11,10 +11,10 @@ import dataclasses
 import json
 
 from ..cost import mac_convention
+from ..environment import env_mix
 from ..metrics import METRICS
 from ..metrics import metric as metric_info
 from ..protocol import Protocol
-from ..records import env_mix
 from .stats import ALPHA, N_RESAMPLES
 from .summary import MIN_SEEDS, has_metric, natural_key
 
@@ -250,6 +250,13 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
         f"median over seeds of each run's median of timed repeats after warm-up), latency at "
         f"batch 1 (ms, median over seeds), training throughput (images/s, median over seeds), "
         f"peak memory (MB, maximum over seeds, where measured).\n\n"
+        + statistics_text(summary)
+    )
+
+
+def statistics_text(summary) -> str:
+    """The statistics paragraph of the methods: summaries, interval, test, families, runs."""
+    return (
         f"**Statistics.** Mean ± sample standard deviation (ddof = 1) over the ok seeds of each "
         f"variant. Every Δ has two sources of variation, the test images and the training "
         f"seeds; an interval or test over images with each image's Dice averaged over seeds "

@@ -14,85 +14,23 @@ from the sorted variant names), ``bbox_inches="tight"``. Matplotlib's object API
 """
 from __future__ import annotations
 
-import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
-from ..metrics import IGNORE, per_image_dice
 from ..metrics import metric as metric_info
-from ..records import counts_array, history, image_ids, ok_forms, predicted_maps
+from ..records import history
 from .describe import macs_size_text
+from .qualitative import qualitative
 from .stats import ALPHA, pareto_front
-from .summary import natural_key, per_image_dice_by_id
+from .style import LABEL_PT, ONE_COL, STYLE, TWO_COL, FigureResult, new_figure, palette, save_figure
 from .tables import format_p
-
-ONE_COL, TWO_COL = 3.3, 7.0
-DPI = 300
-LABEL_PT = 7
-STYLE = {
-    "pdf.fonttype": 42, "ps.fonttype": 42,  # TrueType, embedded (no Type 3 fonts)
-    "font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
-    "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7,
-    "legend.title_fontsize": 7, "figure.titlesize": 8, "figure.labelsize": 7,
-    "axes.linewidth": 0.6, "lines.linewidth": 1.0, "xtick.major.width": 0.6,
-    "ytick.major.width": 0.6, "axes.spines.top": False, "axes.spines.right": False,
-    "savefig.dpi": DPI, "figure.dpi": 100,
-}
-
-
-FIGURES = {
-    "accuracy_cost": "Accuracy vs cost",
-    "ablation": "Difference to the baseline",
-    "curves": "Validation curves",
-    "qualitative": "Qualitative results",
-    "deep_supervision": "Deep supervision: inference forms",
-    "cd_diagram": "Mean ranks across data sets (critical-difference diagram)",
-    "suite_heatmap": "Δ to the baseline on each data set",
-}
-"""The figures of a report (a suite's front page adds the last two): file name -> title."""
-
-
-@dataclass
-class FigureResult:
-    """One figure of the report: its files, or the reason it was skipped."""
-    name: str
-    caption: str = ""
-    files: list[Path] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def title(self) -> str:
-        return FIGURES[self.name]
-
-
-def palette(variants) -> dict[str, tuple]:
-    """One colour per variant, assigned over the SORTED names (stable across figures)."""
-    names = sorted({str(v) for v in variants})
-    return dict(zip(names, sns.color_palette("colorblind", len(names))))
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
-    pdf, png = out_dir / f"{name}.pdf", out_dir / f"{name}.png"
-    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})
-    fig.savefig(png, dpi=DPI, bbox_inches="tight")
-    return [pdf, png]
 
 
 def _finite(x) -> bool:
@@ -186,7 +124,7 @@ def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureR
     size = macs_size_text(summary)
     batches = sorted({f"{b:g}" for b in rows["infer_batch"].dropna()})
     batch = f", batch {'/'.join(batches)}" if batches else ""
-    fig = _figure(TWO_COL, 2.8)
+    fig = new_figure(TWO_COL, 2.8)
     panels = [("gmacs", f"GMACs per {size} image", True),
               ("infer_img_s", f"Inference throughput (images/s{batch})", False)]
     for ax, (col, xlabel, minimize) in zip(fig.subplots(1, 2), panels):
@@ -211,7 +149,7 @@ def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureR
                   ["Pareto front"], loc="lower right", frameon=False)
         _label_points(ax, d[col].to_numpy(float), d[y].to_numpy(float),
                       d["variant"].tolist())
-    res.files = _save(fig, out_dir, res.name)
+    res.files = save_figure(fig, out_dir, res.name)
     best = "highest" if info.higher_is_better else "lowest"
     res.caption = (f"Test {info.label} (mean ± std over ok seeds) against MACs per {size} image and "
                    f"against inference throughput (median over seeds); the baseline is a square. "
@@ -232,7 +170,7 @@ def ablation(panels: dict, colors: dict, out_dir: Path) -> FigureResult:
         res.note = "skipped: no difference to a baseline could be computed"
         return res
     n = len(panels)
-    fig = _figure(ONE_COL if n == 1 else TWO_COL, 0.9 + 0.22 * int(keep.sum()))
+    fig = new_figure(ONE_COL if n == 1 else TWO_COL, 0.9 + 0.22 * int(keep.sum()))
     axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
     y = np.arange(int(keep.sum()))[::-1]
     for ax, (name, summary) in zip(axes, panels.items()):
@@ -261,7 +199,7 @@ def ablation(panels: dict, colors: dict, out_dir: Path) -> FigureResult:
                 Line2D([], [], ls="none", marker="o", color="0.3", mfc="white", ms=4)],
                [f"Holm p < {ALPHA:g}", "not significant"], loc="outside lower center",
                ncols=2, frameon=False)
-    res.files = _save(fig, out_dir, res.name)
+    res.files = save_figure(fig, out_dir, res.name)
     names = ", ".join(metric_info(m).label for m in panels)
     res.caption = (f"Δ vs the reference (the baseline; a pruned form: its own network's "
                    f"accurate form) of {names}, one panel each (headline first; the arrow "
@@ -285,7 +223,7 @@ def curves(records: list[dict], order: list[str], colors: dict, out_dir: Path) -
         return res
     hist = hist.dropna(subset=["step", "val_dice"])
     hue_order = [v for v in order if v in set(hist["variant"])]
-    fig = _figure(ONE_COL, 2.3 + 0.12 * ((len(hue_order) + 1) // 2))
+    fig = new_figure(ONE_COL, 2.3 + 0.12 * ((len(hue_order) + 1) // 2))
     ax = fig.subplots()
     sns.lineplot(data=hist, x="step", y="val_dice", hue="variant", hue_order=hue_order,
                  palette=colors, estimator="mean", errorbar=lambda v: (v.min(), v.max()),
@@ -295,105 +233,8 @@ def curves(records: list[dict], order: list[str], colors: dict, out_dir: Path) -
     ax.set_ylabel("Validation Dice")
     sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, frameon=False,
                     title=None)
-    res.files = _save(fig, out_dir, res.name)
+    res.files = save_figure(fig, out_dir, res.name)
     res.caption = "Validation Dice during training: mean over ok seeds, band = min to max over seeds."
-    return res
-
-
-def _class_cmap(k: int) -> ListedColormap:
-    """Class 0 black, foreground white (binary) or colour-blind colours, index k = ignore (grey)."""
-    fg = [(1.0, 1.0, 1.0)] if k <= 2 else list(sns.color_palette("colorblind", k - 1))
-    return ListedColormap([(0.0, 0.0, 0.0)] + fg[:max(k - 1, 1)] + [(0.5, 0.5, 0.5)])
-
-
-def _show_map(ax, m: np.ndarray, k: int) -> None:
-    m = np.where(m == IGNORE, k, np.minimum(m, k - 1))
-    ax.imshow(m, cmap=_class_cmap(k), vmin=-0.5, vmax=k + 0.5, interpolation="nearest")
-
-
-def _show_image(ax, image: np.ndarray) -> None:
-    image = np.asarray(image, dtype=float)
-    if image.ndim == 3 and image.shape[0] >= 3:
-        ax.imshow(np.clip(np.moveaxis(image[:3], 0, -1), 0, 1), interpolation="nearest")
-    else:
-        ax.imshow(image.reshape(-1, *image.shape[-2:])[0], cmap="gray", vmin=0, vmax=1,
-                  interpolation="nearest")
-
-
-def _short_label(text: str, narrow: bool) -> str:
-    """Break a label after '=', ',' and '/' (then at 14 characters) so that narrow panels'
-    titles do not run into each other."""
-    if narrow:
-        for sep in ("=", ",", "/"):
-            text = text.replace(sep, sep + "\n")
-    return "\n".join(line for part in text.split("\n") for line in textwrap.wrap(part, 14) or [part])
-
-
-def qualitative(records: list[dict], order: list[str], baseline: str | None, samples: dict,
-                out_dir: Path, n_images: int = 3) -> FigureResult:
-    """``samples``: data key -> {test image id: (image, reference mask)}, as the results
-    store keeps them."""
-    res = FigureResult("qualitative")
-    picks = {}  # variant -> (record, mean form) of its lowest ok seed with predictions
-    for v in order:
-        found = sorted(((r, f) for r, f in ok_forms(records, v) if f["predictions"]["ids"]),
-                       key=lambda rf: (natural_key(rf[0]["seed"]), rf[0]["key"]))
-        if found:
-            picks[v] = found[0]
-    if not picks:
-        res.note = "skipped: the records hold no predictions"
-        return res
-    preds = {v: predicted_maps(f) for v, (_, f) in picks.items()}
-    common = set.intersection(*(set(p) for p in preds.values()))
-    if not common:
-        res.note = "skipped: no test image has a stored prediction from every variant"
-        return res
-    # A hard, a typical and an easy image by the baseline's per-image Dice (ties: by id).
-    ref = per_image_dice_by_id(records, baseline if baseline in picks else next(iter(picks)))
-    ranked = sorted(common, key=lambda i: (ref.get(i, np.nan), i))
-    chosen = sorted({ranked[0], ranked[len(ranked) // 2], ranked[-1]}, key=ranked.index)[:n_images]
-    first_record = next(iter(picks.values()))[0]
-    truth_of = samples.get(first_record["data"]["key"], {})
-    truth = all(i in truth_of for i in chosen)
-
-    k = max(2, first_record["data"]["num_classes"],
-            *(int(m[m != IGNORE].max(initial=0)) + 1 for p in preds.values() for m in p.values()))
-    columns = (["Input", "Ground truth"] if truth else []) + list(picks)
-    width = ONE_COL if len(columns) <= 3 else TWO_COL
-    panel = width / len(columns)
-    fig = _figure(width, len(chosen) * panel + 0.6)
-    axes = np.atleast_2d(fig.subplots(len(chosen), len(columns), squeeze=False))
-    for row, image_id in enumerate(chosen):
-        for col, name in enumerate(columns):
-            ax = axes[row, col]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():  # a thin frame, so an all-white map shows
-                spine.set_visible(True)
-                spine.set_linewidth(0.4)
-                spine.set_color("0.5")
-            if row == 0:
-                ax.set_title(_short_label(name, narrow=len(columns) > 6), fontsize=LABEL_PT)
-            if name == "Input" and truth:
-                _show_image(ax, truth_of[image_id][0])
-            elif name == "Ground truth" and truth:
-                _show_map(ax, truth_of[image_id][1], k)
-            else:
-                _show_map(ax, preds[name][image_id], k)
-                _, form = picks[name]
-                ids = image_ids(form)
-                if image_id in ids:
-                    dice = per_image_dice(counts_array(form)[ids.index(image_id)][None])[0]
-                    ax.set_xlabel(f"Dice {dice:.2f}", fontsize=LABEL_PT, labelpad=1)
-        axes[row, 0].set_ylabel(_short_label(image_id, narrow=True), fontsize=LABEL_PT)
-    seeds = ", ".join(f"{v}: seed {r['seed']}" for v, (r, _) in picks.items())
-    res.caption = (f"Test images with the lowest, median and highest per-image Dice of the "
-                   f"baseline; each prediction is from the variant's lowest ok seed ({seeds}); "
-                   f"class 0 black, ignore grey.")
-    if not truth:
-        res.note = "input and ground truth not shown (the results folder stores no samples of these images)"
-        fig.supxlabel("Predictions only: " + res.note, fontsize=LABEL_PT)
-    res.files = _save(fig, out_dir, res.name)
     return res
 
 
@@ -407,7 +248,7 @@ def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> Figu
     rows = summary[summary["variant"].isin(ds_variants)]
     forms = sorted(set(rows["form"]), key=lambda f: (f == "mean", f))
     x_of = {f: i for i, f in enumerate(forms)}
-    fig = _figure(TWO_COL, 2.4)
+    fig = new_figure(TWO_COL, 2.4)
     ax_dice, ax_cost = fig.subplots(1, 2)
     for j, v in enumerate(ds_variants):
         d = rows[rows["variant"] == v].sort_values("form", key=lambda s: s.map(x_of))
@@ -422,7 +263,7 @@ def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> Figu
     ax_dice.set_ylabel("Dice (mean ± std over seeds)")
     ax_cost.set_ylabel(f"GMACs per {macs_size_text(summary)} image")
     ax_cost.legend(frameon=False, loc="best")
-    res.files = _save(fig, out_dir, res.name)
+    res.files = save_figure(fig, out_dir, res.name)
     res.caption = ("Deep-supervision UNet++: test Dice and MACs of the network pruned to one "
                    "head (L1..L4, 'fast' mode) and of the mean of all heads ('accurate' mode).")
     return res

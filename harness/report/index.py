@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..fileio import write_text_atomic
 from .describe import mixed_text
-from .figures import FigureResult
+from .style import FigureResult
 
 MAX_ERROR_LINES = 20
 

@@ -25,9 +25,9 @@ from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
 from ..records import runs_frame
 from .describe import mixed_text
-from .figures import STYLE, palette
 from .index import figures_markdown
 from .stats import ALPHA, friedman
+from .style import STYLE, palette
 from .suite_figures import cd_diagram, delta_heatmap
 from .tables import DASH, latex_table, markdown_table, p_text
 

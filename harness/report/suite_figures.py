@@ -6,7 +6,7 @@
 2. ``suite_heatmap`` Δ to the baseline, variants x data sets, a diverging colormap centred
                       at 0 whose "better" colour is the same whichever way the metric points.
 
-Call them inside ``matplotlib.rc_context(figures.STYLE)``, as ``figures.draw_figures`` does.
+Call them inside ``matplotlib.rc_context(style.STYLE)``, as ``figures.draw_figures`` does.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .figures import LABEL_PT, ONE_COL, TWO_COL, FigureResult, _figure, _save
 from .stats import FriedmanResult
+from .style import LABEL_PT, ONE_COL, TWO_COL, FigureResult, new_figure, save_figure
 from .tables import p_text
 
 ROW = 0.16      # vertical step between the label lines of the CD diagram (axes units)
@@ -43,26 +43,11 @@ def cd_diagram(result: FriedmanResult, colors: dict, out_dir: Path) -> FigureRes
     hi = max(k, 2)                          # the axis runs 1..k (1..2 for a single variant)
     width = ONE_COL if 2 * CHAR_IN * max(map(len, labels)) + 0.35 * (hi - 1) <= ONE_COL else TWO_COL
     depth = max(left, k - left)
-    fig = _figure(width, 0.75 + 0.2 * depth + 0.08 * len(result.groups))
+    fig = new_figure(width, 0.75 + 0.2 * depth + 0.08 * len(result.groups))
     ax = fig.subplots()
     ax.set_axis_off()
 
-    # rank axis (y = 0), ticks upward, numbers above
-    ax.plot([1, hi], [0, 0], color="0.2", lw=0.8)
-    for t in np.arange(1, hi + 0.01, 0.5):
-        major = float(t).is_integer()
-        ax.plot([t, t], [0, 0.06 if major else 0.03], color="0.2", lw=0.6)
-        if major:
-            ax.text(t, 0.09, f"{t:g}", ha="center", va="bottom", fontsize=LABEL_PT)
-
-    # CD bar above the axis, from rank 1
-    if np.isfinite(result.cd):
-        y = 0.42
-        ax.plot([1, 1 + result.cd], [y, y], color="0.2", lw=0.8, clip_on=False)
-        for x in (1, 1 + result.cd):   # the CD may be longer than the rank axis
-            ax.plot([x, x], [y - 0.03, y + 0.03], color="0.2", lw=0.8, clip_on=False)
-        ax.text(1 + result.cd / 2, y + 0.05, f"CD = {result.cd:.2f}", ha="center", va="bottom",
-                fontsize=LABEL_PT)
+    _rank_axis(ax, hi, result.cd)
 
     # group bars just below the axis
     bars_end = -0.06 - BAR * len(result.groups)
@@ -84,25 +69,47 @@ def cd_diagram(result: FriedmanResult, colors: dict, out_dir: Path) -> FigureRes
                 va="center", fontsize=LABEL_PT, color="0.1")
     ax.set_xlim(x_left, x_right)
     ax.set_ylim(bars_end - 0.15 - ROW * (depth - 1), 0.55)
-    res.files = _save(fig, out_dir, res.name)
+    res.files = save_figure(fig, out_dir, res.name)
 
-    res.caption = (f"Mean rank of each of {k} variants over {n} data sets (rank 1 = best on a "
-                   f"data set, ties averaged; best on the left; mean rank in brackets).")
+    res.caption = _cd_caption(result)
     if result.note:
         res.note = f"ranks only, {result.note}"
-        res.caption += f" No test: {result.note.removeprefix('no Friedman test: ')}."
+    return res
+
+
+def _rank_axis(ax, hi: int, cd: float) -> None:
+    """The rank axis (y = 0) with its ticks and numbers, and the CD bar above it from rank 1."""
+    ax.plot([1, hi], [0, 0], color="0.2", lw=0.8)
+    for t in np.arange(1, hi + 0.01, 0.5):
+        major = float(t).is_integer()
+        ax.plot([t, t], [0, 0.06 if major else 0.03], color="0.2", lw=0.6)
+        if major:
+            ax.text(t, 0.09, f"{t:g}", ha="center", va="bottom", fontsize=LABEL_PT)
+    if np.isfinite(cd):
+        y = 0.42
+        ax.plot([1, 1 + cd], [y, y], color="0.2", lw=0.8, clip_on=False)
+        for x in (1, 1 + cd):   # the CD may be longer than the rank axis
+            ax.plot([x, x], [y - 0.03, y + 0.03], color="0.2", lw=0.8, clip_on=False)
+        ax.text(1 + cd / 2, y + 0.05, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=LABEL_PT)
+
+
+def _cd_caption(result: FriedmanResult) -> str:
+    k, n = result.n_variants, result.n_datasets
+    caption = (f"Mean rank of each of {k} variants over {n} data sets (rank 1 = best on a "
+               f"data set, ties averaged; best on the left; mean rank in brackets).")
+    if result.note:
+        caption += f" No test: {result.note.removeprefix('no Friedman test: ')}."
     else:
         df2 = (k - 1) * (n - 1)
-        res.caption += (f" Friedman χ²({k - 1}) = {_fmt(result.statistic)}, {p_text(result.p)}; "
-                        f"Iman–Davenport F({k - 1}, {df2}) = {_fmt(result.iman_davenport_f)}, "
-                        f"{p_text(result.iman_davenport_p)}.")
+        caption += (f" Friedman χ²({k - 1}) = {_fmt(result.statistic)}, {p_text(result.p)}; "
+                    f"Iman–Davenport F({k - 1}, {df2}) = {_fmt(result.iman_davenport_f)}, "
+                    f"{p_text(result.iman_davenport_p)}.")
     if np.isfinite(result.cd):
-        res.caption += (f" Variants joined by a bar are not significantly different by the "
-                        f"Nemenyi test at α = {result.alpha:g} (CD = {result.cd:.2f}).")
+        caption += (f" Variants joined by a bar are not significantly different by the "
+                    f"Nemenyi test at α = {result.alpha:g} (CD = {result.cd:.2f}).")
     if result.left_out:
-        names = ", ".join(map(str, result.left_out))
-        res.caption += f" Left out (no score on some data set): {names}."
-    return res
+        caption += f" Left out (no score on some data set): {', '.join(map(str, result.left_out))}."
+    return caption
 
 
 def delta_heatmap(delta: pd.DataFrame, significant: pd.DataFrame, metric_label: str,
@@ -119,7 +126,7 @@ def delta_heatmap(delta: pd.DataFrame, significant: pd.DataFrame, metric_label: 
              + sig.map(lambda s: "†" if s else ""))   # a true minus sign, as the tables
     rows, cols = values.shape
     need = 1.0 + CHAR_IN * max(len(str(v)) for v in values.index) + 0.5 * cols
-    fig = _figure(ONE_COL if need <= ONE_COL else TWO_COL, 0.9 + 0.22 * rows)
+    fig = new_figure(ONE_COL if need <= ONE_COL else TWO_COL, 0.9 + 0.22 * rows)
     ax = fig.subplots()
     ax.set_facecolor("0.88")                           # NaN cells: grey, with a dash
     vmax = float(np.nanmax(np.abs(values.to_numpy()))) or 1.0
@@ -137,7 +144,7 @@ def delta_heatmap(delta: pd.DataFrame, significant: pd.DataFrame, metric_label: 
     ax.set_xticklabels(ax.get_xticklabels(), rotation=30 if cols > 3 else 0,
                        ha="right" if cols > 3 else "center")
     ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
-    res.files = _save(fig, out_dir, res.name)
+    res.files = save_figure(fig, out_dir, res.name)
     res.caption = (f"Δ {metric_label} of each variant to the baseline on each data set, in the "
                    f"metric's units ({better} is better; blue = better than the baseline, red = "
                    f"worse); † = significant on that data set; — = no Δ (no ok run).")

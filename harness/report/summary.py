@@ -260,6 +260,37 @@ def _skeleton(records: list[dict], frame: pd.DataFrame, baseline, variant_list, 
     return rows
 
 
+def _accuracy(row: dict, seed_summary: dict, ok: pd.DataFrame, shown: dict) -> None:
+    """A row's accuracy columns: mean and std over seeds of Dice, IoU, global Dice and each
+    shown metric (``shown``: metric -> per-seed scores), Dice with failed runs scored 0,
+    the false-positive rate on empty references, and the images counted."""
+    per_seed = pd.DataFrame(seed_summary.values(),
+                            columns=["dice", "iou", "dice_global", "fpr_empty", "n_empty", "n_images"])
+    for m in ("dice", "iou", "dice_global"):
+        row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(per_seed[m])
+    for m, by_seed in shown.items():
+        row[f"{m}_mean"], row[f"{m}_std"] = _mean_std([s.mean() for s in by_seed.values() if len(s)])
+    failed_runs = row["n_failed"] + row["n_diverged"]  # outcomes: they score 0
+    row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_runs])
+    has_empty = per_seed[per_seed["n_empty"] > 0]
+    row["fpr_empty_mean"] = _mean_std(has_empty["fpr_empty"])[0]
+    row["n_empty"], row["n_images"] = _median(per_seed["n_empty"]), _median(per_seed["n_images"])
+
+
+def _mark(out: pd.DataFrame, families) -> None:
+    """Holm within each family (an untested row counts as not rejected), the mark, and the
+    rows whose interval and test disagree."""
+    out["p_holm"] = np.nan
+    for family in families:
+        members = out.index[(out["family"] == family) & out["reference"].notna()]
+        p = out.loc[members, "p"].to_numpy(float)
+        adjusted = holm(np.where(np.isfinite(p), p, 1.0))
+        out.loc[members, "p_holm"] = np.where(np.isfinite(p), adjusted, np.nan)
+    out["significant"] = out["p_holm"].lt(ALPHA)
+    excludes_zero = (out["ci_low"] > 0) | (out["ci_high"] < 0)
+    out["disagree"] = out["p_holm"].notna() & (excludes_zero != out["significant"])
+
+
 def summary_table(records: list[dict], baseline: str | None = None, order=None, plan=None,
                   metric: str = "dice") -> pd.DataFrame:
     """One row per (variant, form): accounting, accuracy, Δ of ``metric`` (the headline) to
@@ -290,17 +321,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         v, form = row["variant"], row["form"]
         runs = frame[(frame["variant"] == v) & (frame["form"] == form)]
         ok = runs[runs["status"] == "ok"]
-        per_seed = pd.DataFrame(seed_summaries(records, v, form).values(),
-                                columns=["dice", "iou", "dice_global", "fpr_empty", "n_empty", "n_images"])
-        for m in ("dice", "iou", "dice_global"):
-            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(per_seed[m])
-        for m in shown:
-            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std([s.mean() for s in scores(v, form, m).values() if len(s)])
-        failed_runs = row["n_failed"] + row["n_diverged"]  # outcomes: they score 0
-        row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_runs])
-        has_empty = per_seed[per_seed["n_empty"] > 0]
-        row["fpr_empty_mean"] = _mean_std(has_empty["fpr_empty"])[0]
-        row["n_empty"], row["n_images"] = _median(per_seed["n_empty"]), _median(per_seed["n_images"])
+        _accuracy(row, seed_summaries(records, v, form), ok, {m: scores(v, form, m) for m in shown})
         row["family_size"] = size[row["family"]] if row["reference"] else 0
         if row["reference"] is None:  # the baseline, or no baseline to compare with
             comparison = {**COMPARISON, "per_seed": {}, "n_seeds": len(scores(v, form))}
@@ -315,15 +336,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
 
     out = pd.DataFrame(rows)
     out["metric"], out["higher_is_better"] = metric, info.higher_is_better
-    out["p_holm"] = np.nan
-    for family in size:
-        members = out.index[(out["family"] == family) & out["reference"].notna()]
-        p = out.loc[members, "p"].to_numpy(float)
-        adjusted = holm(np.where(np.isfinite(p), p, 1.0))  # untested rows count as not rejected
-        out.loc[members, "p_holm"] = np.where(np.isfinite(p), adjusted, np.nan)
-    out["significant"] = out["p_holm"].lt(ALPHA)
-    excludes_zero = (out["ci_low"] > 0) | (out["ci_high"] < 0)
-    out["disagree"] = out["p_holm"].notna() & (excludes_zero != out["significant"])
+    _mark(out, size)
     extra = [f"{m}_{x}" for m in shown for x in ("mean", "std")]
     extra += [c for c in out.columns if c.startswith("delta_seed_")]
     return out[SUMMARY_COLUMNS + extra].reset_index(drop=True)

@@ -1,0 +1,91 @@
+"""``sweep.json``: the sweep as planned (``SweepPlan``), written before any run, read by the
+report to count planned runs that have no record and to know each variant's family."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from variants.spec import is_int
+
+from .fileio import write_json_atomic
+from .layout import Layout
+
+FAMILIES = ("baseline", "one-factor", "grid", "explicit")
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    key: str
+    variant: str
+    seed: int
+    dataset: str = ""
+    fold: int | None = None
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What ``sweep.json`` holds: the sweep as planned, written before any run, whatever has
+    run so far. ``families`` declares the question each variant answers (``FAMILIES``:
+    one-factor ablations, grid points, explicit variants and smp baselines are compared with
+    the baseline, family by family); ``command`` is the command line that runs (and
+    completes) the sweep."""
+    name: str
+    source: str
+    description: str
+    command: str
+    baseline: str
+    variants: tuple[str, ...]
+    families: dict
+    seeds: tuple[int, ...]
+    runs: tuple[PlanEntry, ...]
+    metric: str = "dice"  # the report's headline (``[report] metric``)
+    datasets: tuple[str, ...] = ()  # the data sets' labels, in the sweep's order
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(r.key for r in self.runs)
+
+    def runs_of(self, variant: str) -> list[tuple[int, int | None]]:
+        """(seed, fold) of every planned run of ``variant``."""
+        return [(r.seed, r.fold) for r in self.runs if r.variant == variant]
+
+    def for_dataset(self, label: str) -> "SweepPlan":
+        """The plan of one data set of a suite."""
+        return dataclasses.replace(self, datasets=(label,),
+                                   runs=tuple(r for r in self.runs if r.dataset == label))
+
+
+def write_plan(results: Path, plan: SweepPlan) -> None:
+    write_json_atomic(Layout(results).plan, dataclasses.asdict(plan))
+
+
+def read_plan(results: Path) -> SweepPlan | None:
+    """The plan of a results folder, None where it has no ``sweep.json``."""
+    path = Layout(results).plan
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        fields = {f.name for f in dataclasses.fields(SweepPlan)}
+        if isinstance(d, dict):
+            d.setdefault("metric", "dice")  # plans written before the metric was a choice
+            d.setdefault("datasets", [])    # ... and before suites
+        if not isinstance(d, dict) or set(d) != fields:
+            raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
+                            f"the same arguments rewrites it without training again")
+        runs = tuple(PlanEntry(**r) for r in d["runs"])
+        plan = SweepPlan(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
+                            "runs": runs})
+        labels = (plan.name, plan.command, plan.baseline, plan.metric, *plan.variants, *plan.families,
+                  *plan.families.values(), *plan.datasets,
+                  *(x for r in runs for x in (r.key, r.variant, r.dataset)))
+        if not all(isinstance(v, str) for v in labels) or not all(
+                is_int(r.seed) and (r.fold is None or is_int(r.fold)) for r in runs):
+            raise TypeError("expected text labels and keys, integer seeds and folds")
+        if bad := sorted(set(plan.families.values()) - set(FAMILIES)):
+            raise TypeError(f"family {bad[0]!r} (expected one of {', '.join(FAMILIES)})")
+        return plan
+    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not a sweep plan written by `unet-ablate run` ({e})") from None
