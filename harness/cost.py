@@ -15,7 +15,6 @@ import warnings
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import variants
 
@@ -41,6 +40,8 @@ def _meta_forward(spec, height: int, width: int) -> tuple[nn.Module, torch.Tenso
     """(model, input, output, MACs) of one ``height x width`` image in inference (eval)
     mode, from a single forward pass on ``meta``. An input the model cannot take is a
     one-line ValueError."""
+    from torch.utils.flop_counter import FlopCounterMode  # (imports triton: only when counting)
+
     spec = variants.parse(spec)
     model = _meta_model(spec).eval()
     x = torch.empty(1, spec.in_channels, height, width, device="meta")

@@ -39,8 +39,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy import ndimage as ndi
-from scipy.spatial import cKDTree
+
+ndi = cKDTree = None  # scipy's, imported by _import_scipy when images are drawn
 
 STREAMS = {"membranes": 1, "shapes": 2, "faint-membranes": 3}
 EMPTY_FRACTION = 0.15  # shapes: probability that an image has no foreground
@@ -54,6 +54,7 @@ def generate(name: str, n_images: int, size: int, seed: int) -> tuple[np.ndarray
     Images are drawn on a few threads (numpy and scipy release the GIL); each image has
     its own generator and its own output slot, so the result does not depend on them.
     """
+    _import_scipy()  # here, before the threads, and not when a cached data set is read
     draw = {"membranes": _membrane, "shapes": _shapes,
             "faint-membranes": functools.partial(_membrane, faint=True)}[name]
     images = np.empty((n_images, IN_CHANNELS[name], size, size), np.uint8)
@@ -67,6 +68,12 @@ def generate(name: str, n_images: int, size: int, seed: int) -> tuple[np.ndarray
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(one, range(n_images)))
     return images, masks
+
+
+def _import_scipy() -> None:
+    global ndi, cKDTree
+    from scipy import ndimage as ndi
+    from scipy.spatial import cKDTree
 
 
 def _smooth_field(rng: np.random.Generator, size: int, cell: int) -> np.ndarray:
