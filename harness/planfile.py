@@ -9,6 +9,7 @@ from pathlib import Path
 
 from variants.spec import is_int
 
+from .config import NAME
 from .fileio import write_json_atomic
 from .layout import Layout
 
@@ -84,6 +85,9 @@ def read_plan(results: Path) -> SweepPlan | None:
         if not all(isinstance(v, str) for v in labels) or not all(
                 is_int(r.seed) and (r.fold is None or is_int(r.fold)) for r in runs):
             raise TypeError("expected text labels and keys, integer seeds and folds")
+        paths = (*plan.datasets, *(r.key for r in runs), *(r.dataset for r in runs if r.dataset))
+        if bad := next((p for p in paths if not NAME.fullmatch(p)), None):
+            raise TypeError(f"{bad!r} is not a plain name (letters, digits, '.', '_', '-'), so it names no file")
         if bad := sorted(set(plan.families.values()) - set(FAMILIES)):
             raise TypeError(f"family {bad[0]!r} (expected one of {', '.join(FAMILIES)})")
         return plan

@@ -18,6 +18,7 @@ dataset (the data set's label in the sweep; records without it: the data's defau
 fold (k-fold: the test fold; null for a holdout split; records without it: null),
 spec: {arch, data, protocol, measure, seed, fold (k-fold only)}        -- the RunSpec
 status: ok | failed | diverged, error: one line or null, traceback (failed runs) or null,
+cause: run | environment (a failed run: its own error, or a full disk / out of memory) or null,
 started, finished, time_s,
 data: {name, key, layout, root, n_images, num_classes, class_values, in_channels,
        split: holdout | kfold, fold, folds (k-fold: the fold and their number, else null),
@@ -68,7 +69,7 @@ import pandas as pd
 
 import variants
 
-from .config import default_label
+from .config import NAME, default_label
 from .fileio import write_json_atomic, write_text_atomic
 from .layout import Layout
 from .metrics import FIELDS, metric, nanmean, per_image_from_counts, summarize
@@ -78,6 +79,7 @@ log = logging.getLogger("unet_ablate")
 SCHEMA = 3
 READABLE = (2, 3)  # schema 2: no image_metrics
 STATUSES = ("ok", "failed", "diverged")
+CAUSES = ("run", "environment")  # why a run failed: its own error, or the machine's (disk, memory)
 TRAIN_REQUIRED = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
 TRAIN_ADDED = ("compile_s", "train_tflops", "mfu")  # records written before them read as null
 TRAIN_KEYS = TRAIN_REQUIRED + TRAIN_ADDED
@@ -96,7 +98,8 @@ _TOP = {"key": (str,), "sweep": (str,), "variant": (str,), "factor": (str, NULL)
         "error": (str, NULL), "traceback": (str, NULL), "started": (str,),
         "finished": (str, NULL), "time_s": (float, int, NULL), "data": (dict,),
         "train": (dict, NULL), "forms": (list,), "env": (dict,)}
-_OPTIONAL = {"dataset": (str,), "fold": (int, NULL)}  # records written before suites and k-fold lack them
+_OPTIONAL = {"dataset": (str,), "fold": (int, NULL),  # records written before suites and k-fold lack them
+             "cause": (str, NULL)}                    # ... and before failures had a cause
 # the keys every nested section holds (path -> keys)
 _SECTIONS = {
     "spec": ("arch", "data", "protocol", "measure", "seed"),
@@ -167,12 +170,15 @@ def add_form(record: dict, form: str, counts: np.ndarray, classes: list[int], im
 
 
 def end(record: dict, started: float, finished: float, status: str, error: str | None = None,
-        traceback: str | None = None) -> None:
-    """Close a record: its status, error text and wall time (``perf_counter`` values)."""
+        traceback: str | None = None, cause: str | None = None) -> None:
+    """Close a record: its status, error text, wall time (``perf_counter`` values) and, for a
+    failed run, its cause (``CAUSES``: the run itself, or its environment)."""
     if status not in STATUSES:
         raise ValueError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+    if cause not in (None, *CAUSES):
+        raise ValueError(f"cause: expected one of {', '.join(CAUSES)}, got {cause!r}")
     record.update(status=status, error=error, traceback=traceback, finished=_now(),
-                  time_s=finished - started)
+                  time_s=finished - started, cause=cause)
 
 
 # --------------------------------------------------------------------------- reading
@@ -224,6 +230,11 @@ def check_record(rec, where: str) -> dict:
             bad(f"{key} is {rec[key]!r}")
     if not rec.get("dataset"):  # written before data sets had labels
         rec["dataset"] = default_label(rec["data"]["name"], rec["data"]["root"])
+    # names that become paths (report folders, record and samples files): never a path
+    for name, value in (("key", rec["key"]), ("dataset", rec["dataset"]), ("data.key", rec["data"]["key"]),
+                        ("sweep", rec["sweep"] or "none")):
+        if not (isinstance(value, str) and NAME.fullmatch(value)):
+            bad(f"{name} {value!r} is not a plain name (letters, digits, '.', '_', '-'), so it names no file")
     rec.setdefault("fold", rec["spec"].get("fold"))
     if rec["train"] is not None:
         for key in TRAIN_ADDED:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import sys
 import time
@@ -67,6 +68,22 @@ def _test_forms(record: dict, model, spec, data, rs: RunSpec, ex: Execution) -> 
                          image_metrics=image_scores(preds, test_y, data.num_classes, counts))
 
 
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EIO}
+
+
+def failure_cause(e: BaseException) -> str:
+    """"environment" when the machine failed the run (a full disk or quota, out of memory on
+    the host or the GPU, an I/O error), so that the same run may well succeed on a rerun
+    (``--retry-failed``); "run" otherwise."""
+    for err in (e, e.__cause__, e.__context__):
+        if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)):
+            return "environment"
+        if isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS:
+            return "environment"
+    text = str(e).lower()
+    return "environment" if "out of memory" in text or "no space left" in text else "run"
+
+
 def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: bool = False,
             out: Path | None = None, threads: int | None = None) -> dict:
     """Train, score on the test split once, and measure one run. Never raises for a run
@@ -100,8 +117,8 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
         records.end(record, t0, time.perf_counter(), "ok")
         log.debug("run %s: ok in %.1f s", rs.key, record["time_s"])
     except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on (OOM included)
-        records.end(record, t0, time.perf_counter(), "failed",
-                    f"{e.__class__.__name__}: {e}".splitlines()[0], traceback.format_exc(limit=-8))
+        records.end(record, t0, time.perf_counter(), "failed", f"{e.__class__.__name__}: {e}".splitlines()[0],
+                    traceback.format_exc(limit=-8), cause=failure_cause(e))
     finally:
         if ex.cuda:
             torch.cuda.empty_cache()

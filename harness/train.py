@@ -212,11 +212,16 @@ def _resume(state: TrainState, checkpoint: Path | None, identity: dict, steps: i
 
 
 def _save(checkpoint: Path, identity: dict, state: TrainState) -> bool:
-    """Save the state of training atomically; False (with a warning) when it cannot be saved."""
+    """Save the state of training atomically; False (with a warning) when it cannot be
+    saved. Any error counts, not only OSError: torch.save raises RuntimeError when the disk
+    fills mid-write. The partial file is removed (``write_atomic``); a checkpoint saved
+    earlier stays, whole, to resume from."""
     try:
         write_atomic(checkpoint, lambda f: torch.save({"identity": identity, **state.state_dict()}, f))
-    except OSError as e:  # a resume aid: the run goes on without one
-        log.warning("checkpoint not saved (%s); this run goes on without checkpoints", e)
+    except Exception as e:  # noqa: BLE001 - a resume aid: the run goes on without one
+        text = str(e).strip().splitlines()
+        log.warning("checkpoint %s not saved (%s: %s); this run goes on without checkpoints", checkpoint,
+                    e.__class__.__name__, text[0] if text else "")
         return False
     return True
 

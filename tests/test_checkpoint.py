@@ -209,3 +209,36 @@ def test_the_protocol_key_is_unchanged_while_checkpoints_are_off():
     for bad in (-1, 2.0, True, "5"):
         with pytest.raises(ValueError, match="protocol.checkpoint_every: expected an integer >= 0"):
             Protocol(checkpoint_every=bad)
+
+
+def test_a_checkpoint_that_cannot_be_saved_fails_no_run(data, reference, tmp_path, monkeypatch, caplog):
+    """torch.save raises RuntimeError ("unexpected pos ...") when the disk fills mid-write:
+    the run goes on without checkpoints, to the uninterrupted result, and leaves no partial
+    file."""
+    import harness.train
+
+    real = torch.save
+
+    def disk_full(obj, f):
+        real(obj, f)
+        raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 4096 vs 2048")
+
+    monkeypatch.setattr(harness.train.torch, "save", disk_full)
+    ck = tmp_path / "run.ckpt"
+    with caplog.at_level(logging.WARNING, logger="unet_ablate"):
+        assert_same_run(train(data, checkpoint=ck), reference)
+    assert list(tmp_path.iterdir()) == []
+    assert caplog.text.count("not saved") == 1 and "RuntimeError" in caplog.text
+
+
+@pytest.mark.parametrize("error, cause", [
+    (OSError(28, "No space left on device"), "environment"),
+    (MemoryError(), "environment"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "environment"),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), "run"),
+    (ValueError("input too small"), "run"),
+])
+def test_a_failed_run_says_whether_the_machine_failed_it(error, cause):
+    from harness.run import failure_cause
+
+    assert failure_cause(error) == cause

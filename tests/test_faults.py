@@ -313,3 +313,51 @@ def test_debug_shows_the_traceback_instead_of_one_line():
     r = subprocess.run([sys.executable, "-m", "harness", "--debug", "profile", "no-such-net"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" in r.stderr and "no-such-net" in r.stderr
+
+
+# --------------------------------------------------------------------------- names that become paths
+
+@pytest.mark.parametrize("field, value", [("dataset", "../../victim"), ("dataset", "/tmp/abs"),
+                                          ("key", "../k"), ("sweep", "a/b")])
+def test_a_record_whose_name_is_a_path_is_left_out_and_nothing_is_written_outside(recorded, tmp_path, field,
+                                                                                   value):
+    """Results folders are shared: a record is untrusted input. Its names never become paths."""
+    _, out = copy_of(recorded, tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "deep_supervision.png").write_text("keep me")
+    path = sorted((out / "runs").glob("*.json"))[0]
+    rec = json.loads(path.read_text())
+    rec[field] = value
+    path.write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match=f"{field} .* is not a plain name"):
+        read_record(path)
+    report = tmp_path / "a" / "b" / "report"
+    assert main(["report", str(out), "--out", str(report), "-q"]) == 0
+    assert "is not a plain name" in (report / "index.md").read_text()  # left out, with its reason
+    assert [p.name for p in victim.iterdir()] == ["deep_supervision.png"]
+    assert not Path("/tmp/abs").exists() or field != "dataset"
+
+
+def test_a_plan_naming_a_path_is_one_line(fails_cleanly, recorded, tmp_path):
+    _, out = copy_of(recorded, tmp_path)
+    plan = json.loads((out / "sweep.json").read_text())
+    plan["datasets"] = ["shapes", "../../victim"]
+    (out / "sweep.json").write_text(json.dumps(plan))
+    fails_cleanly("report", out, "--out", tmp_path / "report", names=["sweep.json", "../../victim", "plain name"],
+                  untouched=[tmp_path / "report", tmp_path / "victim"])
+
+
+def test_a_run_the_machine_failed_says_so_and_how_to_rerun_it(tmp_path, monkeypatch):
+    sweep = write_sweep(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(harness.run, "fit", full)
+    out = tmp_path / "out"
+    assert main(["run", str(sweep), "--out", str(out), "--no-progress", "-q"]) == 0
+    recs = load_records(out)
+    assert {(r["status"], r["cause"]) for r in recs} == {("failed", "environment")}
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), "-q"]) == 0
+    assert "--retry-failed" in (tmp_path / "report" / "index.md").read_text()

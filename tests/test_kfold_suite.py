@@ -2,6 +2,7 @@
 test folds in the report, resume, and a two-data-set suite's report."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -250,3 +251,38 @@ def test_records_written_before_suites_read_with_a_default_label(suite, tmp_path
     old.write_text(json.dumps(rec))
     back = records.read_record(old)
     assert back["dataset"] == rec["data"]["name"] and back["fold"] == rec["spec"].get("fold")
+
+
+# --------------------------------------------------------------------------- suites with holes
+
+def _suite_copy(suite, tmp_path) -> Path:
+    out = tmp_path / "results"
+    shutil.copytree(suite, out)
+    return out
+
+
+def test_a_data_set_whose_runs_all_diverged_gets_a_report_listing_them(suite, tmp_path):
+    """It neither blocks the other data set's report nor hides its failures."""
+    out = _suite_copy(suite, tmp_path)
+    for path in sorted((out / "runs").glob("*.json")):
+        rec = json.loads(path.read_text())
+        if rec["dataset"] == "shp":
+            rec.update(status="diverged", error="loss became nan at step 3 (fabricated)", forms=[])
+            path.write_text(json.dumps(rec))
+    rep = build_report(out, tmp_path / "rep")
+    shp = (rep / "shp" / "index.md").read_text()
+    assert "No run of these records finished ok" in shp and shp.count("**diverged**") == 9
+    assert (rep / "mem" / "table.md").is_file() and not (rep / "shp" / "table.md").exists()
+    index = (rep / "index.md").read_text()
+    assert "Not compared (no run finished ok): shp." in index and "[shp/index.md](shp/index.md)" in index
+
+
+def test_a_planned_data_set_without_records_is_named_as_missing(suite, tmp_path):
+    out = _suite_copy(suite, tmp_path)
+    for path in sorted((out / "runs").glob("*.json")):
+        if json.loads(path.read_text())["dataset"] == "shp":
+            path.unlink()
+    rep = build_report(out, tmp_path / "rep")
+    index = (rep / "index.md").read_text()
+    assert "planned, without records: shp" in index and "Not compared (planned, without any record): shp." in index
+    assert "### shp" in index and "every planned run of this data set is missing" in index

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fileio import check_folder_path
+from ..fileio import check_folder_path, write_text_atomic
 from ..layout import Layout
 from ..planfile import read_plan
-from ..records import load_records, stray_records
+from ..records import load_records, runs_frame, stray_records
 from ..samples import read_samples
 from .describe import caption, methods
 from .figures import draw_figures
 from .index import write_index
+from .style import FIGURES
 from .suite import Part, write_suite
 from .summary import baseline_variant, check_metric, shown_metrics, summary_table, variant_order
 from .tables import markdown, write_tables
@@ -59,6 +60,7 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
         build_one(results_dir, records, plan, out, name, metric, notes)
         return out
     groups = {label: [r for r in records if r["dataset"] == label] for label in labels}
+    unrecorded = [label for label, mine in groups.items() if not mine]  # planned, no record at all
     groups = {label: mine for label, mine in groups.items() if mine}
     for label, mine in groups.items():  # a metric one data set lacks: one line, nothing written
         check_metric(mine, metric, f"data set {label!r}: ")
@@ -66,7 +68,7 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
                               out / label, f"{name} / {label}", metric, [])
              for label, mine in groups.items()}
     write_suite(out, name, str(results_dir), records, parts, metric, notes,
-                plan.baseline if plan else baseline_variant(records))
+                plan.baseline if plan else baseline_variant(records), unrecorded)
     return out
 
 
@@ -82,6 +84,10 @@ def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str
     page shows of it."""
     baseline = plan.baseline if plan else baseline_variant(records)
     notes = list(notes)
+    recorded = {r["key"] for r in records}
+    missing = [r for r in plan.runs if r.key not in recorded] if plan else None
+    if not any(r["status"] == "ok" for r in records):
+        return _failures_only(results_dir, records, plan, out, name, metric, notes, missing)
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
     order = variant_order(records, baseline, plan.variants if plan else None)
@@ -98,11 +104,27 @@ def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str
         if not f.files:
             for suffix in (".pdf", ".png"):
                 (out / f"{f.name}{suffix}").unlink(missing_ok=True)
-    recorded = {r["key"] for r in records}
-    missing = [r for r in plan.runs if r.key not in recorded] if plan else None
     table_md = markdown(summary, cap)
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
                 methods=methods(records, summary, baseline), table_md=table_md,
                 figures=figures, records=records, notes=notes, missing=missing,
                 command=plan.command if plan else "")
     return Part(summary, order, table_md, len(records), len(missing or []))
+
+
+def _failures_only(results_dir: Path, records: list[dict], plan, out: Path, name: str, metric: str,
+                   notes: list[str], missing) -> Part:
+    """The report of records none of which is ok: no table and no figures, but the front
+    page lists every failed and diverged run (and the missing ones), so failures are seen."""
+    check_metric(records, metric)  # an unknown metric is still one line
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "runs.csv", runs_frame(records).to_csv(index=False, lineterminator="\n"))
+    for stale in ("table.md", "table.tex", "table.csv", "caption.txt", *(f"{f}.{s}" for f in FIGURES
+                                                                          for s in ("pdf", "png"))):
+        (out / stale).unlink(missing_ok=True)  # an earlier build's, which the records no longer give
+    text = (f"No run of these records finished ok ({len(records)} failed or diverged), so there is no "
+            f"table and no figure: the failures are listed below.")
+    write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records), methods=text,
+                table_md=text + "\n", figures=[], records=records, notes=notes, missing=missing,
+                command=plan.command if plan else "")
+    return Part(None, [], text + "\n", len(records), len(missing or []))

@@ -20,7 +20,9 @@ def failures_markdown(records: list[dict]) -> str:
         return "None: every run finished with status ok.\n"
     out = []
     for r in bad:
-        out.append(f"- `{r['variant']}` seed {r['seed']} (`{r['key']}`): **{r['status']}**")
+        cause = (" (the machine's: a full disk or out of memory; `unet-ablate run ... --retry-failed` "
+                 "runs it again)") if r.get("cause") == "environment" else ""
+        out.append(f"- `{r['variant']}` seed {r['seed']} (`{r['key']}`): **{r['status']}**{cause}")
         text = (r["error"] or "no error text recorded").rstrip()
         if r["traceback"] and r["traceback"].strip() not in text:
             text += "\n" + r["traceback"].rstrip()

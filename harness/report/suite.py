@@ -37,7 +37,7 @@ FEW_DATASETS = 5  # below this, say that the rank test has little power (Demšar
 @dataclass(frozen=True)
 class Part:
     """What a suite's front page shows of one data set's report."""
-    summary: pd.DataFrame
+    summary: pd.DataFrame | None  # None: no run of the data set finished ok
     order: list
     table_md: str
     n_records: int
@@ -108,20 +108,20 @@ def suite_table(frames: dict, result, baseline: str | None, label: str):
     return headers, ["l", *"r" * len(labels), "r"], rows
 
 
-def write_suite(out: Path, name: str, results_dir: str, records: list[dict], parts: dict[str, Part],
-                metric: str, notes: list[str], baseline: str | None) -> Path:
-    """Write the suite's tables, figures and ``index.md`` into ``out``."""
+def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, Part], metric: str,
+                  baseline: str | None) -> list[str]:
+    """The comparison across the data sets that have a table: the suite tables, ranks.csv
+    and the figures; returns the markdown of its section."""
     info = metric_info(metric)
-    frames = suite_frames(parts)
+    frames = suite_frames(ranked)
     result = friedman(frames["scores"], info.higher_is_better, ALPHA)
     better = "higher" if info.higher_is_better else "lower"
-    caption = (f"Suite {name}: {info.label} ({better} is better) of every variant on {len(parts)} data "
+    caption = (f"Suite {name}: {info.label} ({better} is better) of every variant on {len(ranked)} data "
                f"sets, mean ± std over seeds, (Δ to {baseline or 'the baseline'}; † significant on "
                f"that data set after Holm correction within its family), and the mean rank over "
                f"the data sets (1 = best).")
     note = friedman_text(result, info.label)
     table = suite_table(frames, result, baseline, info.label)
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "suite_table.md", markdown_table(*table, caption, note))
     write_text_atomic(out / "suite_table.tex", latex_table(*table, caption, f"{name}-suite", note))
     tidy = pd.concat({k: frames[k].stack(future_stack=True) for k in ("mean", "std", "delta", "significant")},
@@ -131,35 +131,56 @@ def write_suite(out: Path, name: str, results_dir: str, records: list[dict], par
     write_text_atomic(out / "suite_table.csv", tidy.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     write_text_atomic(out / "ranks.csv", result.ranks.rename_axis("dataset").to_csv(float_format="%.6g",
                                                                                       lineterminator="\n"))
-    write_text_atomic(out / "runs.csv", runs_frame(records).to_csv(index=False, lineterminator="\n"))
-
     colors = palette(r["variant"] for r in records)
     with matplotlib.rc_context(STYLE):
-        figures = []
-        for draw in (lambda: delta_heatmap(frames["delta"].drop(index=[baseline], errors="ignore"),
-                                           frames["significant"].drop(index=[baseline], errors="ignore"),
-                                           info.label, info.higher_is_better, out),
-                     lambda: cd_diagram(result, colors, out)):
-            figures.append(draw())
+        figures = [delta_heatmap(frames["delta"].drop(index=[baseline], errors="ignore"),
+                                 frames["significant"].drop(index=[baseline], errors="ignore"),
+                                 info.label, info.higher_is_better, out),
+                   cd_diagram(result, colors, out)]
+    return [markdown_table(*table, caption, note), figures_markdown(figures)]
+
+
+def _sections(parts: dict[str, Part], unrecorded) -> list[str]:
+    """Each data set's part of the front page: its counts, a link and its table."""
     sections = []
     for label, p in parts.items():
         missing = f", {p.n_missing} planned run(s) without a record" if p.n_missing else ""
         sections += [f"### {label}\n", f"{p.n_records} run records{missing}. Full report: "
                      f"[{label}/index.md]({label}/index.md).\n", p.table_md]
+    for label in unrecorded:
+        sections += [f"### {label}\n", "No run records: every planned run of this data set is missing "
+                     "(the sweep's command runs them).\n"]
+    return sections
+
+
+def write_suite(out: Path, name: str, results_dir: str, records: list[dict], parts: dict[str, Part],
+                metric: str, notes: list[str], baseline: str | None, unrecorded=()) -> Path:
+    """Write the suite's tables, figures and ``index.md`` into ``out``. The data sets whose
+    records hold no ok run, and those planned (``unrecorded``) without any record, are
+    named and left out of the comparison."""
+    ranked = {label: p for label, p in parts.items() if p.summary is not None}
+    out.mkdir(parents=True, exist_ok=True)
+    across = (_write_across(out, name, records, ranked, metric, baseline) if ranked
+              else ["No data set has a run that finished ok: there is nothing to compare.\n"])
+    if left_out := [label for label in parts if label not in ranked]:
+        across.append(f"Not compared (no run finished ok): {', '.join(left_out)}.\n")
+    if unrecorded:
+        across.append(f"Not compared (planned, without any record): {', '.join(unrecorded)}.\n")
+    write_text_atomic(out / "runs.csv", runs_frame(records).to_csv(index=False, lineterminator="\n"))
+    planned = f"; planned, without records: {', '.join(unrecorded)}" if unrecorded else ""
     text = [
         f"# Ablation suite: {name}\n",
         f"Built from the {len(records)} run records in `{results_dir}` by `unet-ablate report` (no "
-        f"training): every variant and seed on {len(parts)} data sets ({', '.join(parts)}). Files: "
+        f"training): every variant and seed on {len(parts)} data sets ({', '.join(parts)}{planned}). Files: "
         f"[suite_table.md](suite_table.md), [suite_table.tex](suite_table.tex), "
         f"[suite_table.csv](suite_table.csv), [ranks.csv](ranks.csv), [runs.csv](runs.csv) (every "
         f"run, with its data set).\n",
         *([f"**{mixed}**\n"] if (mixed := mixed_text(records)) else []),
         "## Across data sets\n",
-        markdown_table(*table, caption, note),
-        figures_markdown(figures),
+        *across,
         "## Each data set\n",
         "Each data set's table is its own report's (Methods, figures and failures are there).\n",
-        *sections,
+        *_sections(parts, unrecorded),
     ]
     if notes:
         text += ["## Notes\n", "\n".join(f"- {n}" for n in notes) + "\n"]
