@@ -162,6 +162,14 @@ def _size(text: str) -> int:
     return v
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command-line mistake is one line, as every user error is (not a usage block)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("unet-ablate").strip()
+        raise ValueError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+
 def _verbosity(default) -> argparse.ArgumentParser:
     """-v / -q, accepted before or after the subcommand."""
     p = argparse.ArgumentParser(add_help=False)
@@ -188,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .protocol import DEVICES
     from .runner import DEFAULT_WORKERS
 
-    p = argparse.ArgumentParser(prog="unet-ablate", description=__doc__.splitlines()[0],
-                                parents=[_verbosity(False)])
+    p = _Parser(prog="unet-ablate", description=__doc__.splitlines()[0], parents=[_verbosity(False)])
     sub = p.add_subparsers(dest="command", required=True)
     flags = _verbosity(argparse.SUPPRESS)  # a subcommand's default must not undo the main one
 

@@ -100,7 +100,7 @@ class Launcher:
             raise ValueError(f"launcher.setup: expected a list of shell lines, got {self.setup!r}")
         for k, v in table("launcher.additional_parameters", self.additional_parameters,
                           "sbatch options (name = value)").items():
-            if not isinstance(v, (str, int, float)):
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):  # a boolean is neither
                 raise ValueError(f"launcher.additional_parameters.{k}: expected a text or a number, got {v!r}")
 
     @classmethod

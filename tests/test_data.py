@@ -661,3 +661,29 @@ def test_faint_membranes_are_thinner_and_fainter_than_membranes():
     assert 0.05 < faint_frac < 0.7 * frac and faint_contrast < 0.7 * contrast
     data = load_dataset(DataSpec("faint-membranes", n_images=6, size=32))
     assert data.num_classes == 2 and data.in_channels == 1
+
+
+@pytest.mark.parametrize("which", ["train-volume.tif", "train-labels.tif"])
+def test_stack_frames_of_another_size_are_one_error_naming_the_frame(tmp_path, which):
+    """Not cropped to frame 0's size (a 40x32 frame against 32x32 labels was accepted)."""
+    import tifffile
+
+    _make_stack(tmp_path, n=3, h=32, w=32)
+    frames = [_gray(32, 32, seed=0), _gray(40, 32, seed=1), _gray(32, 32, seed=2)]
+    if which == "train-labels.tif":
+        frames = [_binary_mask(32, 32, seed=0), _binary_mask(40, 32, seed=1), _binary_mask(32, 32, seed=2)]
+    with tifffile.TiffWriter(tmp_path / which) as tif:
+        for frame in frames:
+            tif.write(frame, photometric="minisblack")
+    message = _error(_folder_spec(tmp_path, layout="stack"))
+    assert which in message and "frame 1 has shape (40, 32)" in message and "frame 0 has (32, 32)" in message
+
+
+def test_a_stack_written_with_imwrite_defaults_is_explained(tmp_path):
+    """tifffile.imwrite stores a (3, H, W) uint8 stack as one planar RGB page."""
+    import tifffile
+
+    _write_stack(tmp_path / "train-volume.tif", np.stack([_gray(seed=i) for i in range(3)]))
+    tifffile.imwrite(tmp_path / "train-labels.tif", np.stack([_binary_mask(seed=i) for i in range(3)]))
+    message = _error(_folder_spec(tmp_path, layout="stack"))
+    assert "photometric='minisblack'" in message and "train-labels.tif" in message

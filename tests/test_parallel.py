@@ -503,6 +503,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_their_checkpoints(tmp_path):
     ('[launcher]\ngpus_per_task = 1.5', "launcher.gpus_per_task: expected an integer >= 0"),
     ('[launcher]\nadditional_parameters = 5', "launcher.additional_parameters: expected a table"),
     ('[launcher]\nadditional_parameters = { qos = [1] }', "launcher.additional_parameters.qos: expected a text"),
+    ('[launcher]\nadditional_parameters = { a = true }', "launcher.additional_parameters.a: expected a text"),
     ('[launcher]\nsetup = "module load cuda"', "launcher.setup: expected a list of shell lines"),
     ('launcher = 3', "launcher: expected a table"),
 ])

@@ -218,6 +218,9 @@ def test_resume_after_a_kill(tmp_path):
     (["run", "smoke", "--data", "/no/such/folder"], "/no/such/folder"),
     (["run", "smoke", "--variants", "unet-gelu"], "gelu"),
     (["run", "smoke", "--variants", "up=bilinear,up=bilinear"], "--variants: up=bilinear is given twice"),
+    (["run", "smoke", "--workers", "0"], "run: argument --workers: expected a positive size, got 0"),
+    (["run", "smoke", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_run_user_errors_are_one_line_and_write_nothing(fails_cleanly, tmp_path, args, needle):
     out = tmp_path / "out"

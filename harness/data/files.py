@@ -113,13 +113,20 @@ def read_mask(path: Path) -> np.ndarray:
 
 
 def _read_stack(path: Path, what: str) -> np.ndarray:
-    """A TIFF stack read at once with tifffile, as (frames, H, W, channels); one page is 1 frame."""
+    """A TIFF stack read at once with tifffile, as (frames, H, W, channels); one page is 1
+    frame. Every frame must have frame 0's shape: a DataError names the first that has not
+    (a stack is one volume; images of different sizes belong in a folder of files)."""
     try:
         with tifffile.TiffFile(path) as tif:
             page, n = tif.pages[0], len(tif.pages)
-            array = tif.asarray(key=range(n)).reshape(n, *page.shape)
+            other = next(((i, p.shape) for i, p in enumerate(tif.pages) if p.shape != page.shape), None)
+            array = None if other else tif.asarray(key=range(n)).reshape(n, *page.shape)
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for a bad file
         raise DataError(f"cannot read the TIFF stack {path}: {type(exc).__name__}: {exc}") from None
+    if other:
+        raise DataError(f"{what} stack {path}: frame {other[0]} has shape {other[1]}, frame 0 has "
+                        f"{page.shape}; expected frames of one size (images of different sizes: "
+                        f"a folder of image files)")
     if page.axes == "YX":
         return array[..., None]
     if page.axes == "SYX":  # planar RGB
@@ -130,13 +137,27 @@ def _read_stack(path: Path, what: str) -> np.ndarray:
     return array
 
 
+def planar_hint(path: Path) -> str:
+    """" (... photometric='minisblack')" when ``path`` is one planar RGB(A) page, as
+    ``tifffile.imwrite`` stores a stack of 3 or 4 frames by default; "" otherwise."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            planar = len(tif.pages) == 1 and page.axes == "SYX" and page.shape[0] in (3, 4)
+    except Exception:  # noqa: BLE001 - only a hint: the caller's error stands either way
+        return ""
+    return (f" ({Path(path).name} is one planar RGB page, as tifffile.imwrite stores a stack of 3 or 4 "
+            f"frames by default: write the stack with photometric='minisblack')") if planar else ""
+
+
 def read_stack_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(images float32 (frames, C, H, W), raw masks (frames, H, W)) of a stack pair, each read once."""
     images, labels = _read_stack(image_path, "image"), _read_stack(label_path, "label")
     if images.shape[:3] != labels.shape[:3]:
         (n, h, w), (m, lh, lw) = images.shape[:3], labels.shape[:3]
+        hint = planar_hint(image_path) or planar_hint(label_path)
         raise DataError(f"image stack {image_path} holds {n} frame(s) of {h}x{w} (HxW) but its label stack "
-                        f"{label_path} holds {m} of {lh}x{lw}; expected the same count and size")
+                        f"{label_path} holds {m} of {lh}x{lw}; expected the same count and size{hint}")
     if images.shape[-1] > 4:
         raise DataError(f"image stack {image_path} has {images.shape[-1]} channels per frame; "
                         "expected gray (1) or RGB (3)")

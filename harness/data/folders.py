@@ -52,7 +52,7 @@ import tifffile
 
 from ..metrics import IGNORE
 from .dataset import Dataset, seeded_order, split_dataset
-from .files import read_image, read_mask, read_stack_pair
+from .files import planar_hint, read_image, read_mask, read_stack_pair
 from .spec import DataError, DataSpec
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm")
@@ -201,7 +201,8 @@ def _plan_stack(root: Path) -> FolderPlan:
         n_image, n_label = _stack_frames(image), _stack_frames(labels)
         if n_image != n_label:
             raise DataError(f"image stack {image} has {n_image} frame(s) but its label stack {labels} has "
-                            f"{n_label}; expected one label frame per image frame")
+                            f"{n_label}; expected one label frame per image frame"
+                            f"{planar_hint(image) or planar_hint(labels)}")
         items += [(f"{image.stem}:{k}", image, labels) for k in range(n_image)]
         frames += range(n_image)
     if len(items) < 3:
