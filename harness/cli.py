@@ -300,8 +300,16 @@ def _start_up() -> bool:
     return bool(pressed)
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler) ends a command as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
     debug = False
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread
+        previous = None
     try:
         if _start_up():
             raise KeyboardInterrupt
@@ -319,3 +327,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("unet-ablate: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -4,10 +4,14 @@ Ctrl-C stopping its run (claim released, checkpoint kept) while runs not yet sta
 left alone."""
 from __future__ import annotations
 
+import _thread
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -21,13 +25,14 @@ from .sweep import Sweep
 
 log = logging.getLogger("unet_ablate")
 
+PARENT_POLL_S = 0.5  # how often a worker looks whether its parent still lives
 _stopping = False  # in a worker: Ctrl-C was pressed; runs not yet started are left alone
 _running = False   # in a worker: a run is in progress
 
 
 def _on_interrupt(signum, frame):
-    """Ctrl-C in a worker stops its run (once: a second Ctrl-C must not break the clean-up
-    of the first), and leaves an idle worker to end quietly."""
+    """Ctrl-C or SIGTERM in a worker stops its run (once: a second must not break the
+    clean-up of the first), and leaves an idle worker to end quietly."""
     global _stopping
     if not _stopping:
         _stopping = True
@@ -35,14 +40,32 @@ def _on_interrupt(signum, frame):
             raise KeyboardInterrupt
 
 
+def _watch_parent(parent: int, poll_s: float = PARENT_POLL_S) -> None:
+    """End this worker when its parent ends, however it ended (kill -9 included): the run
+    in progress stops as on Ctrl-C (claim released, checkpoint kept), then the process
+    exits; an idle worker exits at once. Without this, orphaned workers would go on with
+    the queue, then block on the dead parent's pipe."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    if _running:
+        _thread.interrupt_main()  # as Ctrl-C: _on_interrupt raises in the run, which cleans up
+        deadline = time.monotonic() + 120
+        while _running and time.monotonic() < deadline:
+            time.sleep(0.05)
+    os._exit(1)
+
+
 def _start_worker(ids, gpus: list[str], level: int) -> None:
     """A worker process: its own GPU (``CUDA_VISIBLE_DEVICES``) when there are several,
-    the parent's log level, and Ctrl-C stopping its run (claim released, checkpoint kept)."""
+    the parent's log level, Ctrl-C and SIGTERM stopping its run (claim released, checkpoint
+    kept), and a watch on its parent, whose end ends it."""
     i = ids.get()
     if len(gpus) > 1:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
     log_to_stderr(level)
     signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGTERM, _on_interrupt)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="watch-parent").start()
 
 
 def _worker_run(sweep: Sweep, out: Path, key: str, dataset: str, retry_failed: bool, seen: int | None,
@@ -94,5 +117,17 @@ def run_in_workers(sweep: Sweep, out: Path, todo: list, workers: int, retry_fail
     except BrokenProcessPool:
         raise ValueError(f"a worker process died (killed, or out of memory?); the records written so far in "
                          f"{out} are whole: the same command goes on from there") from None
-    finally:  # Ctrl-C (the workers get it too) or an error: start nothing more
+    except BaseException:  # Ctrl-C or SIGTERM to this process alone, or an error: stop the workers' runs
+        _interrupt(pool)
+        raise
+    finally:  # start nothing more
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _interrupt(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C to every worker: its run stops (claim released, checkpoint kept) and the runs
+    queued to it return at once. A terminal's Ctrl-C reaches them already; a SIGINT or
+    SIGTERM to the parent alone would not."""
+    for process in list((pool._processes or {}).values()):  # (no public list of a pool's processes)
+        with contextlib.suppress(ProcessLookupError, AttributeError, TypeError):
+            os.kill(process.pid, signal.SIGINT)

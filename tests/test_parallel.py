@@ -558,3 +558,38 @@ def test_a_claim_is_never_seen_half_written_and_an_empty_one_ages_out(tmp_path, 
     assert fallback is not None and json.loads(Layout(tmp_path).claim("k3").read_text())["pid"]
     assert claims.claim(tmp_path, "k3") is None
     fallback.release()
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for its parent counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_workers_end_with_their_parent_and_no_queued_run_starts(tmp_path, sig):
+    """A signal to the --workers parent alone (not its process group): SIGTERM and SIGINT end
+    the runs as Ctrl-C does; after kill -9 the orphaned workers notice and end too. No
+    worker is left running, no queued run starts, every claim is released."""
+    sweep, out = long_sweep(tmp_path, 10), tmp_path / "out"
+    sweep.write_text(sweep.read_text().replace("seeds = 1", "seeds = 2"))  # 4 runs for 2 workers
+    cmd = [sys.executable, "-m", "harness", "run", str(sweep), "--out", str(out), "--no-progress", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and len(list((out / "checkpoints").glob("*.pt"))) < 2:
+        time.sleep(0.01)
+    workers = [json.loads(p.read_text())["pid"] for p in (out / "claims").glob("*.json")]
+    assert len(workers) == 2 and proc.pid not in workers
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 130 and err.endswith("unet-ablate: interrupted\n") and "Traceback" not in err, err
+    deadline = time.monotonic() + 30
+    while not all(map(_gone, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(map(_gone, workers)), "a worker outlived its parent"
+    assert not list((out / "claims").iterdir())
+    assert not (out / "runs").exists() or not list((out / "runs").glob("*.json"))
