@@ -14,8 +14,12 @@ The claim is removed when the run's record is written, or when the run stops for
 (an error, Ctrl-C).
 
 A claim is stale, and another runner takes the run over, when its heartbeat is older than
-``STALE_S`` (the runner died, its node went down, its job was killed), or at once when it
-was made on this host by a process that no longer exists (a run killed with ``kill -9``).
+``STALE_S`` (the runner died, its node went down, its job was killed), by the file's time
+or by the observer's own clock since it first saw the claim unchanged (so a claim stamped
+in the future by a node whose clock runs ahead ages too), or at once when it was made on
+this host by a process that no longer exists (a run killed with ``kill -9``): the claim
+stores its process's start time, so a new process that got the same PID is not mistaken
+for it. A runner looks again, before it ends, at the runs it found held elsewhere.
 Taking over is atomic too: the runners that find one stale claim race for a marker file
 named after the stale claim's content (``O_EXCL`` again), and only the winner removes it
 and claims anew, so two runners never both win a stale claim.
@@ -56,22 +60,51 @@ def _info(data: bytes) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def _alive(pid) -> bool:
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as "<boot id>:<clock ticks after boot>" (Linux), so that
+    a new process that got a dead one's PID is told apart from it; None where unknown."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, counted after "(comm)"
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid, started: str | None = None) -> bool:
+    """Whether the process ``pid`` lives, and is the one that started at ``started`` (when the
+    claim says: a recycled PID is not its holder)."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except (PermissionError, ValueError, TypeError, OverflowError):
         return True  # another user's process, or no PID to check: trust the heartbeat
-    return True
+    now = process_start(pid)
+    return started is None or now is None or now == started
 
 
-def is_stale(info: dict, mtime: float, stale_s: float | None = None) -> bool:
-    """True when a claim (its content and modification time) no longer has a live runner."""
-    age = time.time() - mtime
-    if age > (STALE_S if stale_s is None else stale_s) or (not info and age > WRITE_GRACE_S):
+_SEEN: dict[tuple, float] = {}  # (claim path, mtime, content) -> when this process first saw it (monotonic)
+
+
+def unchanged_for(path: Path, data: bytes, mtime: float) -> float:
+    """Seconds, on this process's own clock, that it has seen the claim at ``path`` exactly
+    as it is now (same content and modification time): 0 at the first sight."""
+    first = _SEEN.setdefault((str(path), mtime, _digest(data)), time.monotonic())
+    return time.monotonic() - first
+
+
+def is_stale(info: dict, mtime: float, stale_s: float | None = None, unchanged_s: float = 0.0) -> bool:
+    """True when a claim (its content and modification time) no longer has a live runner:
+    its heartbeat is older than ``stale_s`` by the file's time, or this observer has seen it
+    unchanged for that long on its own clock (``unchanged_s``: a claim stamped in the future
+    by a node whose clock runs ahead ages too), or its holder on this host has ended."""
+    limit = STALE_S if stale_s is None else stale_s
+    age = max(time.time() - mtime, unchanged_s)
+    if age > limit or (not info and age > WRITE_GRACE_S):
         return True
-    return info.get("host") == socket.gethostname() and "pid" in info and not _alive(info["pid"])
+    return (info.get("host") == socket.gethostname() and "pid" in info
+            and not _alive(info["pid"], info.get("pid_started")))
 
 
 class Claim:
@@ -125,7 +158,7 @@ def _take_over(path: Path, stale_s: float | None) -> bool:
         data, mtime = path.read_bytes(), path.stat().st_mtime
     except FileNotFoundError:
         return True
-    if not is_stale(_info(data), mtime, stale_s):
+    if not is_stale(_info(data), mtime, stale_s, unchanged_for(path, data, mtime)):
         return False
     marker = path.with_name(f".{path.name}.{_digest(data)}.takeover")
     try:
@@ -159,7 +192,7 @@ def claim(results: Path, key: str, stale_s: float | None = None,
     path = Layout(results).claim(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    info = {"host": socket.gethostname(), "pid": os.getpid(),
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": process_start(os.getpid()),
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "job": os.environ.get("SLURM_JOB_ID"), "token": token}
     for _ in range(3):  # a claim released or taken over meanwhile: try again
@@ -208,6 +241,7 @@ def is_held(results: Path, key: str) -> bool:
     """True when a live runner holds the claim of run ``key`` (a claim that is not stale)."""
     path = Layout(results).claim(key)
     try:
-        return not is_stale(_info(path.read_bytes()), path.stat().st_mtime)
+        data, mtime = path.read_bytes(), path.stat().st_mtime
     except FileNotFoundError:
         return False
+    return not is_stale(_info(data), mtime, unchanged_s=unchanged_for(path, data, mtime))

@@ -14,7 +14,7 @@ from . import claims, planfile, records, samples
 from .environment import current_versions, env_value
 from .fileio import check_writable
 from .layout import Layout
-from .plan import check_input_size, data_identity, load_all, plan
+from .plan import PlannedRun, check_input_size, data_identity, load_all, plan
 from .run import existing_record, mtime, progress_bar, run_claimed
 from .sweep import Sweep
 
@@ -154,12 +154,35 @@ def collect(out: Path, runs) -> "pd.DataFrame":  # noqa: F821 - pandas comes wit
             return df
 
 
+def _ended(sweep: Sweep, todo: list[PlannedRun], ended, counts: dict, bar) -> list[int]:
+    """Count and say how each run ended (``ended`` yields (index in todo, outcome, status,
+    error)); returns the indices of the runs a live runner held elsewhere."""
+    elsewhere = []
+    for i, outcome, status, error in ended:
+        rs, labels = todo[i].spec, todo[i].labels
+        counts[outcome] += 1
+        if outcome == "elsewhere":
+            elsewhere.append(i)
+        where = f"{labels.dataset}: " if sweep.is_suite else ""
+        fold = "" if rs.fold is None else f" fold {rs.fold}"
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{where}{labels.variant} s{rs.seed}{fold}: {status or outcome}")
+        if outcome == "lost":
+            log.warning("%s%s seed %s%s: no record: %s", where, labels.variant, rs.seed, fold, error)
+        elif status not in (None, "ok"):
+            log.warning("%s%s seed %s%s: %s: %s", where, labels.variant, rs.seed, fold, status, error)
+    return elsewhere
+
+
 def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True,
               command: str = "", workers: int = DEFAULT_WORKERS, launcher: str | None = None):
     """Run what has no record yet; returns the tidy frame (runs.csv) of every recorded run
     of the sweep. ``command``: the command line that runs it (the report shows it to
     complete missing runs). ``workers`` > 1: that many runs at once in local processes;
-    ``launcher`` ("slurm" or "local"): one submitit job per run, waited for."""
+    ``launcher`` ("slurm" or "local"): one submitit job per run, waited for. Before it
+    ends, a run that another runner held is looked at again: if its holder died meanwhile
+    (its claim is stale now), this runner takes it over and runs it."""
     out = Path(out)
     if launcher is not None:
         from .cluster import check_available
@@ -176,18 +199,11 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
             ended = run_in_workers(sweep, out, todo, workers, retry_failed)
         else:
             ended = _run_here(out, todo, retry_failed, progress)
-        for i, outcome, status, error in ended:
-            rs, labels = todo[i].spec, todo[i].labels
-            counts[outcome] += 1
-            where = f"{labels.dataset}: " if sweep.is_suite else ""
-            fold = "" if rs.fold is None else f" fold {rs.fold}"
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{where}{labels.variant} s{rs.seed}{fold}: {status or outcome}")
-            if outcome == "lost":
-                log.warning("%s%s seed %s%s: no record: %s", where, labels.variant, rs.seed, fold, error)
-            elif status not in (None, "ok"):
-                log.warning("%s%s seed %s%s: %s: %s", where, labels.variant, rs.seed, fold, status, error)
+        elsewhere = _ended(sweep, todo, ended, counts, bar)
+        if again := [todo[i] for i in elsewhere if not claims.is_held(out, todo[i].key)]:
+            log.info("%d run(s) held elsewhere lost their runner meanwhile; taking them over", len(again))
+            counts["elsewhere"] -= len(again)
+            _ended(sweep, again, _run_here(out, again, retry_failed, progress), counts, None)
     if counts["done"] or counts["elsewhere"]:
         say = log.warning if counts["elsewhere"] else log.info
         say("%d run(s) were recorded by other runners meanwhile and %d are still running elsewhere "

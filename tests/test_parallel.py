@@ -19,6 +19,7 @@ import harness.run
 from harness import claims
 from harness.cli import main
 from harness.layout import Layout
+from harness.planfile import read_plan
 from harness.protocol import Protocol, RunSpec
 from harness.records import load_records
 
@@ -593,3 +594,65 @@ def test_workers_end_with_their_parent_and_no_queued_run_starts(tmp_path, sig):
     assert all(map(_gone, workers)), "a worker outlived its parent"
     assert not list((out / "claims").iterdir())
     assert not (out / "runs").exists() or not list((out / "runs").glob("*.json"))
+
+
+# --------------------------------------------------------------------------- claims against clocks and PIDs
+
+def test_a_claim_stamped_in_the_future_ages_on_the_observers_clock(tmp_path):
+    """Clock skew between nodes: a dead runner's claim whose time is an hour ahead is stale
+    once this observer has seen it unchanged for the timeout, not an hour later."""
+    path = _plant(tmp_path, "k", "elsewhere", 1, -3600)
+    assert claims.claim(tmp_path, "k", stale_s=0.3) is None  # first sight
+    time.sleep(0.4)
+    held = claims.claim(tmp_path, "k", stale_s=0.3)
+    assert held is not None and json.loads(path.read_text())["token"] != "theirs"
+    held.release()
+
+
+def test_a_claim_that_changes_is_not_aged_by_the_observer(tmp_path):
+    path = _plant(tmp_path, "k", "elsewhere", 1, -3600)
+    assert claims.claim(tmp_path, "k", stale_s=0.3) is None
+    time.sleep(0.4)
+    t = time.time() + 3600  # its runner's heartbeat (in its own future) touched it meanwhile
+    os.utime(path, (t, t))
+    assert claims.claim(tmp_path, "k", stale_s=0.3) is None
+
+
+def test_a_recycled_pid_is_not_the_claims_holder(tmp_path):
+    """A live process with the holder's PID but another start time is not the holder."""
+    path = _plant(tmp_path, "k", socket.gethostname(), os.getppid(), 5)
+    info = json.loads(path.read_text())
+    assert claims.claim(tmp_path, "k") is None  # no start time recorded: the PID is trusted
+    path.write_text(json.dumps({**info, "pid_started": claims.process_start(os.getppid())}))
+    assert claims.claim(tmp_path, "k") is None  # the same process
+    path.write_text(json.dumps({**info, "pid_started": "another-boot:12345"}))
+    held = claims.claim(tmp_path, "k")
+    assert held is not None
+    assert json.loads(path.read_text())["pid_started"] == claims.process_start(os.getpid())
+    held.release()
+
+
+def test_a_run_whose_holder_dies_during_the_sweep_is_taken_over_before_the_end(plain, tmp_path, monkeypatch,
+                                                                                  caplog):
+    sweep, ref = plain
+    out = tmp_path / "out"
+    keys = sorted(by_key(ref))
+    first = read_plan(ref).runs[0].key  # the first run this runner tries: held, then orphaned
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        _plant(out, first, socket.gethostname(), holder.pid, 5)
+        real = harness.run.run_one
+
+        def run_one(rs, *a, **kw):  # the holder dies while this runner runs the others
+            holder.kill()
+            holder.wait()
+            return real(rs, *a, **kw)
+
+        monkeypatch.setattr(harness.run, "run_one", run_one)
+        assert run(sweep, "--out", out) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert set(pd.read_csv(out / "runs.csv").key) == set(keys)
+    assert "still running elsewhere" not in caplog.text and "taking them over" in caplog.text
+    assert_clean(out)
