@@ -1,12 +1,9 @@
-"""Run records: the one module that says what a run record is.
-
-Everything that writes or reads a record goes through here (its path is
-``harness.layout.Layout``'s): the runner builds records with ``new_record`` /
-``add_training`` / ``add_form`` / ``end`` and writes them atomically to ``runs/<key>.json`` (a
-record that exists is whole), the report reads them with ``load_records`` and the
-accessors below, and ``runs.csv`` is their tidy table (``runs_frame``: one row per run and
-inference form). The plan of a sweep is ``harness.planfile``'s, the test samples
-``harness.samples``'s, the environment ``harness.environment``'s.
+"""Run records: the one module that says what a run record is. The runner builds records
+with ``new_record`` / ``add_training`` / ``add_form`` / ``end`` and writes them atomically to
+``runs/<key>.json`` (``harness.layout``); the report reads them with ``load_records`` and the
+accessors below; ``runs.csv`` is their tidy table (``runs_frame``: a row per run and form).
+Plans are ``harness.planfile``'s, samples ``harness.samples``'s, environments
+``harness.environment``'s.
 
 A record (``schema`` 3; records of schema 2, without ``image_metrics``, are read too, and
 report the metrics their counts give):

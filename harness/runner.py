@@ -66,9 +66,14 @@ def _say_what_changed(out: Path, runs, loaded: dict) -> None:
     except ValueError:
         before = {}
     data = loaded.get(stale[0].dataset) or next(iter(loaded.values()))
-    changed = before.get("content") != data_identity(data).get("content")
-    what = (f"the data in {data.spec.root} changed since they ran" if changed
-            else "the sweep's settings changed since they ran")
+    now = data_identity(data)
+    split = lambda d: (d.get("split", "holdout"), d.get("folds"))  # noqa: E731 - holdout keys leave them out
+    if before and split(before) != split(now):
+        what = "the split changed since they ran (holdout or k-fold, or the number of folds)"
+    elif before.get("content") != now.get("content"):
+        what = f"the data in {data.spec.root} changed since they ran"
+    else:
+        what = "the sweep's settings changed since they ran"
     log.warning("%d recorded run(s) in %s are not reused: %s; they are done again and the old "
                 "records are left out of the report", len(stale), out, what)
 
@@ -128,9 +133,10 @@ def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple
                    for r in runs),
         metric=sweep.metric, datasets=tuple(n.label for n in sweep.datasets)))
     keep = sweep.measure.keep_predictions
-    for data in loaded.values():
-        test_x, test_y, test_ids = data.subset("test")  # k-fold: fold 0's test images
-        samples.write_samples(out, data.spec.key, test_ids[:keep], test_x[:keep], test_y[:keep])
+    for data in loaded.values():  # the test images whose predictions runs keep (k-fold: of each fold)
+        shown = [[part[:keep] for part in view.subset("test")] for view in data.fold_views()]
+        test_x, test_y, test_ids = ([x for part in shown for x in part[k]] for k in range(3))
+        samples.write_samples(out, data.spec.key, test_ids, test_x, test_y)
     if len(todo) < len(runs):
         log.info("resuming: %d of %d runs already recorded in %s", len(runs) - len(todo), len(runs), out)
     return runs, todo

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -220,12 +221,21 @@ def _datasets(value) -> tuple[NamedData, ...]:
         label = plain_name(f"{key}.label", spec.default_label if label is None else label,
                            "the data set's report folder")
         out.append(NamedData(label, spec))
-    for what, values in (("label", [n.label for n in out]), ("data set", [n.spec for n in out])):
-        if (twice := first_repeat(values)) is not None:
-            shown = twice if what == "label" else next(n.label for n in out if n.spec == twice)
-            raise ValueError(f"data: the {what} {shown!r} is given twice; each data set once, "
-                             f"with its own label")
+    if (twice := first_repeat(n.label for n in out)) is not None:
+        raise ValueError(f"data: the label {twice!r} is given twice; each data set once, with its own label")
+    places = [_place(n.spec) for n in out]
+    if (twice := first_repeat(places)) is not None:
+        a, b = (n for n, place in zip(out, places) if place == twice)
+        same = f" ({a.spec.root!r} and {b.spec.root!r} are one folder)" if a.spec.root != b.spec.root else ""
+        raise ValueError(f"data: the data set {a.label!r} is given twice{same}; each data set once, "
+                         f"with its own label")
     return tuple(out)
+
+
+def _place(spec: DataSpec) -> DataSpec:
+    """What a data spec reads: a folder by its real path, so that one folder under two
+    spellings (``data/p8``, ``x/../data/p8``, a link) is one data set."""
+    return dataclasses.replace(spec, root=os.path.realpath(spec.root)) if spec.root else spec
 
 
 def load_sweep(source: str) -> Sweep:

@@ -286,3 +286,31 @@ def test_a_planned_data_set_without_records_is_named_as_missing(suite, tmp_path)
     index = (rep / "index.md").read_text()
     assert "planned, without records: shp" in index and "Not compared (planned, without any record): shp." in index
     assert "### shp" in index and "every planned run of this data set is missing" in index
+
+
+def test_one_folder_under_two_spellings_is_one_data_set(tmp_path, fails_cleanly):
+    """data/p8 and x/../data/p8 would train twice and rank as two data sets."""
+    (tmp_path / "data" / "p8").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "data" / "p8")
+    for other in (f"{tmp_path}/x/../data/p8", f"{tmp_path}/link", f"{tmp_path}/data/p8/"):
+        text = (f'[[data]]\nlabel = "a"\nname = "folder"\nroot = "{tmp_path}/data/p8"\n'
+                f'[[data]]\nlabel = "b"\nname = "folder"\nroot = "{other}"\n'
+                f'[variants]\nbaseline = "unet-w4-d2"\n')
+        fails_cleanly("run", write_sweep(tmp_path, text, "two.toml"), "--out", tmp_path / "o",
+                      names=["data set 'a' is given twice", "are one folder"], untouched=[tmp_path / "o"])
+
+
+def test_kfold_samples_cover_the_images_every_fold_shows_and_missing_runs_name_their_fold(suite, tmp_path):
+    from harness.samples import read_samples
+
+    recs = [r for r in records.load_records(suite) if r["dataset"] == "mem"]
+    kept = {i for r in recs for f in r["forms"] for i in f["predictions"]["ids"]}
+    folds = {r["fold"] for r in recs}
+    assert folds == {0, 1} and kept <= set(read_samples(suite, recs[0]["data"]["key"]))
+    out = _suite_copy(suite, tmp_path)
+    gone = next(r for r in recs if r["fold"] == 1)
+    (out / "runs" / f"{gone['key']}.json").unlink()
+    rep = build_report(out, tmp_path / "rep")
+    index = (rep / "mem" / "index.md").read_text()
+    assert f"`{gone['variant']}` seed {gone['seed']} fold 1 (`{gone['key']}`)" in index
+    assert "input and ground truth not shown" not in index

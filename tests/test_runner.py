@@ -412,6 +412,19 @@ def test_results_are_never_reused_when_the_data_changed(tmp_path, caplog):
     assert "1 record(s)" in (rep / "index.md").read_text()       # the old one, left out
 
 
+def test_when_only_the_folds_changed_the_reason_is_the_split(tmp_path, caplog):
+    import logging
+
+    data, out = _folder(tmp_path / "data", 6), tmp_path / "out"
+    args = ["run", "smoke", "--data", str(data), "--variants", "baseline", "--seeds", "1",
+            "--out", str(out), "--no-progress"]
+    assert main([*args, "--folds", "2"]) == 0
+    with caplog.at_level(logging.WARNING, logger="unet_ablate"):
+        assert main([*args, "--folds", "3"]) == 0
+    lines = [r.getMessage() for r in caplog.records if "not reused" in r.getMessage()]
+    assert len(lines) == 1 and "the split changed" in lines[0] and "data in" not in lines[0]
+
+
 @pytest.mark.parametrize("metric", ["dice_nn", "dice_c0", "cldice", "rand_f", "vi", "hd95", "nsd"])
 def test_the_smoke_report_builds_with_each_metric_family_as_headline(smoke, tmp_path, metric):
     """Counts (nnU-Net convention, per class), thin structures, topology, boundaries."""

@@ -37,7 +37,8 @@ def missing_markdown(missing, command: str) -> str:
     """The planned runs without a record, and the command that completes them."""
     if not missing:
         return "None: every planned run has a record.\n"
-    runs = "\n".join(f"- `{r.variant}` seed {r.seed} (`{r.key}`)" for r in missing)
+    runs = "\n".join(f"- `{r.variant}` seed {r.seed}{'' if r.fold is None else f' fold {r.fold}'} (`{r.key}`)"
+                     for r in missing)
     how = (f"Complete them (runs with a record are not done again):\n\n```sh\n{command}\n```\n"
            if command else "Run the sweep again with the command that started it; runs with a "
                            "record are not done again.\n")

@@ -45,11 +45,12 @@ def _short_label(text: str, narrow: bool) -> str:
 
 
 def _picks(records: list[dict], order: list[str]) -> dict:
-    """variant -> (record, mean form) of its lowest ok seed with stored predictions."""
+    """variant -> (record, mean form) of its lowest ok seed with stored predictions (k-fold:
+    of its lowest fold first, so that every variant shows the same test images)."""
     picks = {}
     for v in order:
         found = sorted(((r, f) for r, f in ok_forms(records, v) if f["predictions"]["ids"]),
-                       key=lambda rf: (natural_key(rf[0]["seed"]), rf[0]["key"]))
+                       key=lambda rf: (rf[0]["fold"] or 0, natural_key(rf[0]["seed"]), rf[0]["key"]))
         if found:
             picks[v] = found[0]
     return picks
