@@ -124,6 +124,7 @@ class Metric:
     text: str            # one sentence: what it measures and how empty masks score
     from_counts: bool    # derived from the counts (every record has it) or stored per image
     binary_only: bool = False
+    margin: float = 0.005  # the default equivalence margin, in the metric's units (Dice-like: 0.005)
 
 
 METRICS = {m.name: m for m in [
@@ -149,10 +150,10 @@ METRICS = {m.name: m for m in [
            "is left out (NaN).", False, binary_only=True),
     Metric("vi", "VI", False, "ISBI 2012 variation of information of the cells (split + "
            "merge conditional entropies, in nats; 0 is a perfect segmentation); an image "
-           "whose reference has no cell pixel is left out (NaN).", False, binary_only=True),
+           "whose reference has no cell pixel is left out (NaN).", False, binary_only=True, margin=0.02),
     Metric("hd95", "HD95 (px)", False, "95th-percentile symmetric Hausdorff distance between "
            "the boundaries of prediction and reference, per foreground class, averaged over "
-           "classes (MONAI); both empty scores 0, one empty scores the image diagonal.", False),
+           "classes (MONAI); both empty scores 0, one empty scores the image diagonal.", False, margin=0.5),
     Metric("nsd", "NSD", True, f"normalized surface Dice at a tolerance of {NSD_TOLERANCE:g} "
            "pixel: the fraction of both boundaries within the tolerance of the other, per "
            "foreground class, averaged (MONAI); both empty scores 1, one empty scores 0.", False),
@@ -168,7 +169,7 @@ def metric(name: str) -> Metric:
     if base in ("dice", "iou", "hd95", "nsd") and k.isdigit():
         m = METRICS[base]
         return Metric(name, f"{m.label.split(' ')[0]} class {k}", m.higher_is_better,
-                      f"{m.label.split(' ')[0]} of class {k} alone.", m.from_counts)
+                      f"{m.label.split(' ')[0]} of class {k} alone.", m.from_counts, margin=m.margin)
     raise ValueError(f"metric {name!r}: expected one of {', '.join(METRICS)} or a class's "
                      f"dice_c<k>, iou_c<k>, hd95_c<k>, nsd_c<k>")
 

@@ -42,6 +42,7 @@ class SweepPlan:
     seeds: tuple[int, ...]
     runs: tuple[PlanEntry, ...]
     metric: str = "dice"  # the report's headline (``[report] metric``)
+    margin: float | None = None  # its equivalence margin (``[report] margin``; None: the metric's default)
     datasets: tuple[str, ...] = ()  # the data sets' labels, in the sweep's order
 
     @property
@@ -73,6 +74,7 @@ def read_plan(results: Path) -> SweepPlan | None:
         if isinstance(d, dict):
             d.setdefault("metric", "dice")  # plans written before the metric was a choice
             d.setdefault("datasets", [])    # ... and before suites
+            d.setdefault("margin", None)    # ... and before margins
         if not isinstance(d, dict) or set(d) != fields:
             raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
                             f"the same arguments rewrites it without training again")
@@ -82,6 +84,9 @@ def read_plan(results: Path) -> SweepPlan | None:
         labels = (plan.name, plan.command, plan.baseline, plan.metric, *plan.variants, *plan.families,
                   *plan.families.values(), *plan.datasets,
                   *(x for r in runs for x in (r.key, r.variant, r.dataset)))
+        if plan.margin is not None and (isinstance(plan.margin, bool) or not isinstance(plan.margin, (int, float))
+                                        or plan.margin < 0):
+            raise TypeError(f"margin {plan.margin!r} (expected a number >= 0)")
         if not all(isinstance(v, str) for v in labels) or not all(
                 is_int(r.seed) and (r.fold is None or is_int(r.fold)) for r in runs):
             raise TypeError("expected text labels and keys, integer seeds and folds")

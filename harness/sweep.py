@@ -18,6 +18,7 @@ grid = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }  # every comb
 "unetpp-ds" = "unetpp-ds-w16"
 [report]
 metric = "dice"                # the headline of the report (harness.metrics.METRICS)
+margin = 0.005                 # |Δ| that does not matter, in the headline's units (default: the metric's)
 [launcher]  # Launcher fields: how `run --launcher slurm|local` submits its jobs
 partition = "gpu"
 gpus_per_task = 1
@@ -120,6 +121,7 @@ class Sweep:
     description: str = ""
     source: str = ""
     metric: str = "dice"  # the report's headline metric (harness.metrics)
+    margin: float = 0.005  # the equivalence margin of the headline, in its units ([report] margin)
     launcher: Launcher = Launcher()  # how `--launcher` submits it (the [launcher] table)
     workers: int = 1  # runs at once on one machine unless `--workers` says otherwise
 
@@ -261,10 +263,11 @@ def load_sweep(source: str) -> Sweep:
         protocol = Protocol.from_dict(d.get("protocol", {}))
         measure = Measure.from_dict(d.get("measure", {}))
         description = text("description", d.get("description", ""))
-        report = table("report", d.get("report", {}), "keys (metric)")
-        check_keys(report, ("metric",), "report")
+        report = table("report", d.get("report", {}), "keys (metric, margin)")
+        check_keys(report, ("metric", "margin"), "report")
         metric = text("report.metric", report.get("metric", "dice"))
-        metrics.metric(metric)
+        margin = report.get("margin", metrics.metric(metric).margin)
+        number("report.margin", margin, 0, strict=True)
         launcher = Launcher.from_dict(d.get("launcher", {}))
         workers = integer("workers", d.get("workers", 1), 1)
     except (ValueError, TypeError) as e:
@@ -273,7 +276,7 @@ def load_sweep(source: str) -> Sweep:
                       "the folders results/<name> and reports/<name>")
     return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=description, source=where,
-                 metric=metric, launcher=launcher, workers=workers)
+                 metric=metric, margin=float(margin), launcher=launcher, workers=workers)
 
 
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,

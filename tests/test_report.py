@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 from PIL import Image
 
@@ -21,7 +22,7 @@ from harness.metrics import per_image_dice
 from harness.protocol import Measure, Protocol, RunSpec
 from harness.records import load_records
 from harness.report import build_report
-from harness.report.stats import holm, pareto_front, seed_t_p
+from harness.report.stats import holm, pareto_front, seed_model, seed_t_p
 from harness.report.summary import summary_table
 from harness.report.tables import markdown
 from harness.samples import read_samples, write_samples
@@ -216,11 +217,20 @@ def test_summary_against_hand_computation(built):
     assert [r[f"delta_seed_{s}"] for s in range(3)] == pytest.approx(per_seed)
     assert r["p_images"] == pytest.approx(2 / 2 ** 11)  # 11 equal-sign differences, one tie
     assert r["p_seeds"] == pytest.approx(seed_t_p(better - base))  # seed k with seed k, 12 images
-    assert r["p"] == max(r["p_images"], r["p_seeds"])
+    assert r["p"] == r["p_seeds"]  # the mark rests on the seed-level model; p_images is exploratory
+    model = seed_model(better - base)
+    half = scipy.stats.t.ppf(1 - 0.05 / 4 / 2, 2) * model.se  # the t interval at the Bonferroni level, df 2
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((model.mean - half, model.mean + half))
+    assert r["se"] == pytest.approx(model.se) and r["df"] == 2
     assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["ci_low"] > 0
-    assert r["ci_level"] == pytest.approx(1 - 0.05 / 4) and r["ci_method"] in ("BCa", "percentile")
+    assert r["ci_level"] == pytest.approx(1 - 0.05 / 4) and r["ci_method"] == "t"
+    assert r["boot_method"] in ("BCa", "percentile") and r["boot_low"] <= r["delta"] <= r["boot_high"]
+    mde = (scipy.stats.t.ppf(1 - 0.05 / 8, 2) + scipy.stats.t.ppf(0.8, 2)) * model.se
+    assert r["mde"] == pytest.approx(mde)
     assert r["n_pairs"] == 12 and r["n_seeds"] == 3 and r["n_dropped"] == 0
     assert r["significant"] and r["p_holm"] < 0.05 and not r["disagree"]
+    within = -0.005 <= r["ci_low"] and r["ci_high"] <= 0.005
+    assert r["margin"] == 0.005 and r["verdict"] == ("equivalent (negligible)" if within else "different")
 
     same = row(table, "same")
     assert same["delta"] == 0 and same["p"] == 1.0 and not same["significant"]
@@ -230,14 +240,15 @@ def test_summary_against_hand_computation(built):
     assert f["status"] == "2/3 ok, 1 failed" and f["n_ok"] == 2 and f["fail_rate"] == pytest.approx(1 / 3)
     assert f["delta"] == pytest.approx(flaky.mean() - base.mean())
     assert f["test_note"] == "2 seeds: too few to test" and np.isnan(f["p_holm"]) and not f["significant"]
-    assert np.isfinite(f["ci_low"])  # two seeds still give an interval, shown without a mark
+    assert np.isnan(f["ci_low"]) and f["verdict"] == ""  # no test, no headline interval: nothing to say
+    assert np.isfinite(f["boot_low"])  # the descriptive bootstrap interval is still in table.csv
     # sensitivity: the failed seed scores 0
-    assert f["dice_fail0_mean"] == pytest.approx(statistics.mean([*flaky.mean(axis=1), 0.0]))
-    assert f["dice_fail0_std"] == pytest.approx(statistics.stdev([*flaky.mean(axis=1), 0.0]))
+    assert f["fail0_mean"] == pytest.approx(statistics.mean([*flaky.mean(axis=1), 0.0]))  # per seed
+    assert f["fail0_std"] == pytest.approx(statistics.stdev([*flaky.mean(axis=1), 0.0]))
 
     broken = row(table, "broken")
     assert broken["status"] == "0/2 ok, 1 failed, 1 diverged" and np.isnan(broken["dice_mean"])
-    assert broken["dice_fail0_mean"] == 0 and broken["test_note"] == "no ok run"
+    assert broken["fail0_mean"] == 0 and broken["test_note"] == "no ok run"
 
     # families, declared in sweep.json: Holm within each, counting every declared row
     fam = table.groupby("family")["variant"].apply(list).to_dict()
@@ -602,3 +613,65 @@ def test_records_of_other_versions_are_named_in_the_caption_and_on_the_front_pag
             f"scipy {ENV['scipy']} ({n - 3} runs) and unrecorded (3 runs).")
     assert line in (out / "index.md").read_text()
     assert (out / "table.md").read_text().count(line) == 1  # in the caption
+
+
+# --------------------------------------------------------------------------- verdicts
+
+def big_counts(seed: int, missed=0) -> np.ndarray:
+    """12 images of objects of 400-510 pixels (Dice about 0.95, a little seed noise); each
+    image misses ``missed`` (per image) more pixels."""
+    rng = np.random.default_rng(seed)
+    tp = 400 + 10 * np.arange(12) - np.asarray(missed) + rng.integers(0, 3, 12)
+    fp, fn = 20 + rng.integers(0, 3, 12), 20 + np.asarray(missed) + rng.integers(0, 3, 12)
+    return np.stack([tp, fp, fn, PIXELS - tp - fp - fn], axis=1)[:, None, :].astype(np.int64)
+
+
+def test_verdicts_on_fabricated_records(tmp_path):
+    """A real effect on every seed is different; a variant 1-2 pixels from the baseline is
+    equivalent; and no row's interval excludes 0 without its mark."""
+    root = tmp_path / "results"
+    recs = []
+    for s in range(3):
+        recs.append(record("baseline", s, [form("mean", big_counts(s), s, 2e9)]))
+        recs.append(record("better", s, [form("mean", big_counts(s, -15), s, 3e9)], arch="unet-bilinear",
+                           factor="up"))
+        recs.append(record("pixels", s, [form("mean", big_counts(s, 1 + np.arange(12) % 2), s, 1e9)],
+                           arch="unet-relu6", factor="act"))
+    for r in recs:
+        records.write_record(root, r)
+    table = summary_table(load_records(root), "baseline", ["baseline", "better", "pixels"])
+    assert row(table, "better")["verdict"] == "different"
+    px = row(table, "pixels")
+    assert -0.002 < px["delta"] < 0 and px["verdict"].startswith("equivalent")
+    assert -0.005 <= px["ci_low"] and px["ci_high"] <= 0.005
+    tested = table[table["p_holm"].notna()]
+    excludes = (tested["ci_low"] > 0) | (tested["ci_high"] < 0)
+    assert (tested["significant"] | ~excludes).all() and not table["disagree"].any()
+    wider = summary_table(load_records(root), "baseline", ["baseline", "better", "pixels"], margin=0.0001)
+    assert row(wider, "pixels")["verdict"] in ("different", "inconclusive")  # a margin it does not meet
+
+
+def test_an_inconclusive_row_says_how_many_seeds_would_settle_it():
+    from harness.report.stats import SeedModel
+    from harness.report.summary import seeds_needed
+
+    model = SeedModel(mean=0.01, se=0.008, df=2)  # 3 seeds: Δ 0.01, far from its MDE
+    n = seeds_needed(model, 3, 0.95, 0.005)
+    assert n is not None and n > 3
+    settled = model.scaled(n, 3)
+    assert settled.mde(0.95) <= 0.01 and model.scaled(n - 1, 3).mde(0.95) > 0.01
+    assert seeds_needed(SeedModel(0.0, 0.1, 2), 3, 0.95, 0.005, most=20) is None
+
+
+def test_the_front_page_concludes_in_words(built):
+    _, out = built
+    index = (out / "index.md").read_text()
+    conclusions = index.split("## Conclusions\n")[1].split("\n## ")[0]
+    assert "At the margin ±0.005" in conclusions and "**Different**" in conclusions and "`better`" in conclusions
+    assert "‡" not in index and "Verdict" in (out / "table.md").read_text()
+
+
+def test_a_headline_chosen_after_the_runs_is_said(built, tmp_path):
+    root, _ = built
+    out = build_report(root, tmp_path / "r", metric="iou")
+    assert "the headline is 'iou' (`--metric`), not the sweep's declared 'dice'" in (out / "index.md").read_text()

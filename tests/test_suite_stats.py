@@ -1,5 +1,7 @@
 """The comparison over several data sets (harness.report.stats.friedman, Demšar 2006) against
 hand computation and scipy, and its two figures (harness.report.suite_figures)."""
+import itertools
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -24,16 +26,35 @@ def test_friedman_by_hand():
     chi2 = 12 * n / (k * (k + 1)) * ((mean ** 2).sum() - k * (k + 1) ** 2 / 4)
     assert chi2 == pytest.approx(4.5)
     assert r.statistic == pytest.approx(chi2)
-    assert r.p == pytest.approx(np.exp(-chi2 / 2))       # chi-square sf with 2 df
     f = (n - 1) * chi2 / (n * (k - 1) - chi2)             # 13.5 / 3.5
     assert r.iman_davenport_f == pytest.approx(f)
-    assert r.iman_davenport_p == pytest.approx(scipy.stats.f.sf(f, 2, 6))
+    # 4 data sets: the p is the permutation p (every one of the 6**4 rank patterns, by hand)
+    ranks = r.ranks.to_numpy()
+    stat = lambda rows: (np.sum(rows, axis=0) ** 2).sum()  # noqa: E731
+    patterns = [[row[list(o)] for row, o in zip(ranks, orders)]
+                for orders in itertools.product(itertools.permutations(range(3)), repeat=4)]
+    exact = np.mean([stat(p) >= stat(ranks) - 1e-9 for p in patterns])
+    assert r.p == pytest.approx(exact) and r.iman_davenport_p == r.p
     assert list(r.mean_ranks.index) == ["a", "b", "c"]
     assert r.mean_ranks.to_numpy() == pytest.approx(mean)
     assert r.ranks.loc["ds2"].tolist() == [1, 3, 2]
     assert (r.n_datasets, r.n_variants, r.left_out, r.note) == (4, 3, [], "")
     assert r.cd == pytest.approx(2.343 * np.sqrt(3 * 4 / (6 * 4)), abs=1e-3)
-    assert r.groups == [("a", "b", "c")]                  # span 1.5 < CD 1.657
+    assert r.p > 0.05 and r.groups == []                  # Friedman does not reject: no post-hoc groups
+
+
+def test_with_five_or_more_data_sets_the_p_values_are_the_approximations():
+    scores = pd.concat([SCORES, SCORES.rename(index=lambda i: f"{i}b")])
+    r = friedman(scores)
+    assert r.p == pytest.approx(scipy.stats.chi2.sf(r.statistic, 2))
+    assert r.iman_davenport_p == pytest.approx(scipy.stats.f.sf(r.iman_davenport_f, 2, 14))
+
+
+def test_identical_rankings_on_two_data_sets_claim_no_tiny_p():
+    """The exact p of 3 variants ranked alike on 2 data sets is 1/6 (F is infinite)."""
+    r = friedman(pd.DataFrame({"a": [0.9, 0.8], "b": [0.8, 0.7], "c": [0.7, 0.6]}))
+    assert r.iman_davenport_f == np.inf and r.p == pytest.approx(1 / 6) and r.iman_davenport_p == r.p
+    assert r.groups == []
 
 
 def test_lower_is_better_reverses_the_ranks():
@@ -132,26 +153,39 @@ def _check_files(res, tmp_path, name):
         assert im.info["dpi"][0] == pytest.approx(300, abs=1)
 
 
+# 8 data sets: a best on each; b and c swap places on 3 of them (mean ranks 1, 2.375, 2.625)
+STRONG = pd.DataFrame({"a": [0.9] * 8, "b": [0.8] * 5 + [0.6] * 3, "c": [0.7] * 5 + [0.7] * 3},
+                      index=[f"ds{i}" for i in range(8)])
+
+
 def test_cd_diagram(tmp_path, drawn):
     colors = {"a": (1, 0, 0), "b": (0, 1, 0), "c": (0, 0, 1)}
-    res = suite_figures.cd_diagram(friedman(SCORES), colors, tmp_path)
+    result = friedman(STRONG)
+    assert result.p < 0.05 and result.cd < 2
+    res = suite_figures.cd_diagram(result, colors, tmp_path)
     _check_files(res, tmp_path, "cd_diagram")
     assert res.note == ""
-    for needle in ("3 variants over 4 data sets", "χ²(2) = 4.50", "p = 0.105",
-                   "F(2, 6) = 3.86", "α = 0.05", "CD = 1.66"):
+    for needle in ("3 variants over 8 data sets", "χ²(2) = 12.25", "α = 0.05", f"CD = {result.cd:.2f}"):
         assert needle in res.caption
     ax = drawn[0].axes[0]
     texts = {t.get_text(): t for t in ax.texts}
-    assert "CD = 1.66" in texts
-    assert texts["a (1.25)"].get_ha() == "right" and texts["c (2.75)"].get_ha() == "left"
+    assert f"CD = {result.cd:.2f}" in texts
+    assert texts["a (1.00)"].get_ha() == "right" and texts["c (2.62)"].get_ha() == "left"
     bars = [ln for ln in ax.lines if ln.get_linewidth() > 2]
-    assert len(bars) == 1 and bars[0].get_xdata()[0] < 1.25 < 2.75 < bars[0].get_xdata()[1]
+    assert len(bars) == 1 and 1.0 < bars[0].get_xdata()[0] < 2.375 < 2.625 < bars[0].get_xdata()[1]
+
+
+def test_no_cd_diagram_where_friedman_does_not_reject_or_no_pair_can_differ(tmp_path, drawn):
+    res = suite_figures.cd_diagram(friedman(SCORES), {}, tmp_path)  # p about 0.13
+    assert res.files == [] and res.note == "not drawn: Friedman does not reject, so there is no post-hoc comparison"
+    two = friedman(STRONG.iloc[:2])  # 2 data sets: CD 2.34 exceeds the largest rank gap, 2
+    res = suite_figures.cd_diagram(two, {}, tmp_path)
+    assert res.files == [] and "no pair can be told apart" in res.note
 
 
 def test_cd_diagram_without_a_test(tmp_path, drawn):
     res = suite_figures.cd_diagram(friedman(SCORES[["a", "b"]]), {}, tmp_path)
-    _check_files(res, tmp_path, "cd_diagram")
-    assert "3 variants" in res.note and "χ²" not in res.caption
+    assert res.files == [] and "3 variants" in res.note
     empty = suite_figures.cd_diagram(friedman(SCORES.iloc[:0]), {}, tmp_path / "none")
     assert empty.files == [] and empty.note.startswith("skipped")
 

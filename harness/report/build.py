@@ -15,7 +15,7 @@ from ..records import load_records, runs_frame, stray_records
 from ..samples import read_samples
 from .describe import caption, methods
 from .figures import draw_figures
-from .index import write_index
+from .index import conclusions_markdown, write_index
 from .style import FIGURES
 from .suite import Part, write_suite
 from .summary import baseline_variant, check_metric, shown_metrics, summary_table, variant_order
@@ -54,6 +54,10 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
     if plan is None:
         notes.append("no sweep.json in the results folder: runs that were planned and never "
                      "recorded cannot be counted")
+    if metric and plan and metric != plan.metric:
+        notes.append(f"the headline is {metric!r} (`--metric`), not the sweep's declared {plan.metric!r}: "
+                     f"a headline chosen after the runs is exploratory, and the declared margin "
+                     f"({plan.margin}) applies to {plan.metric!r} only (here: {metric!r}'s default)")
     metric = metric or (plan.metric if plan else "dice")
     labels = dataset_labels(records, plan)
     if len(labels) == 1:
@@ -91,7 +95,8 @@ def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
     order = variant_order(records, baseline, plan.variants if plan else None)
-    summary = summary_table(records, baseline, order, plan, metric)
+    margin = plan.margin if plan and metric == plan.metric else None  # declared for the sweep's headline
+    summary = summary_table(records, baseline, order, plan, metric, margin)
     panels = {m: summary if m == metric else summary_table(records, baseline, order, plan, m)
               for m in shown_metrics(records, metric)}
     cap = caption(records, summary, name, baseline)
@@ -108,7 +113,7 @@ def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
                 methods=methods(records, summary, baseline), table_md=table_md,
                 figures=figures, records=records, notes=notes, missing=missing,
-                command=plan.command if plan else "")
+                command=plan.command if plan else "", conclusions=conclusions_markdown(summary))
     return Part(summary, order, table_md, len(records), len(missing or []))
 
 

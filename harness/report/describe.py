@@ -37,18 +37,6 @@ def families_text(summary) -> str:
     return "; ".join(parts) or "none"
 
 
-def interval_methods_text(summary) -> str:
-    """Which bootstrap interval each row got: "BCa for every row", or the exceptions."""
-    rows = summary[summary["ci_method"].astype(str) != ""]
-    if rows.empty:
-        return "no row has an interval (it needs at least 2 ok seeds per arm)"
-    by = {m: [f"{r.variant}" + (f" {r.form}" if r.form != "mean" else "") for r in g.itertuples()]
-          for m, g in rows.groupby("ci_method")}
-    if len(by) == 1:
-        return f"{next(iter(by))} for every row with an interval"
-    return "; ".join(f"{m} for {', '.join(names)}" for m, names in sorted(by.items()))
-
-
 def headline_text(summary) -> str:
     """Which metric is the headline, what it measures, which way is better."""
     info = metric_info(summary["metric"].iloc[0])
@@ -65,16 +53,15 @@ def metrics_list(records: list[dict]) -> str:
 def stats_text(summary) -> str:
     """The statistics conventions of a table, as its caption states them."""
     label = metric_info(summary["metric"].iloc[0]).label
+    margin = summary["margin"].iloc[0] if len(summary) else float("nan")
     return (f"Δ: mean per-image {label} over seeds and test images minus the reference's (the "
             f"baseline; for a pruned form its own network's accurate form), on the images "
-            f"both scored. Interval: two-stage bootstrap ({N_RESAMPLES:,} resamples of seeds "
-            f"within each arm, paired by seed where both ran the same seeds, then of test "
-            f"images, paired), Bonferroni-adjusted within each "
-            f"family; {interval_methods_text(summary)}. † Holm p < {ALPHA:g} within the "
-            f"family; p is the larger of a sign-flip permutation test over test images and a "
-            f"t test over seeds (its error from a seeds x images ANOVA); no test with fewer than "
-            f"{MIN_SEEDS} ok seeds per arm "
-            f"or different seeds. Families: {families_text(summary)}")
+            f"both scored. Interval and test from one model (the paired differences, seeds x "
+            f"images two-way ANOVA; k-fold: (seed, fold) units): the t interval at the "
+            f"family's Bonferroni level; † different: Holm p < {ALPHA:g} within the family and "
+            f"the interval not within the margin ±{margin:g}; equivalent: the interval within "
+            f"it; MDE at 80% power; no test with fewer than {MIN_SEEDS} ok seeds per arm or "
+            f"different seeds. Families: {families_text(summary)}")
 
 
 def _value(v) -> str:
@@ -255,46 +242,44 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
 
 
 def statistics_text(summary) -> str:
-    """The statistics paragraph of the methods: summaries, interval, test, families, runs."""
+    """The statistics paragraph of the methods: summaries, model, verdicts, families, runs."""
+    margin = summary["margin"].iloc[0] if len(summary) else float("nan")
     return (
         f"**Statistics.** Mean ± sample standard deviation (ddof = 1) over the ok seeds of each "
         f"variant. Every Δ has two sources of variation, the test images and the training "
         f"seeds; an interval or test over images with each image's Dice averaged over seeds "
         f"counts a lucky seed as an effect, so both enter here. "
-        f"*Interval*: a two-stage (hierarchical) bootstrap with {N_RESAMPLES:,} resamples: the "
-        f"ok seeds are resampled within each arm (where both arms ran the same seeds, the "
-        f"same draws for both, seed k with seed k, as the test pairs them; a pruned form "
-        f"shares its runs with its reference), then the test images, the same draw for "
-        f"both arms; BCa "
-        f"(bias from the resamples, acceleration from a jackknife over images and seeds), "
-        f"percentile where BCa is undefined, as the caption says per row. We chose the "
-        f"bootstrap over a mixed model (Dice ~ variant + (1 | image) + (1 | seed)) because "
-        f"per-image Dice is bounded and skewed, often piled up at 1, where normal random "
-        f"effects are a poor description, and because the bootstrap estimates exactly the Δ "
-        f"shown. With few seeds the seed stage is coarse (3 seeds give 10 distinct draws), "
-        f"so the interval is descriptive; the mark rests on the test. "
-        f"*Test*: a row is marked only when Δ stands out against both sources: the exact "
-        f"sign-flip permutation test of the mean per-image Δ (seed-averaged; all 2^n sign "
-        f"patterns for n ≤ 20 non-zero differences, 10,000 random ones beyond; differences "
-        f"within 1e-12 of zero are ties) and a t test over seeds of the paired differences "
-        f"(seed k of the variant vs seed k of the reference), whose standard error comes from "
-        f"a two-way (seeds x images) random-effects ANOVA of the differences, so that an "
-        f"image x variant interaction counts as well as seed noise, with seeds - 1 degrees "
-        f"of freedom (never less than the paired t test of the per-seed Δ). p is the larger "
-        f"of the two (an intersection-union test). Simulated with no true difference (3, 5 "
-        f"and 8 seeds, 20 images, seed noise with and without an image x variant "
-        f"interaction) its false-positive rate stayed at or below {ALPHA:g}; a test over "
-        f"images with seeds averaged away reached 16-67%. No test with fewer than {MIN_SEEDS} "
-        f"ok seeds in either arm or when the "
-        f"arms' seeds differ: the row says why. "
+        f"*One model*: the paired differences (seed k of the variant minus seed k of the "
+        f"reference, per test image) are described by a two-way (seeds x images) random-effects "
+        f"ANOVA, whose standard error counts seed noise and an image x variant interaction, with "
+        f"seeds - 1 degrees of freedom (never less than the paired t test of the per-seed Δ); "
+        f"with k-fold cross-validation the unit is the (seed, fold), so that a variant whose "
+        f"advantage depends on the folds it trained on counts too (Satterthwaite's degrees of "
+        f"freedom). From it come the test (a t test of Δ = 0; Holm within the family marks it), "
+        f"the interval (the t interval at the family's Bonferroni level 1 - {ALPHA:g}/m, so an "
+        f"interval that excludes 0 is always a marked row) and the minimum detectable effect "
+        f"(MDE: the |Δ| this test finds with 80% power at that level, given the seeds, images "
+        f"and variances observed). Simulated with no true difference (3, 5 and 8 seeds, seed "
+        f"noise with and without an image x variant or a fold x variant interaction) its "
+        f"false-positive rate stayed at or below {ALPHA:g} within simulation error. "
+        f"*Verdicts*, at the margin ±{margin:g} declared before the runs (`[report] margin`, in "
+        f"the headline's units): **different** (†) when the test rejects and the interval is "
+        f"not within the margin; **equivalent** when the whole interval lies within ±{margin:g} "
+        f"(two one-sided tests at the same level; \"equivalent (negligible)\" when it is also "
+        f"significant: a real but negligible difference); **inconclusive** otherwise, with the "
+        f"seeds that would settle it at the observed Δ and variance. No test with fewer than "
+        f"{MIN_SEEDS} ok seeds in either arm or when the arms' seeds differ: the row says why. "
+        f"*Secondary*: table.csv also holds a two-stage bootstrap interval ({N_RESAMPLES:,} "
+        f"resamples of seeds within each arm, then of test images, BCa; boot_low, boot_high; "
+        f"descriptive: with 3 seeds it under-covers) and an exact sign-flip test over test "
+        f"images (p_images; exploratory). Metrics beyond the headline are exploratory: each is "
+        f"corrected within its own family only, not across metrics. "
         f"*Families*, declared by the sweep before any run: {families_text(summary)}. Holm "
         f"within each family, counting every declared row (an untested row counts as not "
-        f"rejected); intervals at the Bonferroni level 1 - {ALPHA:g}/m. ‡ marks a row whose "
-        f"interval and test disagree (they are different procedures, and Holm, unlike the "
-        f"Bonferroni interval, steps down, so the two can part near zero). table.csv holds "
-        f"both p-values, the interval method and "
-        f"level, and the per-seed Δ (delta_seed_<k>). "
+        f"rejected). table.csv holds the p-values, the standard error and degrees of freedom, "
+        f"the MDE, the verdict and the per-seed Δ (delta_seed_<k>). "
         f"*Runs*: every row counts planned, ok, failed, diverged and missing runs (planned in "
         f"sweep.json without a record); failed and diverged runs are outcomes: their rate "
-        f"is shown and \"Dice (fail = 0)\" scores them 0, so that no variant wins by failing."
+        f"is shown, and \"(fail = 0)\" is the headline's mean over seeds with a seed that failed "
+        f"scoring 0, so that no variant wins by failing."
     )

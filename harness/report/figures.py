@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
@@ -158,6 +159,10 @@ def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureR
     return res
 
 
+VERDICT_MARKERS = {"different": ("o", True), "equivalent": ("s", False), "inconclusive": ("o", False)}
+VERDICT_MARKERS_ALL = {**VERDICT_MARKERS, "equivalent (negligible)": ("s", False)}
+
+
 def ablation(panels: dict, colors: dict, out_dir: Path) -> FigureResult:
     """Small multiples: one panel of Δ vs the reference per metric of ``panels`` (metric ->
     summary), the headline first, rows in the same order, so that a reader sees at once
@@ -183,11 +188,14 @@ def ablation(panels: dict, colors: dict, out_dir: Path) -> FigureResult:
             c = colors[r["variant"]]
             err = ([[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]]
                    if _finite(r["ci_low"]) and _finite(r["ci_high"]) else None)
-            ax.errorbar(r["delta"], yi, xerr=err, fmt="o", ms=4, color=c,
-                        mfc=c if r["significant"] else "white", capsize=2, elinewidth=0.8, zorder=3)
+            marker, filled = VERDICT_MARKERS_ALL.get(r["verdict"], ("o", False))
+            ax.errorbar(r["delta"], yi, xerr=err, fmt=marker, ms=4, color=c,
+                        mfc=c if filled else "white", capsize=2, elinewidth=0.8, zorder=3)
             if n == 1:
-                ax.text(1.03, yi, format_p(r["p_holm"]) + ("‡" if r["disagree"] else ""),
-                        transform=ptext, va="center", ha="left", fontsize=LABEL_PT)
+                ax.text(1.03, yi, format_p(r["p_holm"]), transform=ptext, va="center", ha="left",
+                        fontsize=LABEL_PT)
+        if _finite(summary["margin"].iloc[0]):
+            ax.axvspan(-summary["margin"].iloc[0], summary["margin"].iloc[0], color="0.92", lw=0, zorder=0)
         if n == 1:
             ax.text(1.03, 1.0, "p (Holm)", transform=ax.transAxes, va="bottom", ha="left",
                     fontsize=LABEL_PT)
@@ -195,21 +203,22 @@ def ablation(panels: dict, colors: dict, out_dir: Path) -> FigureResult:
         ax.set_xlabel(f"Δ{info.label}\n({'better →' if info.higher_is_better else '← better'})")
     axes[0].set_yticks(y, [_row_label(r) + _factor_suffix(r) for _, r in first[keep].iterrows()])
     axes[0].set_ylim(-0.7, len(y) - 0.3)
-    fig.legend([Line2D([], [], ls="none", marker="o", color="0.3", ms=4),
-                Line2D([], [], ls="none", marker="o", color="0.3", mfc="white", ms=4)],
-               [f"Holm p < {ALPHA:g}", "not significant"], loc="outside lower center",
-               ncols=2, frameon=False)
+    fig.legend([Line2D([], [], ls="none", marker=m, color="0.3", mfc="0.3" if f else "white", ms=4)
+                for m, f in VERDICT_MARKERS.values()] + [Patch(color="0.92")],
+               [*VERDICT_MARKERS, "±margin"], loc="outside lower center", ncols=4, frameon=False)
     res.files = save_figure(fig, out_dir, res.name)
     names = ", ".join(metric_info(m).label for m in panels)
     res.caption = (f"Δ vs the reference (the baseline; a pruned form: its own network's "
                    f"accurate form) of {names}, one panel each (headline first; the arrow "
-                   "says which way is better), with the two-stage bootstrap interval over seeds "
-                   "and test images at the Bonferroni level of the row's family; filled markers "
-                   f"are marked † in that metric (Holm p < {ALPHA:g} within the family for the "
-                   "larger of the image sign-flip and seed t tests"
-                   + ("; p on the right, — where no test was possible, ‡ where interval and "
-                      "test disagree)." if n == 1 else "; the p-values are in table.csv of "
-                      "each `--metric` report)."))
+                   "says which way is better), with the seed-level test's interval (seeds x "
+                   "images) at the Bonferroni level of the row's family, and the verdict at the "
+                   "margin (grey band): filled circle different (Holm p < "
+                   f"{ALPHA:g} and outside the margin), square equivalent (the interval within it), "
+                   "hollow circle inconclusive"
+                   + ("; p on the right, — where no test was possible." if n == 1 else
+                      "; the p-values are in table.csv of each `--metric` report. Panels beyond "
+                      "the headline are exploratory: each is corrected within its own family "
+                      "only, not across metrics."))
     return res
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import write_text_atomic
+from ..metrics import metric as metric_info
 from .describe import mixed_text
 from .style import FigureResult
 
@@ -60,9 +61,43 @@ def figures_markdown(figures: list[FigureResult]) -> str:
     return "\n".join(out)
 
 
+def conclusions_markdown(summary) -> str:
+    """What the table concludes, in words: the rows found different, those shown
+    equivalent, and for each inconclusive row how many seeds would settle it."""
+    if summary is None or "verdict" not in summary or not summary["verdict"].astype(bool).any():
+        return ""
+    info = metric_info(summary["metric"].iloc[0])
+    margin = summary["margin"].iloc[0]
+
+    def name(r) -> str:
+        return f"`{r['variant']}`" + (f" {r['form']}" if r["form"] != "mean" else "")
+
+    def delta(r) -> str:
+        return f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]".replace("-", "−")
+
+    lines = []
+    for label, test in (("Different", lambda v: v == "different"),
+                        ("Equivalent", lambda v: v.startswith("equivalent"))):
+        rows = [r for _, r in summary.iterrows() if test(r["verdict"])]
+        if rows:
+            lines.append(f"- **{label}** (Δ{info.label} [interval]): "
+                         + "; ".join(f"{name(r)} {delta(r)}" + (" (negligible)" if "negligible" in r["verdict"]
+                                                                 else "") for r in rows) + ".")
+    for _, r in summary.iterrows():
+        if r["verdict"] == "inconclusive":
+            n = r["seeds_needed"]
+            more = (f"about {int(n)} seeds would settle it" if n == n and n is not None
+                    else "more than 100 seeds would be needed")
+            lines.append(f"- **Inconclusive**: {name(r)} {delta(r)}, MDE {r['mde']:.3f} with {int(r['n_seeds'])} "
+                         f"seeds; at this Δ and variance {more}.")
+    return (f"At the margin ±{margin:g} ({info.label}; `[report] margin`), with the family's "
+            f"intervals:\n\n" + "\n".join(lines) + "\n")
+
+
 def write_index(out_dir: Path, *, sweep_name: str, results_dir: str, n_records: int,
                 methods: str, table_md: str, figures: list[FigureResult],
-                records: list[dict], notes: list[str], missing=None, command: str = "") -> Path:
+                records: list[dict], notes: list[str], missing=None, command: str = "",
+                conclusions: str = "") -> Path:
     """Write ``index.md`` into ``out_dir`` and return its path."""
     parts = [
         f"# Ablation report: {sweep_name}\n",
@@ -70,6 +105,7 @@ def write_index(out_dir: Path, *, sweep_name: str, results_dir: str, n_records: 
         f"(no training). Files: [table.md](table.md), [table.tex](table.tex), "
         f"[table.csv](table.csv) (summary), [runs.csv](runs.csv) (one row per run and form).\n",
         *([f"**{mixed}**\n"] if (mixed := mixed_text(records)) else []),
+        *(["## Conclusions\n", conclusions] if conclusions else []),
         *(["## Missing runs\n", missing_markdown(missing, command)] if missing else []),
         "## Methods\n",
         methods + "\n",

@@ -26,7 +26,7 @@ from ..metrics import metric as metric_info
 from ..records import runs_frame
 from .describe import mixed_text
 from .index import figures_markdown
-from .stats import ALPHA, friedman
+from .stats import ALPHA, FEW_EXACT, friedman
 from .style import STYLE, palette
 from .suite_figures import cd_diagram, delta_heatmap
 from .tables import DASH, latex_table, markdown_table, p_text
@@ -51,10 +51,11 @@ def suite_frames(parts: dict[str, Part]) -> dict[str, pd.DataFrame]:
     order = list(dict.fromkeys(v for p in parts.values() for v in p.order))
     frames = {}
     for name, column in (("mean", "{m}_mean"), ("std", "{m}_std"), ("delta", "delta"),
-                         ("significant", "significant")):
+                         ("significant", "different")):
         table = {}
         for label, p in parts.items():
             s = p.summary[p.summary["form"] == "mean"].set_index("variant")
+            s = s.assign(different=s["verdict"] == "different")
             m = s["metric"].iloc[0]
             table[label] = s[column.format(m=m)].reindex(order)
         frames[name] = pd.DataFrame(table)
@@ -80,11 +81,12 @@ def friedman_text(result, label: str) -> str:
     else:
         f = "∞" if result.iman_davenport_f == np.inf else f"{result.iman_davenport_f:.2f}"
         text = (f"Friedman test of the ranks of {label} over {n} data sets and {k} variants: "
-                f"χ²({k - 1}) = {result.statistic:.2f}, {p_text(result.p)}; Iman–Davenport "
-                f"F({k - 1}, {(k - 1) * (n - 1)}) = {f}, {p_text(result.iman_davenport_p)}. ")
-        if np.isfinite(result.cd):
-            text += (f"Nemenyi critical difference at α = {result.alpha:g}: CD = {result.cd:.2f} "
-                     f"(variants whose mean ranks differ by less are not told apart).")
+                f"χ²({k - 1}) = {result.statistic:.2f}; Iman–Davenport F({k - 1}, {(k - 1) * (n - 1)}) "
+                f"= {f}; ")
+        text += (f"{p_text(result.p)} by permutation of the ranks within each data set (with "
+                 f"{n} data sets the χ² and F approximations do not hold). " if n < FEW_EXACT else
+                 f"{p_text(result.p)} (χ²), {p_text(result.iman_davenport_p)} (F). ")
+        text += nemenyi_text(result)
     if n < FEW_DATASETS:
         text += (f" With {n} data sets the rank test has little power: a difference it does not "
                  f"find is not evidence of no difference; the per-data-set tests (†) are the "
@@ -92,6 +94,22 @@ def friedman_text(result, label: str) -> str:
     if result.left_out:
         text += f" Not ranked (no score on every data set): {', '.join(result.left_out)}."
     return text
+
+
+def nemenyi_text(result) -> str:
+    """The Nemenyi post-hoc in one sentence, or why it is not drawn."""
+    k, cd = result.n_variants, result.cd
+    if not np.isfinite(cd):
+        return ""
+    if cd >= k - 1:
+        return (f"No pair of variants can be told apart: the Nemenyi critical difference "
+                f"(CD = {cd:.2f} at α = {result.alpha:g}) is at least the largest possible "
+                f"rank gap ({k - 1}), so no critical-difference diagram is drawn.")
+    if not result.p < result.alpha:
+        return (f"Friedman does not reject at α = {result.alpha:g}, so no post-hoc comparison "
+                f"and no critical-difference diagram.")
+    return (f"Nemenyi critical difference at α = {result.alpha:g}: CD = {cd:.2f} "
+            f"(variants whose mean ranks differ by less are not told apart).")
 
 
 def suite_table(frames: dict, result, baseline: str | None, label: str):

@@ -37,6 +37,11 @@ def cd_diagram(result: FriedmanResult, colors: dict, out_dir: Path) -> FigureRes
     if ranks.empty or n == 0:
         res.note = "skipped: no variant has a score on every data set"
         return res
+    if not (result.p < result.alpha and result.cd < k - 1):
+        res.note = "not drawn: " + (result.note or ("no pair can be told apart (CD ≥ the largest rank gap)"
+                                                    if result.cd >= k - 1 else "Friedman does not reject, "
+                                                    "so there is no post-hoc comparison"))
+        return res
     names = list(ranks.index)
     labels = [f"{v} ({r:.2f})" for v, r in ranks.items()]
     left = (k + 1) // 2                     # the better half is labelled on the left

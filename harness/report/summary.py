@@ -34,23 +34,27 @@ import pandas as pd
 from ..metrics import metric as metric_info
 from ..metrics import summarize
 from ..records import counts_array, form_key, image_ids, ok_forms, per_image, runs_frame
-from .stats import ALPHA, difference_test, hierarchical_bootstrap, holm
+from .stats import ALPHA, hierarchical_bootstrap, holm, seed_model, signflip_p
 
 MIN_SEEDS = 3
+MOST_SEEDS = 100  # how far seeds_needed looks
 BAD = ("failed", "diverged")
 
 SUMMARY_COLUMNS = [
     "variant", "form", "factor", "family", "reference", "is_baseline", "arch", "status",
     "n_planned", "n_ok", "n_failed", "n_diverged", "n_missing", "fail_rate",
     "dice_mean", "dice_std", "iou_mean", "iou_std", "dice_global_mean", "dice_global_std",
-    "dice_fail0_mean", "dice_fail0_std", "fpr_empty_mean", "n_empty", "n_images",
-    "metric", "higher_is_better", "delta", "ci_low", "ci_high", "ci_level", "ci_method", "n_seeds", "n_pairs",
+    "fail0_mean", "fail0_std", "fpr_empty_mean", "n_empty", "n_images",
+    "metric", "higher_is_better", "delta", "ci_low", "ci_high", "ci_level", "ci_method", "se", "df", "mde",
+    "margin", "verdict", "seeds_needed", "boot_low", "boot_high", "boot_method", "n_seeds", "n_pairs",
     "n_dropped", "p_images", "p_seeds", "p", "family_size", "p_holm", "significant", "disagree", "test_note",
     "params_m", "gmacs", "macs_size", "infer_img_s", "infer_batch", "latency_ms",
     "train_img_s", "mfu", "peak_mem_mb",
 ]
 COMPARISON = {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "ci_level": np.nan,
-              "ci_method": "", "n_seeds": 0, "n_pairs": 0, "n_dropped": 0, "p_images": np.nan,
+              "ci_method": "", "se": np.nan, "df": np.nan, "mde": np.nan, "seeds_needed": np.nan,
+              "boot_low": np.nan, "boot_high": np.nan, "boot_method": "",
+              "n_seeds": 0, "n_pairs": 0, "n_dropped": 0, "p_images": np.nan,
               "p_seeds": np.nan, "p": np.nan, "test_note": ""}
 
 
@@ -165,10 +169,25 @@ def per_image_dice_by_id(records: list[dict], variant: str, form: str = "mean") 
     return pd.concat(columns, axis=1).mean(axis=1).sort_index() if columns else pd.Series(dtype=float)
 
 
-def compare(mine: dict, ref: dict, ref_label: str, level: float) -> dict:
-    """Δ of one arm against its reference (both: seed -> per-image Series), with interval,
-    test, image and seed counts, per-seed Δ and, where no test is possible, why. Arms that
-    ran the same seeds are paired by seed in the interval as in the test."""
+def seeds_needed(model, seeds: int, level: float, margin: float, most: int = MOST_SEEDS) -> int | None:
+    """The fewest seeds (up to ``most``) at which a row, at its observed Δ and variances,
+    would be conclusive: found different with 80% power (its minimum detectable effect at
+    most |Δ|) or shown equivalent (its interval within ±margin); None beyond ``most``."""
+    for n in range(seeds + 1, most + 1):
+        m = model.scaled(n, seeds)
+        low, high = m.interval(level)
+        if m.mde(level) <= abs(m.mean) and abs(m.mean) > margin or (-margin <= low and high <= margin):
+            return n
+    return None
+
+
+def compare(mine: dict, ref: dict, ref_label: str, level: float, groups: dict | None = None,
+            margin: float = 0.005) -> dict:
+    """Δ of one arm against its reference (both: seed -> per-image Series), with the seed
+    model's interval, test and minimum detectable effect (``groups``: image id -> k-fold
+    test fold, for (seed, fold) units), the bootstrap's interval beside it, image and seed
+    counts, per-seed Δ and, where no test is possible, why. Arms that ran the same seeds
+    are paired by seed in the interval as in the test."""
     out = {**COMPARISON, "per_seed": {}}
     if not mine or not ref:
         out["test_note"] = "no ok run" if not mine else f"{ref_label}: no ok run"
@@ -185,18 +204,19 @@ def compare(mine: dict, ref: dict, ref_label: str, level: float) -> dict:
     yb = np.stack([ref[s][common].to_numpy(float) for s in sb])
     out["delta"] = float(ya.mean() - yb.mean())
     out["per_seed"] = {s: float((mine[s][common] - ref[s][common]).mean()) for s in sa if s in ref}
-    interval = hierarchical_bootstrap(ya, yb, level, paired=sa == sb)
-    out.update(ci_low=interval.low, ci_high=interval.high, ci_method=interval.method,
-               ci_level=level if interval.method else np.nan)
+    boot = hierarchical_bootstrap(ya, yb, level, paired=sa == sb)
+    out.update(boot_low=boot.low, boot_high=boot.high, boot_method=boot.method)
     if len(sa) < MIN_SEEDS:
         out["test_note"] = f"{len(sa)} seed{'s' * (len(sa) != 1)}: too few to test"
     elif len(sb) < MIN_SEEDS:
         out["test_note"] = f"{ref_label} has {len(sb)} seed{'s' * (len(sb) != 1)}: too few to test"
     elif sa != sb:
         out["test_note"] = f"seeds {_seeds_text(sa)} differ from {ref_label}'s {_seeds_text(sb)}: not paired"
-    else:
-        t = difference_test(ya, yb)
-        out.update(p=t.p, p_images=t.p_images, p_seeds=t.p_seeds)
+    elif (model := seed_model(ya - yb, [groups[i] for i in common] if groups else None)) is not None:
+        low, high = model.interval(level)
+        out.update(ci_low=low, ci_high=high, ci_level=level, ci_method="t", p=model.p, p_seeds=model.p,
+                   p_images=signflip_p((ya - yb).mean(axis=0)), mde=model.mde(level), se=model.se,
+                   df=model.df, seeds_needed=seeds_needed(model, len(sa), level, margin))
     return out
 
 
@@ -261,18 +281,27 @@ def _skeleton(records: list[dict], frame: pd.DataFrame, baseline, variant_list, 
     return rows
 
 
-def _accuracy(row: dict, seed_summary: dict, ok: pd.DataFrame, shown: dict) -> None:
+def fail0(records: list[dict], variant: str, headline: dict, higher_is_better: bool) -> tuple[float, float]:
+    """Mean and std over seeds of the headline (``headline``: seed -> per-image scores),
+    every seed with a failed or diverged run (k-fold: any fold) scoring 0, so that no
+    variant wins by failing; NaN for a lower-is-better headline (0 would be the best)."""
+    if not higher_is_better:
+        return float("nan"), float("nan")
+    failed = {r["seed"] for r in records if r["variant"] == variant and r["status"] in BAD}
+    values = [0.0] * len(failed) + [s.mean() for seed, s in headline.items() if seed not in failed and len(s)]
+    return _mean_std(values)
+
+
+def _accuracy(row: dict, seed_summary: dict, shown: dict) -> None:
     """A row's accuracy columns: mean and std over seeds of Dice, IoU, global Dice and each
-    shown metric (``shown``: metric -> per-seed scores), Dice with failed runs scored 0,
-    the false-positive rate on empty references, and the images counted."""
+    shown metric (``shown``: metric -> per-seed scores), the false-positive rate on empty
+    references, and the images counted."""
     per_seed = pd.DataFrame(seed_summary.values(),
                             columns=["dice", "iou", "dice_global", "fpr_empty", "n_empty", "n_images"])
     for m in ("dice", "iou", "dice_global"):
         row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(per_seed[m])
     for m, by_seed in shown.items():
         row[f"{m}_mean"], row[f"{m}_std"] = _mean_std([s.mean() for s in by_seed.values() if len(s)])
-    failed_runs = row["n_failed"] + row["n_diverged"]  # outcomes: they score 0
-    row["dice_fail0_mean"], row["dice_fail0_std"] = _mean_std([*ok["dice"], *[0.0] * failed_runs])
     has_empty = per_seed[per_seed["n_empty"] > 0]
     row["fpr_empty_mean"] = _mean_std(has_empty["fpr_empty"])[0]
     row["n_empty"], row["n_images"] = _median(per_seed["n_empty"]), _median(per_seed["n_images"])
@@ -289,11 +318,33 @@ def _mark(out: pd.DataFrame, families) -> None:
         out.loc[members, "p_holm"] = np.where(np.isfinite(p), adjusted, np.nan)
     out["significant"] = out["p_holm"].lt(ALPHA)
     excludes_zero = (out["ci_low"] > 0) | (out["ci_high"] < 0)
-    out["disagree"] = out["p_holm"].notna() & (excludes_zero != out["significant"])
+    out["disagree"] = excludes_zero & ~out["significant"]  # cannot happen: one model (kept as a check)
+    out["verdict"] = [verdict(r) for _, r in out.iterrows()]
+
+
+def verdict(row) -> str:
+    """"different" (marked: the test rejects and the interval is not within ±margin),
+    "equivalent" (the whole interval within ±margin: two one-sided tests at the family's
+    level), "equivalent (negligible)" (marked, but within the margin), "inconclusive"
+    (neither), or "" where no test was made."""
+    if not np.isfinite(row["p_holm"]) or not np.isfinite(row["ci_low"]):
+        return ""
+    within = -row["margin"] <= row["ci_low"] and row["ci_high"] <= row["margin"]
+    if within:
+        return "equivalent (negligible)" if row["significant"] else "equivalent"
+    return "different" if row["significant"] else "inconclusive"
+
+
+def fold_of(records: list[dict]) -> dict | None:
+    """Test image id -> its k-fold test fold (None for a holdout split), so that the test
+    takes (seed, fold) as its unit."""
+    folds = {i: r["fold"] for r in records if r["fold"] is not None and r["status"] == "ok"
+             for f in r["forms"][:1] for i in image_ids(f)}
+    return folds or None
 
 
 def summary_table(records: list[dict], baseline: str | None = None, order=None, plan=None,
-                  metric: str = "dice") -> pd.DataFrame:
+                  metric: str = "dice", margin: float | None = None) -> pd.DataFrame:
     """One row per (variant, form): accounting, accuracy, Δ of ``metric`` (the headline) to
     its reference, cost.
 
@@ -305,6 +356,8 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
     (``higher_is_better``)."""
     info = metric_info(metric)
     check_metric(records, metric)
+    margin = info.margin if margin is None else margin
+    folds = fold_of(records)
     shown = [m for m in shown_metrics(records, metric) if m not in ("dice", "iou", "dice_global")]
     frame = runs_frame(records)
     frame["variant"] = frame["variant"].astype(str)
@@ -322,21 +375,23 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
         v, form = row["variant"], row["form"]
         runs = frame[(frame["variant"] == v) & (frame["form"] == form)]
         ok = runs[runs["status"] == "ok"]
-        _accuracy(row, seed_summaries(records, v, form), ok, {m: scores(v, form, m) for m in shown})
+        _accuracy(row, seed_summaries(records, v, form), {m: scores(v, form, m) for m in shown})
+        row["fail0_mean"], row["fail0_std"] = fail0(records, v, scores(v, form), info.higher_is_better)
         row["family_size"] = size[row["family"]] if row["reference"] else 0
+        level = 1 - ALPHA / max(row["family_size"], 1)
         if row["reference"] is None:  # the baseline, or no baseline to compare with
             comparison = {**COMPARISON, "per_seed": {}, "n_seeds": len(scores(v, form))}
         elif form == "mean":
-            comparison = compare(scores(v, form), scores(baseline, "mean"), baseline, 1 - ALPHA / row["family_size"])
+            comparison = compare(scores(v, form), scores(baseline, "mean"), baseline, level, folds, margin)
         else:
-            comparison = compare(scores(v, form), scores(v, "mean"), f"{v} (mean)", 1 - ALPHA / row["family_size"])
+            comparison = compare(scores(v, form), scores(v, "mean"), f"{v} (mean)", level, folds, margin)
         per_seed = comparison.pop("per_seed")
         row.update(comparison)
         row.update({f"delta_seed_{s}": per_seed.get(s, np.nan) for s in seeds})
         row.update(_cost(ok, records, v, form))
 
     out = pd.DataFrame(rows)
-    out["metric"], out["higher_is_better"] = metric, info.higher_is_better
+    out["metric"], out["higher_is_better"], out["margin"] = metric, info.higher_is_better, margin
     _mark(out, size)
     extra = [f"{m}_{x}" for m in shown for x in ("mean", "std")]
     extra += [c for c in out.columns if c.startswith("delta_seed_")]

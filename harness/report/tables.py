@@ -76,8 +76,17 @@ def _delta(row) -> str:
         return DASH
     ci = (f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
           if _ok(row["ci_low"]) and _ok(row["ci_high"]) else "")
-    mark = "‡" if row["disagree"] else ""
-    return f"{row['delta']:+.3f}{ci}{mark}".replace("-", "−")  # a true minus sign
+    return f"{row['delta']:+.3f}{ci}".replace("-", "−")  # a true minus sign
+
+
+def _verdict(row) -> str:
+    """The row's verdict; for an inconclusive one, the seeds that would settle it."""
+    if not row["verdict"]:
+        return DASH
+    if row["verdict"] != "inconclusive":
+        return row["verdict"]
+    n = row["seeds_needed"]
+    return f"inconclusive (~{int(n)} seeds)" if _ok(n) else "inconclusive (>100 seeds)"
 
 
 def _p(row) -> str:
@@ -116,20 +125,22 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
     shown = [c[:-len("_mean")] for c in summary.columns  # the metrics summary_table adds
              if c.endswith("_mean") and c not in SUMMARY_COLUMNS]
     columns = [
-        ("Variant", "l", None, lambda r: r["variant"] + ("†" if r["significant"] else "")),
+        ("Variant", "l", None, lambda r: r["variant"] + ("†" if r["verdict"] == "different" else "")),
         ("Form", "l", "form", lambda r: str(r["form"])),
         ("Factor", "l", "factor", lambda r: str(r["factor"]) if _ok(r["factor"]) else DASH),
         ("Family", "l", "family", lambda r: str(r["family"])),
         ("Runs", "l", None, lambda r: r["status"]),
         ("Seeds × images", "r", None, _sample),
         ("Dice", "r", None, lambda r: _mean_std(r["dice_mean"], r["dice_std"])),
-        ("Dice (fail = 0)", "r", "fail0", lambda r: _mean_std(r["dice_fail0_mean"], r["dice_fail0_std"])),
+        (f"{headline.label} (fail = 0)", "r", "fail0", lambda r: _mean_std(r["fail0_mean"], r["fail0_std"])),
         ("IoU", "r", None, lambda r: _mean_std(r["iou_mean"], r["iou_std"])),
         ("Dice (global)", "r", None, lambda r: _mean_std(r["dice_global_mean"], r["dice_global_std"])),
         *((metric_info(m).label, "r", None, lambda r, m=m: _mean_std(r[f"{m}_mean"], r[f"{m}_std"]))
           for m in shown),
         ("FPR empty", "r", "fpr", lambda r: _num(r["fpr_empty_mean"], ".3f")),
         (f"Δ{headline.label} ({better} is better) [adj. CI]", "r", None, _delta),
+        ("Verdict", "l", "family", _verdict),
+        ("MDE", "r", "family", lambda r: _num(r["mde"], ".3f")),
         ("p (Holm)", "r", None, _p),
         ("Params (M)", "r", None, lambda r: _size(r["params_m"])),
         ("GMACs", "r", None, lambda r: _size(r["gmacs"])),
@@ -145,14 +156,20 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
 
 
 def footnote(summary: pd.DataFrame) -> str:
-    n, tested = int(summary["significant"].sum()), int(summary["p_holm"].notna().sum())
-    text = (f"† Δ significant at {ALPHA:g} after Holm correction within its family ({n} of "
-            f"{tested} tested rows).")
-    if summary["disagree"].any():
-        text += (" ‡ The interval and the test disagree (one excludes 0, the other does not; "
-                 "they are different procedures, see Methods): the Δ is not established.")
+    n, tested = int((summary["verdict"] == "different").sum()), int(summary["p_holm"].notna().sum())
+    margin = summary["margin"].iloc[0] if len(summary) else float("nan")
+    counts = summary["verdict"].value_counts()
+    verdicts = ", ".join(f"{counts[v]} {v}" for v in ("different", "equivalent", "equivalent (negligible)",
+                                                     "inconclusive") if v in counts)
+    text = (f"† different: Δ significant at {ALPHA:g} after Holm correction within its family, "
+            f"its interval not within the margin ({n} of {tested} tested rows). Verdicts at the "
+            f"margin ±{margin:g}: different (†), equivalent (the whole interval within ±{margin:g}), "
+            f"inconclusive (neither; the seeds that would settle it at the observed Δ and "
+            f"variance in brackets){': ' + verdicts if verdicts else ''}. MDE: the |Δ| the test "
+            f"finds with 80% power.")
     if (summary["n_failed"] + summary["n_diverged"]).gt(0).any():
-        text += " Dice (fail = 0): mean over every run that ended, a failed or diverged seed scoring 0."
+        text += (" (fail = 0): the headline's mean over seeds, a seed with a failed or diverged run "
+                 "scoring 0.")
     return text + " — not available."
 
 
