@@ -10,7 +10,7 @@ import scipy.stats
 from PIL import Image
 
 from harness.report import suite_figures
-from harness.report.stats import _cd_groups, friedman, nemenyi_q
+from harness.report.ranks import _cd_groups, friedman, nemenyi_q
 from harness.report.style import STYLE
 
 # 4 data sets x 3 variants, no ties; higher is better. Ranks:

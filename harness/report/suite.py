@@ -26,7 +26,8 @@ from ..metrics import metric as metric_info
 from ..records import runs_frame
 from .describe import mixed_text
 from .index import figures_markdown
-from .stats import ALPHA, FEW_EXACT, friedman
+from .ranks import FEW_EXACT, friedman
+from .stats import ALPHA
 from .style import STYLE, palette
 from .suite_figures import cd_diagram, delta_heatmap
 from .tables import DASH, latex_table, markdown_table, p_text

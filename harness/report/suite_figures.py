@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .stats import FriedmanResult
+from .ranks import FriedmanResult
 from .style import LABEL_PT, ONE_COL, TWO_COL, FigureResult, new_figure, save_figure
 from .tables import p_text
 
