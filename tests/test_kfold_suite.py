@@ -316,3 +316,16 @@ def test_kfold_samples_cover_the_images_every_fold_shows_and_missing_runs_name_t
     index = (rep / "mem" / "index.md").read_text()
     assert f"`{gone['variant']}` seed {gone['seed']} fold 1 (`{gone['key']}`)" in index
     assert "input and ground truth not shown" not in index
+
+
+def test_a_variant_with_a_failed_seed_is_ranked_with_it_not_by_its_survivors(suite, tmp_path):
+    out = _suite_copy(suite, tmp_path)
+    for path in sorted((out / "runs").glob("*.json")):
+        rec = json.loads(path.read_text())
+        if rec["dataset"] == "mem" and rec["variant"] == "up=bilinear" and rec["seed"] == 0:
+            rec.update(status="failed", error="RuntimeError: out of memory (fabricated)", forms=[])
+            path.write_text(json.dumps(rec))
+    rep = build_report(out, tmp_path / "rep")
+    ranks = pd.read_csv(rep / "ranks.csv", index_col="dataset")
+    assert ranks.loc["mem", "up=bilinear"] == 3  # a seed scoring 0 puts it last on mem
+    assert "ranked with that seed scoring 0" in (rep / "index.md").read_text()

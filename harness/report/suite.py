@@ -47,12 +47,14 @@ class Part:
 
 def suite_frames(parts: dict[str, Part]) -> dict[str, pd.DataFrame]:
     """Per data set and variant (the "mean" form): the headline's mean and std over seeds,
-    Δ to the baseline and its mark. ``scores`` is data sets x variants (what is ranked);
-    the others are variants x data sets."""
+    Δ to the baseline and its mark. ``scores`` is data sets x variants (what is ranked):
+    the mean over seeds, a seed with a failed or diverged run scoring 0 (``fail0``) where
+    the headline is higher-is-better, so that a variant is never ranked by its survivors
+    alone; the others are variants x data sets."""
     order = list(dict.fromkeys(v for p in parts.values() for v in p.order))
     frames = {}
     for name, column in (("mean", "{m}_mean"), ("std", "{m}_std"), ("delta", "delta"),
-                         ("significant", "different")):
+                         ("significant", "different"), ("fail0", "fail0_mean")):
         table = {}
         for label, p in parts.items():
             s = p.summary[p.summary["form"] == "mean"].set_index("variant")
@@ -61,7 +63,7 @@ def suite_frames(parts: dict[str, Part]) -> dict[str, pd.DataFrame]:
             table[label] = s[column.format(m=m)].reindex(order)
         frames[name] = pd.DataFrame(table)
     frames["significant"] = frames["significant"].fillna(False).astype(bool)
-    frames["scores"] = frames["mean"].T
+    frames["scores"] = frames["fail0"].where(frames["fail0"].notna(), frames["mean"]).T
     return frames
 
 
@@ -138,7 +140,8 @@ def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, P
     caption = (f"Suite {name}: {info.label} ({better} is better) of every variant on {len(ranked)} data "
                f"sets, mean ± std over seeds, (Δ to {baseline or 'the baseline'}; † significant on "
                f"that data set after Holm correction within its family), and the mean rank over "
-               f"the data sets (1 = best).")
+               f"the data sets (1 = best; a variant with a failed or diverged seed is ranked with "
+               f"that seed scoring 0 where higher is better).")
     note = friedman_text(result, info.label)
     table = suite_table(frames, result, baseline, info.label)
     write_text_atomic(out / "suite_table.md", markdown_table(*table, caption, note))
