@@ -8,6 +8,8 @@ PRESET ?= cpu
 OUT ?= results/$(PRESET)
 export OMP_NUM_THREADS ?= 2
 
+.DELETE_ON_ERROR:  # a failed install leaves no target that looks up to date
+
 .PHONY: install lock lint test-latest ablation test test-all bench bench-gpu report clean
 
 $(BIN)/unet-ablate: pyproject.toml $(LOCK)

@@ -305,14 +305,14 @@ def _terminated(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    debug = False
-    try:
-        previous = signal.signal(signal.SIGTERM, _terminated)
-    except ValueError:  # not the main thread
-        previous = None
+    debug, previous = False, None
     try:
         if _start_up():
             raise KeyboardInterrupt
+        try:  # after start-up: an interrupt inside torch's initialisation aborts the process
+            previous = signal.signal(signal.SIGTERM, _terminated)
+        except ValueError:  # not the main thread
+            pass
         args = build_parser().parse_args(argv)
         debug = args.debug
         _configure_logging(args.verbose, args.quiet)

@@ -228,8 +228,7 @@ def check_record(rec, where: str) -> dict:
     if not rec.get("dataset"):  # written before data sets had labels
         rec["dataset"] = default_label(rec["data"]["name"], rec["data"]["root"])
     # names that become paths (report folders, record and samples files): never a path
-    for name, value in (("key", rec["key"]), ("dataset", rec["dataset"]), ("data.key", rec["data"]["key"]),
-                        ("sweep", rec["sweep"] or "none")):
+    for name, value in (("key", rec["key"]), ("dataset", rec["dataset"]), ("data.key", rec["data"]["key"])):
         if not (isinstance(value, str) and NAME.fullmatch(value)):
             bad(f"{name} {value!r} is not a plain name (letters, digits, '.', '_', '-'), so it names no file")
     rec.setdefault("fold", rec["spec"].get("fold"))

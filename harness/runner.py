@@ -206,10 +206,16 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
         else:
             ended = _run_here(out, todo, retry_failed, progress)
         elsewhere = _ended(sweep, todo, ended, counts, bar)
-        if again := [todo[i] for i in elsewhere if not claims.is_held(out, todo[i].key)]:
-            log.info("%d run(s) held elsewhere lost their runner meanwhile; taking them over", len(again))
+        again = [todo[i] for i in elsewhere if not claims.is_held(out, todo[i].key)]
+        if again and launcher is None:  # (jobs: the next `run` takes them over, as a job may not run here)
+            log.info("%d run(s) held elsewhere are no longer held (ended or orphaned); looking again", len(again))
             counts["elsewhere"] -= len(again)
-            _ended(sweep, again, _run_here(out, again, retry_failed, progress), counts, None)
+            if workers > 1:
+                from .workers import run_in_workers
+                ended = run_in_workers(sweep, out, again, workers, retry_failed)
+            else:
+                ended = _run_here(out, again, retry_failed, progress)
+            _ended(sweep, again, ended, counts, None)
     if counts["done"] or counts["elsewhere"]:
         say = log.warning if counts["elsewhere"] else log.info
         say("%d run(s) were recorded by other runners meanwhile and %d are still running elsewhere "

@@ -654,5 +654,5 @@ def test_a_run_whose_holder_dies_during_the_sweep_is_taken_over_before_the_end(p
         holder.kill()
         holder.wait()
     assert set(pd.read_csv(out / "runs.csv").key) == set(keys)
-    assert "still running elsewhere" not in caplog.text and "taking them over" in caplog.text
+    assert "still running elsewhere" not in caplog.text and "no longer held" in caplog.text
     assert_clean(out)

@@ -661,6 +661,10 @@ def test_an_inconclusive_row_says_how_many_seeds_would_settle_it():
     settled = model.scaled(n, 3)
     assert settled.mde(0.95) <= 0.01 and model.scaled(n - 1, 3).mde(0.95) > 0.01
     assert seeds_needed(SeedModel(0.0, 0.1, 2), 3, 0.95, 0.005, most=20) is None
+    # an image x variant term more seeds cannot shrink: no number of seeds settles it
+    stuck = SeedModel(mean=0.003, se=0.008, df=2, fixed_var=0.006 ** 2)
+    assert stuck.scaled(1000, 3).se == pytest.approx(0.006, rel=0.01)
+    assert seeds_needed(stuck, 3, 0.95, 0.005) is None
 
 
 def test_the_front_page_concludes_in_words(built):

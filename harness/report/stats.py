@@ -113,6 +113,7 @@ class SeedModel:
     mean: float
     se: float
     df: float
+    fixed_var: float = 0.0  # the part of se^2 more seeds do not shrink (the image or fold x variant term)
 
     @property
     def p(self) -> float:
@@ -131,9 +132,11 @@ class SeedModel:
         return float((stats.t.ppf(0.5 + level / 2, self.df) + stats.t.ppf(power, self.df)) * self.se)
 
     def scaled(self, seeds: int, now: int) -> SeedModel:
-        """This model with ``seeds`` seeds instead of ``now``, at the variances observed
-        (the error shrinks as 1/sqrt(seeds), the degrees of freedom grow with them)."""
-        return SeedModel(self.mean, self.se * np.sqrt(now / seeds), self.df + seeds - now)
+        """This model with ``seeds`` seeds instead of ``now``, at the variances observed: the
+        seed part of the variance shrinks as 1/seeds, the image (or fold) x variant part
+        does not; the degrees of freedom grow with the seeds."""
+        var = self.fixed_var + (self.se ** 2 - self.fixed_var) * now / seeds
+        return SeedModel(self.mean, float(np.sqrt(var)), self.df + seeds - now, self.fixed_var)
 
 
 def _two_way(d: np.ndarray) -> tuple[float, float, float, float]:
@@ -151,6 +154,10 @@ def _two_way(d: np.ndarray) -> tuple[float, float, float, float]:
     ms_resid = (resid ** 2).sum() / ((rows - 1) * (cols - 1))
     ms_cols = per_col.var(ddof=1) * rows
     return max(var, var + per_col.var(ddof=1) / cols - ms_resid / (rows * cols)), ms_rows, ms_cols, ms_resid
+
+
+def _rows_only(d: np.ndarray) -> float:
+    return float(d.mean(axis=1).var(ddof=1) / d.shape[0])
 
 
 def seed_model(diff, groups=None) -> SeedModel | None:
@@ -183,7 +190,7 @@ def seed_model(diff, groups=None) -> SeedModel | None:
         terms = (ms_rows ** 2 / (rows - 1) + ms_cols ** 2 / (cols - 1)
                  + ms_resid ** 2 / ((rows - 1) * (cols - 1)))
         df = float(np.clip((var * rows * cols) ** 2 / terms if terms > 0 else df, 1.0, df))
-    return SeedModel(float(d.mean()), float(np.sqrt(max(var, 0.0))), df)
+    return SeedModel(float(d.mean()), float(np.sqrt(max(var, 0.0))), df, max(0.0, var - _rows_only(d)))
 
 
 def seed_t_p(diff, groups=None) -> float:

@@ -214,6 +214,8 @@ def compare(mine: dict, ref: dict, ref_label: str, level: float, groups: dict | 
         out["test_note"] = f"seeds {_seeds_text(sa)} differ from {ref_label}'s {_seeds_text(sb)}: not paired"
     elif (model := seed_model(ya - yb, [groups[i] for i in common] if groups else None)) is not None:
         low, high = model.interval(level)
+        if groups:  # k-fold: Δ as the model estimates it, the mean of the folds' means
+            out["delta"] = model.mean
         out.update(ci_low=low, ci_high=high, ci_level=level, ci_method="t", p=model.p, p_seeds=model.p,
                    p_images=signflip_p((ya - yb).mean(axis=0)), mde=model.mde(level), se=model.se,
                    df=model.df, seeds_needed=seeds_needed(model, len(sa), level, margin))
@@ -318,21 +320,23 @@ def _mark(out: pd.DataFrame, families) -> None:
         out.loc[members, "p_holm"] = np.where(np.isfinite(p), adjusted, np.nan)
     out["significant"] = out["p_holm"].lt(ALPHA)
     excludes_zero = (out["ci_low"] > 0) | (out["ci_high"] < 0)
-    out["disagree"] = excludes_zero & ~out["significant"]  # cannot happen: one model (kept as a check)
+    # the interval excludes 0 => p < alpha/m => Holm rejects; Holm steps down, so it may also
+    # reject a row whose interval holds 0: such a row is inconclusive, and flagged
+    out["disagree"] = out["p_holm"].notna() & (excludes_zero != out["significant"])
     out["verdict"] = [verdict(r) for _, r in out.iterrows()]
 
 
 def verdict(row) -> str:
-    """"different" (marked: the test rejects and the interval is not within ±margin),
-    "equivalent" (the whole interval within ±margin: two one-sided tests at the family's
-    level), "equivalent (negligible)" (marked, but within the margin), "inconclusive"
-    (neither), or "" where no test was made."""
+    """From the family's interval: "different" (it excludes 0 and is not within ±margin;
+    the test then rejects too), "equivalent" (it lies within ±margin: two one-sided tests,
+    each at half the interval's error rate), "equivalent (negligible)" (within the margin
+    but excluding 0), "inconclusive" (neither), or "" where no test was made."""
     if not np.isfinite(row["p_holm"]) or not np.isfinite(row["ci_low"]):
         return ""
-    within = -row["margin"] <= row["ci_low"] and row["ci_high"] <= row["margin"]
-    if within:
-        return "equivalent (negligible)" if row["significant"] else "equivalent"
-    return "different" if row["significant"] else "inconclusive"
+    excludes_zero = row["ci_low"] > 0 or row["ci_high"] < 0
+    if -row["margin"] <= row["ci_low"] and row["ci_high"] <= row["margin"]:
+        return "equivalent (negligible)" if excludes_zero else "equivalent"
+    return "different" if excludes_zero else "inconclusive"
 
 
 def fold_of(records: list[dict]) -> dict | None:

@@ -76,7 +76,8 @@ def _delta(row) -> str:
         return DASH
     ci = (f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
           if _ok(row["ci_low"]) and _ok(row["ci_high"]) else "")
-    return f"{row['delta']:+.3f}{ci}".replace("-", "−")  # a true minus sign
+    mark = "‡" if row["disagree"] else ""
+    return f"{row['delta']:+.3f}{ci}{mark}".replace("-", "−")  # a true minus sign
 
 
 def _verdict(row) -> str:
@@ -167,6 +168,9 @@ def footnote(summary: pd.DataFrame) -> str:
             f"inconclusive (neither; the seeds that would settle it at the observed Δ and "
             f"variance in brackets){': ' + verdicts if verdicts else ''}. MDE: the |Δ| the test "
             f"finds with 80% power.")
+    if summary["disagree"].any():
+        text += (" ‡ Holm rejects, but the family's interval holds 0 (Holm steps down, the "
+                 "Bonferroni interval does not): inconclusive.")
     if (summary["n_failed"] + summary["n_diverged"]).gt(0).any():
         text += (" (fail = 0): the headline's mean over seeds, a seed with a failed or diverged run "
                  "scoring 0.")
