@@ -16,9 +16,10 @@ from ..samples import read_samples
 from .describe import caption, methods
 from .figures import draw_figures
 from .index import conclusions_markdown, write_index
+from .labels import baseline_variant, variant_order
 from .style import FIGURES
 from .suite import Part, write_suite
-from .summary import baseline_variant, check_metric, shown_metrics, summary_table, variant_order
+from .summary import check_metric, shown_metrics, summary_table
 from .tables import markdown, write_tables
 
 

@@ -15,8 +15,9 @@ from ..environment import env_mix
 from ..metrics import METRICS
 from ..metrics import metric as metric_info
 from ..protocol import Protocol
+from .labels import natural_key
 from .stats import ALPHA, N_RESAMPLES
-from .summary import MIN_SEEDS, has_metric, natural_key
+from .summary import MIN_SEEDS, has_metric
 
 # Protocol keys in the order of the protocol's fields.
 PROTOCOL_ORDER = tuple(f.name for f in dataclasses.fields(Protocol))
