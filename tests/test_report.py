@@ -679,3 +679,16 @@ def test_a_headline_chosen_after_the_runs_is_said(built, tmp_path):
     root, _ = built
     out = build_report(root, tmp_path / "r", metric="iou")
     assert "the headline is 'iou' (`--metric`), not the sweep's declared 'dice'" in (out / "index.md").read_text()
+
+
+def test_a_seed_the_machine_failed_is_left_out_of_fail0_not_scored_zero():
+    from harness.report.summary import fail0
+
+    scores = {0: pd.Series([0.8, 0.9]), 1: pd.Series([0.7, 0.9])}
+    recs = [{"variant": "v", "seed": 0, "status": "ok", "cause": None},
+            {"variant": "v", "seed": 1, "status": "ok", "cause": None},
+            {"variant": "v", "seed": 2, "status": "failed", "cause": "run"}]
+    assert fail0(recs, "v", scores, True)[0] == pytest.approx((0.85 + 0.8 + 0.0) / 3)
+    recs[2]["cause"] = "environment"  # a full disk: rerun it, do not count it against the variant
+    assert fail0(recs, "v", scores, True)[0] == pytest.approx((0.85 + 0.8) / 2)
+    assert np.isnan(fail0(recs, "v", scores, False)[0])

@@ -240,10 +240,15 @@ def _skeleton(records: list[dict], frame: pd.DataFrame, baseline, variant_list, 
 def fail0(records: list[dict], variant: str, headline: dict, higher_is_better: bool) -> tuple[float, float]:
     """Mean and std over seeds of the headline (``headline``: seed -> per-image scores),
     every seed with a failed or diverged run (k-fold: any fold) scoring 0, so that no
-    variant wins by failing; NaN for a lower-is-better headline (0 would be the best)."""
+    variant wins by failing; NaN for a lower-is-better headline (0 would be the best). A
+    run the machine failed (``cause`` environment: a full disk, out of memory) is not the
+    variant's outcome: its seed is left out, as a missing run is, until it is run again."""
     if not higher_is_better:
         return float("nan"), float("nan")
-    failed = {r["seed"] for r in records if r["variant"] == variant and r["status"] in BAD}
+    mine = [r for r in records if r["variant"] == variant]
+    machine = {r["seed"] for r in mine if r["status"] == "failed" and r.get("cause") == "environment"}
+    failed = {r["seed"] for r in mine if r["status"] in BAD and r.get("cause") != "environment"}
+    headline = {seed: s for seed, s in headline.items() if seed not in machine}
     values = [0.0] * len(failed) + [s.mean() for seed, s in headline.items() if seed not in failed and len(s)]
     return _mean_std(values)
 
