@@ -89,7 +89,6 @@ def environment(device: torch.device, threads: int, dtype: str, channels_last: b
     """What produced a record's numbers: device, threads, precision, the versions of every
     package that computes one (``PACKAGES``; ``submitit`` when a submitit job runs it), the
     CUDA settings on a GPU (``cuda``; null on the CPU) and the git commit."""
-    import segmentation_models_pytorch as smp
     import torchvision
 
     return {
@@ -99,16 +98,11 @@ def environment(device: torch.device, threads: int, dtype: str, channels_last: b
         "cpu_count": os.cpu_count(),
         "dtype": dtype,
         "memory_format": "channels_last" if channels_last else "contiguous",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **current_versions(),
         "torchvision": torchvision.__version__,
-        "smp": smp.__version__,
-        "numpy": np.__version__,
-        **{name: package_version(name) for name in PACKAGES},
         "submitit": package_version("submitit") if os.environ.get("SUBMITIT_EXECUTOR") else None,
         "cuda": cuda_settings() if device.type == "cuda" else None,
         "platform": platform.platform(),
-        "git_commit": _git_commit(),
     }
 
 

@@ -160,6 +160,18 @@ def collect(out: Path, runs) -> "pd.DataFrame":  # noqa: F821 - pandas comes wit
             return df
 
 
+def _dispatch(sweep: Sweep, out: Path, todo: list[PlannedRun], workers: int, launcher: str | None,
+              retry_failed: bool, progress: bool):
+    """Run ``todo`` as jobs, in worker processes or here; yields (index in todo, outcome,
+    status, error) as runs end."""
+    if launcher is not None:
+        return _run_as_jobs(sweep, out, todo, launcher, retry_failed)
+    if workers > 1:
+        from .workers import run_in_workers
+        return run_in_workers(sweep, out, todo, workers, retry_failed)
+    return _run_here(out, todo, retry_failed, progress)
+
+
 def _ended(sweep: Sweep, todo: list[PlannedRun], ended, counts: dict, bar) -> list[int]:
     """Count and say how each run ended (``ended`` yields (index in todo, outcome, status,
     error)); returns the indices of the runs a live runner held elsewhere."""
@@ -196,26 +208,13 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     runs, todo = _prepare(sweep, out, retry_failed, command)
     counts = dict.fromkeys(("ran", "done", "elsewhere", "lost", "stopped"), 0)
     with progress_bar(len(todo), f"sweep {sweep.name}", progress) as bar:
-        if not todo:
-            ended = iter(())
-        elif launcher is not None:
-            ended = _run_as_jobs(sweep, out, todo, launcher, retry_failed)
-        elif workers > 1:
-            from .workers import run_in_workers
-            ended = run_in_workers(sweep, out, todo, workers, retry_failed)
-        else:
-            ended = _run_here(out, todo, retry_failed, progress)
+        ended = _dispatch(sweep, out, todo, workers, launcher, retry_failed, progress) if todo else iter(())
         elsewhere = _ended(sweep, todo, ended, counts, bar)
         again = [todo[i] for i in elsewhere if not claims.is_held(out, todo[i].key)]
         if again and launcher is None:  # (jobs: the next `run` takes them over, as a job may not run here)
             log.info("%d run(s) held elsewhere are no longer held (ended or orphaned); looking again", len(again))
             counts["elsewhere"] -= len(again)
-            if workers > 1:
-                from .workers import run_in_workers
-                ended = run_in_workers(sweep, out, again, workers, retry_failed)
-            else:
-                ended = _run_here(out, again, retry_failed, progress)
-            _ended(sweep, again, ended, counts, None)
+            _ended(sweep, again, _dispatch(sweep, out, again, workers, None, retry_failed, progress), counts, None)
     if counts["done"] or counts["elsewhere"]:
         say = log.warning if counts["elsewhere"] else log.info
         say("%d run(s) were recorded by other runners meanwhile and %d are still running elsewhere "

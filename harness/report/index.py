@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
 from .describe import mixed_text
@@ -86,7 +88,7 @@ def conclusions_markdown(summary) -> str:
     for _, r in summary.iterrows():
         if r["verdict"] == "inconclusive":
             n = r["seeds_needed"]
-            more = (f"about {int(n)} seeds would settle it" if n == n and n is not None
+            more = (f"about {int(n)} seeds would settle it" if pd.notna(n)
                     else "more than 100 seeds would be needed")
             lines.append(f"- **Inconclusive**: {name(r)} {delta(r)}, MDE {r['mde']:.3f} with {int(r['n_seeds'])} "
                          f"seeds; at this Δ and variance {more}.")

@@ -139,8 +139,8 @@ class SeedModel:
         return SeedModel(self.mean, float(np.sqrt(var)), self.df + seeds - now, self.fixed_var)
 
 
-def _two_way(d: np.ndarray) -> tuple[float, float, float, float]:
-    """(variance of the grand mean, MS_rows, MS_columns, MS_residual) of a balanced two-way
+def _two_way(d: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(variance of the grand mean, its rows-only part, MS_rows, MS_columns, MS_residual) of a balanced two-way
     random-effects model of ``d`` (rows: seeds): MS_rows / (RC) + MS_columns / (RC) -
     MS_residual / (RC), never below the rows-only estimate s^2 / R of the row means."""
     rows, cols = d.shape
@@ -148,16 +148,13 @@ def _two_way(d: np.ndarray) -> tuple[float, float, float, float]:
     ms_rows = per_row.var(ddof=1) * cols
     var = per_row.var(ddof=1) / rows
     if cols == 1:
-        return var, ms_rows, 0.0, 0.0
+        return var, var, ms_rows, 0.0, 0.0
     per_col = d.mean(axis=0)
     resid = d - per_row[:, None] - per_col[None, :] + d.mean()
     ms_resid = (resid ** 2).sum() / ((rows - 1) * (cols - 1))
     ms_cols = per_col.var(ddof=1) * rows
-    return max(var, var + per_col.var(ddof=1) / cols - ms_resid / (rows * cols)), ms_rows, ms_cols, ms_resid
-
-
-def _rows_only(d: np.ndarray) -> float:
-    return float(d.mean(axis=1).var(ddof=1) / d.shape[0])
+    full = max(var, var + per_col.var(ddof=1) / cols - ms_resid / (rows * cols))
+    return full, var, ms_rows, ms_cols, ms_resid
 
 
 def seed_model(diff, groups=None) -> SeedModel | None:
@@ -184,13 +181,13 @@ def seed_model(diff, groups=None) -> SeedModel | None:
     if groups is not None:
         labels = np.asarray(groups)
         d = np.stack([d[:, labels == g].mean(axis=1) for g in sorted(set(labels.tolist()))], axis=1)
-    var, ms_rows, ms_cols, ms_resid = _two_way(d)
+    var, rows_only, ms_rows, ms_cols, ms_resid = _two_way(d)
     if groups is not None and d.shape[1] > 1 and var > ZERO_TOL ** 2:
         rows, cols = d.shape
         terms = (ms_rows ** 2 / (rows - 1) + ms_cols ** 2 / (cols - 1)
                  + ms_resid ** 2 / ((rows - 1) * (cols - 1)))
         df = float(np.clip((var * rows * cols) ** 2 / terms if terms > 0 else df, 1.0, df))
-    return SeedModel(float(d.mean()), float(np.sqrt(max(var, 0.0))), df, max(0.0, var - _rows_only(d)))
+    return SeedModel(float(d.mean()), float(np.sqrt(max(var, 0.0))), df, max(0.0, var - rows_only))
 
 
 def seed_t_p(diff, groups=None) -> float:
