@@ -1,5 +1,5 @@
 """Scoring predicted class maps: per-image, per-class confusion counts, the whole-map metrics
-of every image, and the validation Dice that selects a checkpoint."""
+of every image, and the validation scores that select a checkpoint."""
 from __future__ import annotations
 
 import time
@@ -7,7 +7,16 @@ import time
 import numpy as np
 import torch
 
-from .metrics import NSD_TOLERANCE, confusion_counts, image_metrics, summarize, thin_class
+from .metrics import (
+    NSD_TOLERANCE,
+    confusion_counts,
+    image_metrics,
+    metric,
+    nanmean,
+    per_image_from_counts,
+    summarize,
+    thin_class,
+)
 from .predict import predict_classes
 
 
@@ -36,6 +45,19 @@ def image_scores(preds: list[np.ndarray], masks: list[np.ndarray], num_classes: 
             "time_s": time.perf_counter() - start}
 
 
-def mean_dice(model, spec, images, masks, num_classes, ex) -> float:
-    """Dice of ``model`` on ``images`` (the validation split), as the run executes (``ex``)."""
-    return summarize(score(predict_classes(model, spec, images, ex), masks, num_classes))["dice"]
+def validation_scores(model, spec, images, masks, num_classes, ex, select: str = "dice") -> tuple[float, float]:
+    """(Dice, the ``select`` metric) of ``model`` on ``images`` (the validation split), as
+    the run executes (``ex``), each the mean over images as the report takes it (a metric
+    of whole maps: NaN images left out)."""
+    preds = predict_classes(model, spec, images, ex)
+    counts = score(preds, masks, num_classes)
+    dice = summarize(counts)["dice"]
+    if select == "dice":
+        return dice, dice
+    if metric(select).from_counts:
+        return dice, nanmean(per_image_from_counts(counts, select))
+    values = image_scores(preds, masks, num_classes, counts)["values"]
+    if select not in values:
+        raise ValueError(f"protocol.select {select!r}: not measured on data of {num_classes} classes "
+                         f"(whole-map metrics here: {', '.join(values)})")
+    return dice, nanmean(values[select])

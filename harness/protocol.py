@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from .choices import LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
 from .config import boolean, choice, from_table, integer, is_int, number
 from .fileio import stable_key
+from .metrics import metric
 
 DEVICES = ("auto", "cpu", "cuda")
 _OFF_UNLESS_SET = ("checkpoint_every", "compile")  # keys added later: in a run key only when on
+_DEFAULT_UNLESS_SET = {"select": "dice"}  # ... and only when not their default
 RESUME_ONLY = ("checkpoint_every",)  # how a run can be resumed, never what it results in
 
 
@@ -20,8 +22,9 @@ class Protocol:
     """The training protocol, identical for every variant of a sweep.
 
     ``optimizer``, ``schedule``, ``loss`` and ``amp`` name entries of the registries in
-    :mod:`harness.choices`. The weights with the best validation Dice (checked every
-    ``eval_every`` steps) are kept; deep supervision trains on the mean loss of the
+    :mod:`harness.choices`. The weights with the best validation score on ``select`` (a
+    metric of :mod:`harness.metrics`, in its own direction; checked every ``eval_every``
+    steps) are kept; a sweep sets ``select`` to its ``[report] metric``; deep supervision trains on the mean loss of the
     model's outputs. ``checkpoint_every`` N > 0 saves a resumable checkpoint every N steps
     (0: none); it changes how a run can be resumed, never its result. ``compile`` trains
     through ``torch.compile`` (the training forward and its backward; evaluation and the
@@ -44,6 +47,7 @@ class Protocol:
     amp: str = "none"
     checkpoint_every: int = 0
     compile: bool = False
+    select: str = "dice"
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "patch", "eval_every"):
@@ -60,13 +64,18 @@ class Protocol:
         boolean("protocol.augment", self.augment)
         boolean("protocol.channels_last", self.channels_last)
         boolean("protocol.compile", self.compile)
+        try:
+            metric(self.select)
+        except ValueError as e:
+            raise ValueError(f"protocol.select: {e}") from None
 
     def to_dict(self) -> dict:
-        """The canonical dict (``checkpoint_every`` and ``compile`` only when on, so the dicts
-        and keys of runs without them stay as they were; ``RunSpec.key`` leaves
-        ``checkpoint_every`` out)."""
+        """The canonical dict (``checkpoint_every`` and ``compile`` only when on, ``select``
+        only when not Dice, so the dicts and keys of runs without them stay as they were;
+        ``RunSpec.key`` leaves ``checkpoint_every`` out)."""
         d = dataclasses.asdict(self)
-        return {k: v for k, v in d.items() if k not in _OFF_UNLESS_SET or v}
+        return {k: v for k, v in d.items()
+                if (k not in _OFF_UNLESS_SET or v) and _DEFAULT_UNLESS_SET.get(k, object()) != v}
 
     def result_settings(self) -> dict:
         """``to_dict`` without ``RESUME_ONLY``: what the result of a run depends on (its key,

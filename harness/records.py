@@ -22,7 +22,10 @@ data: {name, key, layout, root, n_images, num_classes, class_values, in_channels
        split_sizes: {train, val, test}, split_ids: {train: [ids], val: [ids], test: [ids]},
        image_size: {min_hw: [h, w], max_hw: [h, w]}}
 train: null | {steps, best_step, best_val_dice, train_img_s, peak_mem_mb,
-               history: [{step, loss, val_dice, lr, elapsed_s}],
+               history: [{step, loss, val_dice, val_score (selected_on not dice), lr, elapsed_s}],
+               selected_on (the metric the weights were selected on, protocol.select),
+               best_val_score (its validation value at best_step)
+               (records written before selected_on: "dice", and best_val_dice),
                compile_s (protocol.compile: the first step, which compiles; else null),
                train_tflops (3 x 2 x MACs of the training input x train_img_s / 1e12),
                mfu (train_tflops over the GPU's dense bf16 peak, ``measure.PEAK_BF16_TFLOPS``;
@@ -78,14 +81,14 @@ READABLE = (2, 3)  # schema 2: no image_metrics
 STATUSES = ("ok", "failed", "diverged")
 CAUSES = ("run", "environment")  # why a run failed: its own error, or the machine's (disk, memory)
 TRAIN_REQUIRED = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
-TRAIN_ADDED = ("compile_s", "train_tflops", "mfu")  # records written before them read as null
+TRAIN_ADDED = ("compile_s", "train_tflops", "mfu", "selected_on", "best_val_score")  # see _read_train
 TRAIN_KEYS = TRAIN_REQUIRED + TRAIN_ADDED
 COST_COLUMNS = ("params", "macs", "infer_img_s", "infer_img_s_iqr", "latency_ms", "latency_ms_iqr")
 CSV_COLUMNS = [
     "sweep", "dataset", "variant", "form", "seed", "fold", "status", "factor", "is_baseline",
     "dice", "iou", "dice_global", "iou_global", "fpr_empty", "n_empty", "n_images",
     *COST_COLUMNS, "train_img_s", "train_tflops", "mfu", "compile_s", "peak_mem_mb", "steps", "best_step",
-    "best_val_dice", "time_s",
+    "best_val_dice", "selected_on", "best_val_score", "time_s",
     "device_name", "threads", "arch", "key", "error",
 ]
 NULL = type(None)
@@ -233,9 +236,17 @@ def check_record(rec, where: str) -> dict:
             bad(f"{name} {value!r} is not a plain name (letters, digits, '.', '_', '-'), so it names no file")
     rec.setdefault("fold", rec["spec"].get("fold"))
     if rec["train"] is not None:
-        for key in TRAIN_ADDED:
-            rec["train"].setdefault(key, None)
+        _read_train(rec["train"])
     return rec
+
+
+def _read_train(train: dict) -> None:
+    """Fill the keys a record written before them lacks: its weights were selected on
+    validation Dice; the other added keys are null (unknown)."""
+    if "selected_on" not in train:
+        train["selected_on"], train["best_val_score"] = "dice", train["best_val_dice"]
+    for key in TRAIN_ADDED:
+        train.setdefault(key, None)
 
 
 def read_record(path: Path) -> dict:
@@ -356,7 +367,7 @@ def rows(record: dict) -> list[dict]:
         "seed": record["seed"], "fold": record["fold"],
         "status": record["status"], "factor": record["factor"], "is_baseline": record["is_baseline"],
         **{k: train.get(k) for k in ("train_img_s", "train_tflops", "mfu", "compile_s", "peak_mem_mb", "steps",
-                                     "best_step", "best_val_dice")},
+                                     "best_step", "best_val_dice", "selected_on", "best_val_score")},
         "time_s": record["time_s"], "device_name": env["device_name"], "threads": env["threads"],
         "arch": variants.from_dict(record["spec"]["arch"]).name, "key": record["key"],
         "error": record["error"],

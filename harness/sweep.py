@@ -260,13 +260,14 @@ def load_sweep(source: str) -> Sweep:
                          f"would be counted twice)")
     try:
         datasets = _datasets(d["data"])
-        protocol = Protocol.from_dict(d.get("protocol", {}))
-        measure = Measure.from_dict(d.get("measure", {}))
-        description = text("description", d.get("description", ""))
         report = table("report", d.get("report", {}), "keys (metric, margin)")
         check_keys(report, ("metric", "margin"), "report")
         metric = text("report.metric", report.get("metric", "dice"))
         margin = report.get("margin", metrics.metric(metric).margin)
+        # checkpoints are selected on the headline unless [protocol] select says otherwise
+        protocol = Protocol.from_dict({"select": metric, **table("protocol", d.get("protocol", {}), "protocol fields")})
+        measure = Measure.from_dict(d.get("measure", {}))
+        description = text("description", d.get("description", ""))
         number("report.margin", margin, 0, strict=True)
         launcher = Launcher.from_dict(d.get("launcher", {}))
         workers = integer("workers", d.get("workers", 1), 1)

@@ -24,11 +24,11 @@ import variants
 
 from .choices import LOSSES, OPTIMIZERS, lr_factor
 from .cost import count_macs
-from .evaluate import mean_dice
+from .evaluate import validation_scores
 from .execution import Execution
 from .fileio import write_atomic
 from .measure import device_peak_tflops, mfu, train_tflops
-from .metrics import IGNORE
+from .metrics import IGNORE, metric
 from .protocol import Protocol
 
 log = logging.getLogger("unet_ablate")
@@ -40,7 +40,9 @@ class FitResult:
     error: str | None = None
     steps: int = 0
     best_step: int | None = None
-    best_val_dice: float | None = None
+    best_val_dice: float | None = None   # the validation Dice of the selected weights
+    selected_on: str = "dice"            # the metric the weights were selected on (protocol.select)
+    best_val_score: float | None = None  # its validation value at best_step
     train_img_s: float | None = None
     peak_mem_mb: float | None = None
     history: list[dict] = field(default_factory=list)
@@ -118,6 +120,7 @@ class TrainState:
     best_state: dict | None = None
     best_step: int | None = None
     best_val_dice: float | None = None
+    best_val_score: float | None = None
     history: list[dict] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
@@ -125,7 +128,8 @@ class TrainState:
     compile_s: float | None = None
     start: float = field(default_factory=time.perf_counter)  # the clock's zero (a resumed run: earlier)
 
-    KEPT = ("best_state", "best_step", "best_val_dice", "history", "step_times", "losses", "peak", "compile_s")
+    KEPT = ("best_state", "best_step", "best_val_dice", "best_val_score", "history", "step_times", "losses",
+            "peak", "compile_s")
 
     def state_dict(self) -> dict:
         cuda = self.device.type == "cuda"
@@ -145,12 +149,17 @@ class TrainState:
         self.step = ck["step"]
         for k in self.KEPT:
             setattr(self, k, ck.get(k))
+        if self.best_val_score is None:  # a checkpoint written before selection on any metric: Dice
+            self.best_val_score = self.best_val_dice
         self.start -= ck["elapsed_s"]
 
-    def keep_if_best(self, val: float) -> None:
-        """Select the weights: keep a copy of them when ``val`` beats the best so far."""
-        if self.best_val_dice is None or val > self.best_val_dice:
-            self.best_val_dice, self.best_step = val, self.step
+    def keep_if_best(self, dice: float, val: float, higher_is_better: bool = True) -> None:
+        """Select the weights: keep a copy of them when ``val`` beats the best so far (in
+        its metric's direction; NaN never beats a number)."""
+        best = self.best_val_score
+        if self.best_step is None or (not math.isnan(val) and (
+                math.isnan(best) or (val > best if higher_is_better else val < best))):
+            self.best_val_dice, self.best_val_score, self.best_step = dice, val, self.step
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
@@ -243,22 +252,26 @@ def _step(forward, loss_fn, opt, x, y, ex: Execution, compiling: bool) -> float:
         raise
 
 
-def _validate(state: TrainState, spec, val_x, val_y, num_classes: int, ex: Execution, lr: float) -> None:
-    """Score the validation split, log it in the history and keep the weights if best."""
+def _validate(state: TrainState, spec, val_x, val_y, num_classes: int, ex: Execution, lr: float,
+              select: str) -> None:
+    """Score the validation split, log it in the history and keep the weights if best on
+    ``select`` (the history gains ``val_score``, its value, when that is not Dice)."""
     if ex.cuda:  # training memory only: validation passes are not counted
         state.peak = max(state.peak, torch.cuda.max_memory_allocated(ex.device) / 2**20)
-    val = mean_dice(state.model, spec, val_x, val_y, num_classes, ex)
-    state.history.append({"step": state.step, "loss": float(np.mean(state.losses)), "val_dice": val,
+    dice, val = validation_scores(state.model, spec, val_x, val_y, num_classes, ex, select)
+    state.history.append({"step": state.step, "loss": float(np.mean(state.losses)), "val_dice": dice,
+                          **({} if select == "dice" else {"val_score": val}),
                           "lr": lr, "elapsed_s": time.perf_counter() - state.start})
     state.losses = []
     if ex.cuda:
         torch.cuda.reset_peak_memory_stats(ex.device)
-    state.keep_if_best(val)
+    state.keep_if_best(dice, val, metric(select).higher_is_better)
 
 
 def _result(state: TrainState, protocol: Protocol, macs: int, ex: Execution, result: FitResult) -> FitResult:
     """The FitResult of a finished (or diverged) training, from its state."""
     result.steps, result.best_step, result.best_val_dice = state.step, state.best_step, state.best_val_dice
+    result.selected_on, result.best_val_score = protocol.select, state.best_val_score
     result.history = state.history
     warm = state.step_times[3:] or state.step_times
     if warm:
@@ -274,10 +287,10 @@ def _result(state: TrainState, protocol: Protocol, macs: int, ex: Execution, res
 def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Execution,
         progress=None, checkpoint: Path | None = None) -> FitResult:
     """Train ``model`` in place and leave it holding the weights with the best validation
-    Dice, as the run executes (``ex``: device, precision, memory format). ``progress`` is an
-    optional tqdm bar over steps. With ``checkpoint`` and ``protocol.checkpoint_every`` N >
-    0, the state of training is saved there (atomically) every N steps, and a checkpoint
-    found there for this run is resumed from: the result is the one an uninterrupted run
+    score on ``protocol.select`` (Dice by default), as the run executes (``ex``: device,
+    precision, memory format). ``progress`` is an optional tqdm bar over steps. With
+    ``checkpoint`` and ``protocol.checkpoint_every`` N > 0, the state of training is saved
+    there (atomically) every N steps, and a checkpoint found there for this run is resumed from: the result is the one an uninterrupted run
     gets (bit for bit on CPU; timings aside). The caller removes it when the run ends. With
     ``protocol.compile`` the training forward runs through ``compile_module``."""
     n = variants.input_geometry(spec, protocol.patch)[0]  # the training input, as the model sees it
@@ -320,7 +333,7 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Executi
         state.step += 1
         last = state.step == protocol.steps
         if state.step % protocol.eval_every == 0 or last:
-            _validate(state, spec, val_x, val_y, data.num_classes, ex, lr)
+            _validate(state, spec, val_x, val_y, data.num_classes, ex, lr, protocol.select)
         if save_every and state.step % save_every == 0 and not last:
             save_every = save_every if _save(checkpoint, identity, state) else 0
         if progress is not None:

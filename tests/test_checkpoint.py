@@ -1,7 +1,7 @@
 """In-run checkpoints: a run killed at any step and resumed ends exactly where an
 uninterrupted run ends (weights, history, model selection), bit for bit on CPU.
 
-The validation scores are the test's own (``scripted_val_dice``), not the trained model's
+The validation scores are the test's own (``scripted_val_scores``), not the trained model's
 Dice, so model selection is exercised on every torch build and CPU: no test here predicts a
 training trajectory."""
 import inspect
@@ -36,18 +36,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # bit-identical CPU results:
 SCORES = {4: 0.5, 8: 0.8, 12: 0.7, 14: 0.6}
 
 
-def scripted_val_dice(model, *args, **kwargs) -> float:
+def scripted_val_scores(model, *args, **kwargs) -> tuple[float, float]:
     """SCORES at the step the model has trained to, read from the steps BatchNorm counts in
     its weights (``num_batches_tracked``): a resumed run is scored as an uninterrupted one."""
     import torch
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    return SCORES[int(bn.num_batches_tracked)]
+    score = SCORES[int(bn.num_batches_tracked)]
+    return score, score  # (Dice, the selection metric's score)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def scripted_validation():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("harness.train.mean_dice", scripted_val_dice)
+        mp.setattr("harness.train.validation_scores", scripted_val_scores)
         yield
 
 
@@ -109,7 +110,7 @@ def test_the_reference_run_is_not_trivial(reference):
     assert ref.steps == 14 and [e["step"] for e in ref.history] == [4, 8, 12, 14]
     assert [e["val_dice"] for e in ref.history] == [SCORES[s] for s in (4, 8, 12, 14)]
     assert (ref.best_step, ref.best_val_dice) == (8, SCORES[8])
-    assert scripted_val_dice(model) == SCORES[8]
+    assert scripted_val_scores(model)[0] == SCORES[8]
 
 
 @pytest.mark.parametrize("k", [6, 8, 12, 2])
@@ -132,7 +133,7 @@ def test_a_run_interrupted_at_step_k_resumes_to_the_same_result(data, reference,
 def test_a_killed_process_resumes_to_the_same_result(data, reference, tmp_path):
     """kill -9 of a training process at a checkpoint-every-2 run, then resume in process."""
     ck = tmp_path / "run.ckpt"
-    script = inspect.getsource(scripted_val_dice) + textwrap.dedent(f"""
+    script = inspect.getsource(scripted_val_scores) + textwrap.dedent(f"""
         import time, torch, variants
         import harness.train
         from pathlib import Path
@@ -142,7 +143,7 @@ def test_a_killed_process_resumes_to_the_same_result(data, reference, tmp_path):
         from harness.train import fit
         torch.set_num_threads(1)
         SCORES = {SCORES!r}
-        harness.train.mean_dice = scripted_val_dice
+        harness.train.validation_scores = scripted_val_scores
         data = load_dataset(DataSpec(**{DATA.to_dict()!r}))
         spec = variants.parse({tiny(data).to_dict()!r})
         torch.manual_seed(0)

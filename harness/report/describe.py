@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 
 from ..cost import mac_convention
 from ..environment import env_mix
@@ -145,6 +146,14 @@ def protocol_text(records: list[dict]) -> str:
     return texts[0] if texts else "not recorded"
 
 
+def selection_text(records: list[dict]) -> str:
+    """"each run keeps the weights with the best validation Dice" (the metric each record's
+    weights were selected on; records that differ are counted)."""
+    chosen = Counter(r["train"]["selected_on"] for r in records if r.get("train"))
+    names = [metric_info(m).label + (f" ({n} runs)" if len(chosen) > 1 else "") for m, n in sorted(chosen.items())]
+    return f"each run keeps the weights with the best validation {' or '.join(names) or 'score'}"
+
+
 def measure_text(records: list[dict]) -> str:
     return " | ".join(settings_text(m) for m in
                       _distinct_dicts(r["spec"]["measure"] for r in records)) or "not recorded"
@@ -221,7 +230,8 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
             else "No run is flagged as the baseline, so no differences are reported.")
     return (
         f"**Data.** {data_text(records)}. The split is fixed by the data seed, not the run seed; "
-        f"model selection uses the validation split and the test split is evaluated once.\n\n"
+        f"model selection uses the validation split ({selection_text(records)}) and the test "
+        f"split is evaluated once.\n\n"
         f"**Protocol.** Every variant is trained under the same protocol: {protocol_text(records)}. "
         f"Seeds: {seeds_text(records)}; {len(records)} runs ({runs}). {base}\n\n"
         f"**Hardware and software.** {device_text(records)}. {software_text(records)}. "
