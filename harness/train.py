@@ -290,9 +290,10 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Executi
     score on ``protocol.select`` (Dice by default), as the run executes (``ex``: device,
     precision, memory format). ``progress`` is an optional tqdm bar over steps. With
     ``checkpoint`` and ``protocol.checkpoint_every`` N > 0, the state of training is saved
-    there (atomically) every N steps, and a checkpoint found there for this run is resumed from: the result is the one an uninterrupted run
-    gets (bit for bit on CPU; timings aside). The caller removes it when the run ends. With
-    ``protocol.compile`` the training forward runs through ``compile_module``."""
+    there (atomically) every N steps, and a checkpoint found there for this run is resumed
+    from: the result is the one an uninterrupted run gets (bit for bit on CPU; timings
+    aside). The caller removes it when the run ends. With ``protocol.compile`` the training
+    forward runs through ``compile_module``."""
     n = variants.input_geometry(spec, protocol.patch)[0]  # the training input, as the model sees it
     macs = count_macs(spec, n, n)  # on meta, once: nothing of it inside the timed loop
     rng = np.random.default_rng(seed)
