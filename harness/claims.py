@@ -237,11 +237,20 @@ def _write_new(path: Path, data: bytes) -> None:
         raise
 
 
-def is_held(results: Path, key: str) -> bool:
-    """True when a live runner holds the claim of run ``key`` (a claim that is not stale)."""
+def live_claim(results: Path, key: str) -> dict | None:
+    """The claim of run ``key`` when a live runner holds it: its content with ``age_s``, the
+    seconds since its last heartbeat; None otherwise."""
     path = Layout(results).claim(key)
     try:
         data, mtime = path.read_bytes(), path.stat().st_mtime
     except FileNotFoundError:
-        return False
-    return not is_stale(_info(data), mtime, unchanged_s=unchanged_for(path, data, mtime))
+        return None
+    info = _info(data)
+    if is_stale(info, mtime, unchanged_s=unchanged_for(path, data, mtime)):
+        return None
+    return {**info, "age_s": max(0.0, time.time() - mtime)}
+
+
+def is_held(results: Path, key: str) -> bool:
+    """True when a live runner holds the claim of run ``key`` (a claim that is not stale)."""
+    return live_claim(results, key) is not None

@@ -1,7 +1,9 @@
-"""Command line: ``unet-ablate list | profile | run | report`` (also ``python -m harness``).
+"""Command line: ``unet-ablate list | profile | plan | run | status | report`` (also ``python -m harness``).
 
-``run`` runs a sweep here (``--workers N``: N runs at once) or as cluster jobs
-(``--launcher slurm|local``); any number of runners may share one results folder.
+``plan`` says what a sweep holds and what it will cost (and, from a pilot, what it would
+conclude) before it runs; ``run`` runs a sweep here (``--workers N``: N runs at once) or as
+cluster jobs (``--launcher slurm|local``); any number of runners may share one results
+folder; ``status`` counts a folder's runs while they run.
 
 Results go to stdout; diagnostics go through the ``unet_ablate`` logger to stderr (``-v``
 for more, ``-q`` for warnings only). User mistakes (an unknown name, an invalid spec, a
@@ -146,6 +148,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .estimate import device_rate, estimate, plan_text
+    from .layout import Layout
+    from .plan import load_all, plan
+    from .sweep import load_sweep, override
+
+    labels = [s for s in args.variants.split(",") if s] if args.variants else None
+    sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
+                     args.device, args.folds)
+    runs_dir = Layout(Path(args.out or Path("results") / sweep.name)).runs
+    recorded = {p.stem for p in runs_dir.glob("*.json")} if runs_dir.is_dir() else set()
+    est = estimate(sweep, plan(sweep, load_all(sweep)), recorded, device_rate(sweep, args.device_peak, args.mfu))
+    power = None
+    if args.power:
+        from .report.power import power_table, power_text
+
+        power = power_table(args.power, len(sweep.seeds), sweep.metric)
+        est["power"] = json.loads(power.to_json(orient="records"))
+    if args.json:
+        print(json.dumps(est, indent=2))
+        return 0
+    print(plan_text(est))
+    if power is not None:
+        print("\n" + power_text(power, args.power))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import status_text, sweep_status
+
+    st = sweep_status(args.results_dir)
+    print(json.dumps(st, indent=2) if args.json else status_text(st))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
@@ -215,17 +252,38 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="one JSON object")
     q.set_defaults(func=cmd_profile)
 
+    def sweep_flags(q: argparse.ArgumentParser) -> None:
+        q.add_argument("sweep", help="a sweep preset (smoke, cpu, gpu, gpu-quick) or a TOML file")
+        q.add_argument("--data", metavar="DIR", help="your own folder of images and masks")
+        q.add_argument("--layout", choices=LAYOUTS, help="folder layout (default auto)")
+        q.add_argument("--variants", metavar="A,B", help="only these variant labels (or spec names), plus the baseline")
+        q.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
+        q.add_argument("--steps", type=int, metavar="N", help="training steps per run")
+        q.add_argument("--folds", type=int, metavar="K",
+                       help="K-fold cross-validation on every data set (each image tested once per seed)")
+        q.add_argument("--device", choices=DEVICES)
+        q.add_argument("--out", metavar="DIR", help="default: results/<sweep name>")
+
+    q = command("plan", help="the runs of a sweep, those recorded, and an estimate of its device time",
+                description="Print the runs of a sweep per data set and variant, how many are recorded "
+                            "in its results folder, and an estimated device time (MACs, steps and batch "
+                            "at an assumed peak x MFU, stated). Trains nothing.")
+    sweep_flags(q)
+    q.add_argument("--device-peak", type=float, metavar="TFLOPS",
+                   help="the device's dense peak (default: the GPU's own; an H200's for a CUDA sweep without a GPU)")
+    q.add_argument("--mfu", type=float, metavar="F", help="assumed model FLOP utilisation (default 0.35 on a GPU)")
+    q.add_argument("--power", metavar="PILOT",
+                   help="a pilot results folder: what the planned seeds would conclude at its Δ and variances")
+    q.add_argument("--json", action="store_true", help="one JSON object (runs, todo, estimated_gpu_hours, ...)")
+    q.set_defaults(func=cmd_plan)
+
+    q = command("status", help="count a results folder's runs: ok, failed, diverged, running, missing; ETA")
+    q.add_argument("results_dir", metavar="RESULTS_DIR", help="a folder written by `unet-ablate run`")
+    q.add_argument("--json", action="store_true", help='{"variants": [{dataset, variant, planned, ok, ...}]}')
+    q.set_defaults(func=cmd_status)
+
     q = command("run", help="train, evaluate and measure every variant of a sweep (resumable)")
-    q.add_argument("sweep", help="a sweep preset (smoke, cpu, gpu) or a TOML file")
-    q.add_argument("--data", metavar="DIR", help="your own folder of images and masks")
-    q.add_argument("--layout", choices=LAYOUTS, help="folder layout (default auto)")
-    q.add_argument("--variants", metavar="A,B", help="only these variant labels (or spec names), plus the baseline")
-    q.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
-    q.add_argument("--steps", type=int, metavar="N", help="training steps per run")
-    q.add_argument("--folds", type=int, metavar="K",
-                   help="K-fold cross-validation on every data set (each image tested once per seed)")
-    q.add_argument("--device", choices=DEVICES)
-    q.add_argument("--out", metavar="DIR", help="default: results/<sweep name>")
+    sweep_flags(q)
     q.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
     par = q.add_argument_group("parallel runs and clusters (any number of runners may share one --out folder)")

@@ -44,14 +44,14 @@ SUMMARY_COLUMNS = [
     "n_planned", "n_ok", "n_failed", "n_diverged", "n_missing", "fail_rate",
     "dice_mean", "dice_std", "iou_mean", "iou_std", "dice_global_mean", "dice_global_std",
     "fail0_mean", "fail0_std", "fpr_empty_mean", "n_empty", "n_images",
-    "metric", "higher_is_better", "delta", "ci_low", "ci_high", "ci_level", "ci_method", "se", "df", "mde",
+    "metric", "higher_is_better", "delta", "ci_low", "ci_high", "ci_level", "ci_method", "se", "se_fixed", "df", "mde",
     "margin", "verdict", "seeds_needed", "boot_low", "boot_high", "boot_method", "n_seeds", "n_pairs",
     "n_dropped", "p_images", "p_seeds", "p", "family_size", "p_holm", "significant", "disagree", "test_note",
     "params_m", "gmacs", "macs_size", "infer_img_s", "infer_batch", "latency_ms",
     "train_img_s", "mfu", "peak_mem_mb",
 ]
 COMPARISON = {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "ci_level": np.nan,
-              "ci_method": "", "se": np.nan, "df": np.nan, "mde": np.nan, "seeds_needed": np.nan,
+              "ci_method": "", "se": np.nan, "se_fixed": np.nan, "df": np.nan, "mde": np.nan, "seeds_needed": np.nan,
               "boot_low": np.nan, "boot_high": np.nan, "boot_method": "",
               "n_seeds": 0, "n_pairs": 0, "n_dropped": 0, "p_images": np.nan,
               "p_seeds": np.nan, "p": np.nan, "test_note": ""}
@@ -172,6 +172,7 @@ def compare(mine: dict, ref: dict, ref_label: str, level: float, groups: dict | 
             out["delta"] = model.mean
         out.update(ci_low=low, ci_high=high, ci_level=level, ci_method="t", p=model.p, p_seeds=model.p,
                    p_images=signflip_p((ya - yb).mean(axis=0)), mde=model.mde(level), se=model.se,
+                   se_fixed=float(np.sqrt(model.fixed_var)),
                    df=model.df, seeds_needed=seeds_needed(model, len(sa), level, margin))
     return out
 

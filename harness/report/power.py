@@ -1,0 +1,86 @@
+"""Power before a sweep runs (``unet-ablate plan SWEEP --power PILOT``): from a pilot results
+folder, what the planned number of seeds would conclude about each comparison.
+
+Each compared row of the pilot's report gives Δ, its standard error and the part of it that
+more seeds do not shrink (``se_fixed``: the image or fold x variant term). At the planned
+seeds (``SeedModel.scaled``), at the pilot's family level, the row's minimum detectable
+effect says whether the observed Δ would be found with 80% power; the interval expected at
+the observed variances whether it would be shown equivalent; ``seeds_needed`` how many seeds
+either would take. The observed Δ of a pilot is itself noisy: this is planning, not a result.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..planfile import read_plan
+from ..records import load_records
+from .build import dataset_labels
+from .labels import baseline_variant, variant_order
+from .stats import SeedModel
+from .summary import seeds_needed, summary_table
+
+POWER_COLUMNS = ["dataset", "variant", "form", "delta", "margin", "pilot_seeds", "mde_pilot", "planned_seeds",
+                 "mde_planned", "expected", "seeds_needed"]
+
+
+def expected_verdict(model: SeedModel, level: float, margin: float) -> str:
+    """What a row at these variances would conclude if its true Δ were the observed one:
+    "different" when the test finds |Δ| with 80% power and |Δ| exceeds the margin,
+    "equivalent" when the expected interval lies within ±margin, else "inconclusive"."""
+    low, high = model.interval(level)
+    if model.mde(level) <= abs(model.mean) and abs(model.mean) > margin:
+        return "different"
+    if -margin <= low and high <= margin:
+        return "equivalent"
+    return "inconclusive"
+
+
+def power_table(results_dir, seeds: int, metric: str | None = None) -> pd.DataFrame:
+    """One row per compared (data set, variant, form) of the pilot in ``results_dir``: its Δ,
+    MDE at the pilot's seeds and at ``seeds``, the verdict expected there, and the seeds that
+    would settle it (NaN beyond ``summary.MOST_SEEDS``)."""
+    plan = read_plan(results_dir)
+    records = load_records(results_dir, plan.keys if plan else None)
+    metric = metric or (plan.metric if plan else "dice")
+    margin = plan.margin if plan and metric == plan.metric else None
+    rows = []
+    for label in dataset_labels(records, plan):
+        mine = [r for r in records if r["dataset"] == label]
+        sub = plan.for_dataset(label) if plan and len(plan.datasets) > 1 else plan
+        baseline = plan.baseline if plan else baseline_variant(mine)
+        order = variant_order(mine, baseline, plan.variants if plan else None)
+        table = summary_table(mine, baseline, order, sub, metric, margin)
+        for row in table.itertuples():
+            if not np.isfinite(row.se):
+                continue
+            model = SeedModel(row.delta, row.se, row.df, row.se_fixed ** 2)
+            planned = model.scaled(seeds, row.n_seeds) if seeds != row.n_seeds else model
+            needed = seeds_needed(model, row.n_seeds, row.ci_level, row.margin)
+            rows.append({"dataset": label, "variant": row.variant, "form": row.form, "delta": row.delta,
+                         "margin": row.margin, "pilot_seeds": row.n_seeds, "mde_pilot": row.mde,
+                         "planned_seeds": seeds, "mde_planned": planned.mde(row.ci_level),
+                         "expected": expected_verdict(planned, row.ci_level, row.margin),
+                         "seeds_needed": row.n_seeds if expected_verdict(model, row.ci_level, row.margin)
+                         != "inconclusive" else (np.nan if needed is None else needed)})
+    if not rows:
+        raise ValueError(f"{results_dir}: no comparison with a test in the pilot (each needs at least 2 ok "
+                         f"seeds of a variant and of the baseline, paired)")
+    return pd.DataFrame(rows, columns=POWER_COLUMNS)
+
+
+def power_text(table: pd.DataFrame, pilot: str) -> str:
+    """The power table as ``plan --power`` prints it."""
+    show = table.copy()
+    if show["dataset"].nunique() == 1:
+        show = show.drop(columns="dataset")
+    if (show["form"] == "mean").all():
+        show = show.drop(columns="form")
+    show["delta"] = show["delta"].map(lambda v: f"{v:+.4f}")
+    for c in ("mde_pilot", "mde_planned", "margin"):
+        show[c] = show[c].map(lambda v: f"{v:.4f}")
+    show["seeds_needed"] = show["seeds_needed"].map(lambda v: "> 100" if pd.isna(v) else str(int(v)))
+    return (f"Power from the pilot {pilot} (observed Δ and variances; at the pilot's family level, 80% power):\n"
+            + show.to_string(index=False)
+            + "\nexpected: the verdict at the planned seeds if the true Δ were the observed one; "
+              "seeds_needed: the fewest seeds that would make the row conclusive.")
