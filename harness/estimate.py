@@ -20,6 +20,7 @@ not a peak). Every assumption is printed with the figure, and ``--json`` holds t
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -74,15 +75,15 @@ def device_rate(sweep: Sweep, peak: float | None = None, mfu: float | None = Non
     return Rate(peak, DEFAULT_MFU if mfu is None else mfu, source)
 
 
-_MACS: dict = {}
+@functools.lru_cache(maxsize=None)
+def _count(spec, h: int, w: int) -> int:
+    """MACs of ``spec`` for an h x w input, once per network and size (on ``meta``)."""
+    return count_macs(spec, h, w)
 
 
 def _macs(spec, h: int, w: int) -> int:
     """MACs of ``spec`` for an h x w image (its input geometry: crop mode sees a margin)."""
-    key = (spec, h, w)
-    if key not in _MACS:
-        _MACS[key] = count_macs(spec, variants.input_geometry(spec, h)[0], variants.input_geometry(spec, w)[0])
-    return _MACS[key]
+    return _count(spec, variants.input_geometry(spec, h)[0], variants.input_geometry(spec, w)[0])
 
 
 def run_seconds(run: PlannedRun, rate: Rate) -> dict:
@@ -91,7 +92,7 @@ def run_seconds(run: PlannedRun, rate: Rate) -> dict:
     spec = variants.parse(run.spec.arch)
     flops = rate.tflops * 1e12
     n = variants.input_geometry(spec, p.patch)[0]
-    train = p.steps * p.batch_size * 6 * count_macs(spec, n, n) / flops
+    train = p.steps * p.batch_size * 6 * _count(spec, n, n) / flops
     h, w = run.data.summary()["image_size"]["max_hw"]
     n_val, n_test = len(run.data.splits["val"]), len(run.data.splits["test"])
     forward = 2 * _macs(spec, h, w) / flops

@@ -252,6 +252,18 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
     )
 
 
+def few_images_text(summary) -> str:
+    """Where a comparison has 5 test images or fewer: the floor of p_images, in one clause
+    (the seed-level test and interval, which give the verdicts, have no such floor)."""
+    n = summary.loc[summary["n_pairs"] > 0, "n_pairs"]
+    if n.empty or n.min() > 5:
+        return ""
+    k = int(n.min())
+    return (f"; with {k} test image{'s' * (k != 1)}, p_images cannot fall below 2/2^{k} = {2 / 2 ** k:.3g}, so "
+            f"the image-level test can never reject, while the seed-level test and interval, which give the "
+            f"verdicts, can")
+
+
 def statistics_text(summary) -> str:
     """The statistics paragraph of the methods: summaries, model, verdicts, families, runs."""
     margin = summary["margin"].iloc[0] if len(summary) else float("nan")
@@ -283,7 +295,8 @@ def statistics_text(summary) -> str:
         f"*Secondary*: table.csv also holds a two-stage bootstrap interval ({N_RESAMPLES:,} "
         f"resamples of seeds within each arm, then of test images, BCa; boot_low, boot_high; "
         f"descriptive: with 3 seeds it under-covers) and an exact sign-flip test over test "
-        f"images (p_images; exploratory). Metrics beyond the headline are exploratory: each is "
+        f"images (p_images; exploratory){few_images_text(summary)}. Metrics beyond the headline are "
+        f"exploratory: each is "
         f"corrected within its own family only, not across metrics. "
         f"*Families*, declared by the sweep before any run: {families_text(summary)}. Holm "
         f"within each family, counting every declared row (an untested row counts as not "
