@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 2
 
 .DELETE_ON_ERROR:  # a failed install leaves no target that looks up to date
 
-.PHONY: install lock lint test-latest ablation test test-all bench bench-gpu report clean
+.PHONY: install lock lint test-latest ablation test test-all bench bench-gpu report clean gpu-wheels gpu-check
 
 $(BIN)/unet-ablate: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,24 @@ bench: install
 # or it fails), TFLOP/s and MFU. Skips, saying so, where no CUDA device is present.
 bench-gpu: install
 	$(BIN)/python -m pytest -q -s -rs tests/bench/test_loop_overhead.py -k gpu -m '' -p no:cacheprovider
+
+# For an offline CUDA node whose python3 has torch but not these: their wheels (pure Python,
+# the lock's versions) for CPython 3.12 on Linux x86-64, into .whl/ (ignored; carry it to the
+# node). Run where pip reaches a registry. The node must have their own needs (numpy, timm,
+# huggingface-hub, safetensors, cloudpickle), as a CUDA image with timm does.
+GPU_WHEELS := $(shell grep -E '^(segmentation-models-pytorch|monai|thop|submitit)==' $(LOCK) | cut -d' ' -f1)
+gpu-wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any -d .whl $(GPU_WHEELS)
+	@ls -la .whl
+
+# One prepared check of the GPU path (tools/gpu_check.sh): environment, CUDA tests, the
+# loop benchmark, the gpu-quick preset and its report, each step under its own timeout, in
+# at most 6 minutes on one H200. Logs, runs.csv and the tables go to $$OUT (default gpu-check/).
+# With the venv it uses it; without, the node's python3 and the wheels of .whl/.
+gpu-check:
+	OUT="$(if $(filter environment command line,$(origin OUT)),$(OUT),gpu-check)" bash tools/gpu_check.sh
 
 clean:
 	rm -rf results/*/ reports/*/ .pytest_cache

@@ -10,7 +10,9 @@ distinct network and input size), at an effective rate of ``peak x MFU``:
 * measurement: ``warmup + repeats`` batches and as many batch-1 calls per form (on CPU,
   ``warmup`` of each, then timed calls for at least ``min_run_time`` each way);
 * whole-map metrics on the CPU: ``METRIC_S_PER_MPIX`` seconds per megapixel per foreground
-  class (MONAI's HD95 and NSD dominate; measured here) for each test image and form;
+  class (MONAI's HD95 and NSD dominate; measured here) for each test image and form, over
+  ``evaluate.MAX_METRIC_WORKERS`` processes for a CUDA run (a node with that many cores
+  to spare is assumed);
 * ``RUN_OVERHEAD_S`` per run (building the model, writing the record).
 
 The rate: ``--device-peak`` (TFLOP/s) x ``--mfu``; else the GPU's own dense bf16 peak
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass
 import variants
 
 from .cost import count_macs
+from .evaluate import MAX_METRIC_WORKERS
 from .plan import PlannedRun
 from .sweep import Sweep
 
@@ -106,7 +109,8 @@ def run_seconds(run: PlannedRun, rate: Rate) -> dict:
     else:
         measure = forms * (max(m.warmup, 1) + m.repeats) * (m.batch_size + 1) * call
     classes = max(run.data.num_classes - 1, 1)
-    metrics = forms * n_test * h * w / 1e6 * classes * METRIC_S_PER_MPIX
+    pool = MAX_METRIC_WORKERS if rate.device == "cuda" else 1  # a CUDA run's metrics: in a process pool
+    metrics = forms * n_test * h * w / 1e6 * classes * METRIC_S_PER_MPIX / pool
     parts = {"train_s": train, "validation_s": validation, "test_s": test, "measure_s": measure,
              "metrics_s": metrics, "overhead_s": RUN_OVERHEAD_S}
     return {**parts, "total_s": sum(parts.values())}
@@ -153,6 +157,8 @@ def plan_text(est: dict) -> str:
               f"({est['estimated_wall_hours']:.2f} h of wall time with {est['workers']} worker(s)).",
               f"Assumed: {rate['peak_tflops']:g} TFLOP/s ({rate['source']}) at MFU {rate['mfu']:.0%} = "
               f"{rate['effective_tflops']:.3g} TFLOP/s effective; whole-map metrics "
-              f"{METRIC_S_PER_MPIX} s per megapixel and class (CPU); {RUN_OVERHEAD_S:g} s per run besides. "
+              f"{METRIC_S_PER_MPIX} s per megapixel and class on one CPU core"
+              f"{f' ({MAX_METRIC_WORKERS} processes)' if rate['device'] == 'cuda' else ''}; "
+              f"{RUN_OVERHEAD_S:g} s per run besides. "
               f"An estimate, not a measurement: `unet-ablate status` gives the ETA from finished runs."]
     return "\n".join(lines)

@@ -12,6 +12,10 @@ from torch import nn
 
 from .choices import resolve_precision
 
+# cuDNN autotuning on CUDA: training shapes are fixed within a run, so cuDNN times its
+# algorithms once per shape and keeps the fastest (each record's env.cuda says it was on).
+CUDNN_BENCHMARK = True
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -37,6 +41,13 @@ class Execution:
         device = resolve_device(measure.device)
         precision = resolve_precision(protocol.amp, device)
         return cls(device, precision.dtype, precision.amp, protocol.channels_last, threads or measure.threads)
+
+    def configure(self) -> None:
+        """Set what this process's torch computes with: the CPU threads, and on CUDA cuDNN's
+        autotuning (``CUDNN_BENCHMARK``); before the record's environment is read."""
+        torch.set_num_threads(self.threads)
+        if self.cuda:
+            torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
 
     @property
     def cuda(self) -> bool:

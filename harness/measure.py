@@ -41,7 +41,11 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float, str], ...] = (
 
 def peak_bf16_tflops(device_name: str | None) -> float | None:
     """The dense bf16 peak (TFLOP/s) of a GPU named ``device_name``
-    (``torch.cuda.get_device_name()``); None for a device the table does not know."""
+    (``torch.cuda.get_device_name()``); None for a device the table does not know, and for
+    a MIG slice ("NVIDIA H100 80GB HBM3 MIG 1g.10gb"): it holds a fraction of the GPU's
+    compute, so the whole GPU's peak would understate its MFU several times over."""
+    if device_name and re.search(r"\bMIG\b", device_name, re.IGNORECASE):
+        return None
     for pattern, tflops, _ in PEAK_BF16_TFLOPS:
         if device_name and re.search(rf"(?<![\w-]){pattern}(?![\w])", device_name, re.IGNORECASE):
             return tflops
@@ -106,25 +110,27 @@ def inference_cost(model, in_channels: int, input_hw: tuple[int, int], ex: Execu
                    measure: Measure) -> dict:
     """Images/s at ``measure.batch_size`` and latency at batch 1 for an input of
     ``input_hw`` (the input that predicts one image of the stated resolution), as the run
-    executes (``ex``: device, precision, memory format)."""
+    executes (``ex``: device, precision, memory format). The input is made on the device
+    before timing: host-device copies are not in these figures. Each batch size is timed
+    inside one autocast region, so its weights are cast to the compute dtype once, not on
+    every call. ``peak_mem_mb`` (CUDA) is the rise of allocated memory over what was held
+    before the batch's calls (the model's weights, the test's tensors): what inference adds."""
     model.eval()
     device = ex.device
     out = {}
     for batch in (measure.batch_size, 1):
         x = torch.randn(batch, in_channels, *input_hw, device=device).contiguous(memory_format=ex.memory_format)
-
-        def call(x=x):
-            with ex.amp():
-                return model(x)
-
+        held = 0
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(device)
-        med, p25, p75 = time_call(call, device, measure)
+            held = torch.cuda.memory_allocated(device)
+        with ex.amp():
+            med, p25, p75 = time_call(lambda x=x: model(x), device, measure)
         if batch == measure.batch_size:
             out.update(infer_img_s=batch / med, infer_img_s_iqr=batch / p25 - batch / p75, infer_batch=batch)
             if device.type == "cuda":
-                out["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+                out["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) - held) / 2**20
         if batch == 1:
             out.update(latency_ms=med * 1000, latency_ms_iqr=(p75 - p25) * 1000)
     out.setdefault("peak_mem_mb", None)

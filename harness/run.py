@@ -21,7 +21,7 @@ import variants
 from . import claims, records
 from .cost import count_macs, count_params
 from .environment import environment
-from .evaluate import foreground_classes, image_scores, score
+from .evaluate import foreground_classes, image_scores, metric_workers, score
 from .execution import Execution
 from .layout import Layout
 from .measure import inference_cost
@@ -65,7 +65,7 @@ def _test_forms(record: dict, model, spec, data, rs: RunSpec, ex: Execution) -> 
         counts = score(preds, test_y, data.num_classes)
         records.add_form(record, form, counts, foreground_classes(data.num_classes), test_ids, cost,
                          preds, keep=rs.measure.keep_predictions,
-                         image_metrics=image_scores(preds, test_y, data.num_classes, counts))
+                         image_metrics=image_scores(preds, test_y, data.num_classes, counts, metric_workers(ex)))
 
 
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EIO}
@@ -95,7 +95,7 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
     labels = labels or records.Labels(sweep="", variant=rs.key)  # a run outside any sweep
     p = rs.protocol
     ex = Execution.resolve(p, rs.measure, threads)
-    torch.set_num_threads(ex.threads)
+    ex.configure()
     record = records.new_record(rs, labels, data.summary(),
                                 environment(ex.device, ex.threads, ex.dtype, ex.channels_last))
     checkpoint = Layout(out).checkpoint(rs.key) if out is not None and p.checkpoint_every else None

@@ -205,6 +205,9 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
     if launcher is not None:
         from .cluster import check_available
         check_available(launcher)
+    if launcher is None:
+        from .workers import check_gpu_sharing
+        check_gpu_sharing(sweep.measure.device, workers)
     runs, todo = _prepare(sweep, out, retry_failed, command)
     counts = dict.fromkeys(("ran", "done", "elsewhere", "lost", "stopped"), 0)
     with progress_bar(len(todo), f"sweep {sweep.name}", progress) as bar:

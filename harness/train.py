@@ -10,6 +10,7 @@ out of the step times. Achieved TFLOP/s and MFU come from the MACs of the traini
 counted once on ``meta`` before the loop."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -22,16 +23,19 @@ from torch import nn
 
 import variants
 
+from .batches import Batches, PatchSampler
 from .choices import LOSSES, OPTIMIZERS, lr_factor
 from .cost import count_macs
 from .evaluate import validation_scores
 from .execution import Execution
 from .fileio import write_atomic
 from .measure import device_peak_tflops, mfu, train_tflops
-from .metrics import IGNORE, metric
+from .metrics import metric
 from .protocol import Protocol
 
 log = logging.getLogger("unet_ablate")
+
+CHECKPOINT_BUDGET = 0.02  # the most of the training time between saves that a save may take (None: off)
 
 
 @dataclass
@@ -49,55 +53,6 @@ class FitResult:
     compile_s: float | None = None     # protocol.compile: the first step's time (it compiles)
     train_tflops: float | None = None  # 3 x 2 x MACs per training input x train_img_s / 1e12
     mfu: float | None = None           # train_tflops / the GPU's dense bf16 peak (None: unknown, CPU)
-
-
-class PatchSampler:
-    """Random training patches. Every model learns from ``patch`` x ``patch`` target
-    pixels; a crop-mode model sees them with its margin of mirrored context around them
-    (the paper's overlap-tile, mirrored as in evaluation), and where its smallest valid
-    output is larger than the patch, the extra target pixels are marked ignore, so every
-    variant learns from the same number of pixels.
-
-    A batch is (images float32 (N, C, n, n), targets (N, out, out)); targets are uint8
-    (class indices and IGNORE; int64 beyond 255 classes), a fraction of the bytes to
-    gather and copy to the device, where training widens them."""
-
-    def __init__(self, images, masks, spec, patch: int, augment: bool, rng: np.random.Generator):
-        n, m = variants.input_geometry(spec, patch)
-        self.n, self.m, self.out, self.patch = n, m, n - 2 * m, patch
-        self.augment, self.rng = augment, rng
-        self.images, self.masks = [], []
-        small = all(int(mk.max(initial=0)) <= IGNORE for mk in masks)
-        for im, mk in zip(images, masks):
-            h, w = mk.shape
-            ph, pw = max(0, self.out - h), max(0, self.out - w)  # too small: pad, ignore
-            mk = np.pad(mk, ((0, ph), (0, pw)), constant_values=IGNORE).astype(np.uint8 if small else np.int64)
-            # "reflect" (edge pixel not repeated) is what predict.mirror_pad does
-            im = np.pad(im, ((0, 0), (m, m + ph), (m, m + pw)), mode="reflect")
-            self.images.append(im)
-            self.masks.append(mk)
-
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = [], []
-        for i in self.rng.integers(len(self.images), size=size):
-            mk = self.masks[i]
-            y0 = self.rng.integers(mk.shape[0] - self.out + 1)
-            x0 = self.rng.integers(mk.shape[1] - self.out + 1)
-            x = self.images[i][:, y0:y0 + self.n, x0:x0 + self.n]
-            y = mk[y0:y0 + self.out, x0:x0 + self.out]
-            if self.out > self.patch:
-                y = y.copy()
-                y[self.patch:, :] = IGNORE
-                y[:, self.patch:] = IGNORE
-            if self.augment:
-                k = int(self.rng.integers(4))
-                flip = bool(self.rng.integers(2))
-                x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
-                if flip:
-                    x, y = x[:, :, ::-1], y[:, ::-1]
-            xs.append(x)
-            ys.append(y)
-        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))  # one copy of each view
 
 
 def _outputs(out) -> list[torch.Tensor]:
@@ -127,6 +82,7 @@ class TrainState:
     peak: float = 0.0
     compile_s: float | None = None
     start: float = field(default_factory=time.perf_counter)  # the clock's zero (a resumed run: earlier)
+    sampler_state: dict | None = None  # prefetching: the sampler's state after the last batch used
 
     KEPT = ("best_state", "best_step", "best_val_dice", "best_val_score", "history", "step_times", "losses",
             "peak", "compile_s")
@@ -134,7 +90,7 @@ class TrainState:
     def state_dict(self) -> dict:
         cuda = self.device.type == "cuda"
         return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "numpy_rng": self.rng.bit_generator.state,
+                "scheduler": self.sched.state_dict(), "numpy_rng": self.sampler_state or self.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
                 **{k: getattr(self, k) for k in self.KEPT}, "elapsed_s": time.perf_counter() - self.start}
 
@@ -160,7 +116,8 @@ class TrainState:
         if self.best_step is None or (not math.isnan(val) and (
                 math.isnan(best) or (val > best if higher_is_better else val < best))):
             self.best_val_dice, self.best_val_score, self.best_step = dice, val, self.step
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            # on the CPU: no second copy of the weights held on the GPU (on the CPU: a clone)
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
 
 def _identity(model: nn.Module, protocol: Protocol, seed: int) -> dict:
@@ -169,13 +126,15 @@ def _identity(model: nn.Module, protocol: Protocol, seed: int) -> dict:
             "params": [[k, list(v.shape)] for k, v in model.state_dict().items()]}
 
 
-def _read_checkpoint(path: Path | None, identity: dict, device: torch.device) -> dict | None:
+def _read_checkpoint(path: Path | None, identity: dict) -> dict | None:
     """The checkpoint at ``path`` when it was written for this run; None (with a warning
     when there is a file) otherwise: the run starts from step 0."""
     if path is None or not path.exists():
         return None
     try:
-        ck = torch.load(path, map_location=device, weights_only=True)
+        # on the CPU: load_state_dict places each tensor (a map_location of the GPU would put
+        # Adam's `step` counters there, and every step would then sync per parameter)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(ck, dict) or ck.get("identity") != identity:
             raise ValueError("written for another run")
     except Exception as e:  # noqa: BLE001 - a bad checkpoint costs the steps it held, never the run
@@ -211,7 +170,7 @@ def _compile_failure(e: Exception) -> str:
 
 def _resume(state: TrainState, checkpoint: Path | None, identity: dict, steps: int, progress) -> None:
     """Load the checkpoint at ``checkpoint`` into ``state`` when it was written for this run."""
-    ck = _read_checkpoint(checkpoint, identity, state.device)
+    ck = _read_checkpoint(checkpoint, identity)
     if ck is None:
         return
     state.load(ck)
@@ -284,48 +243,114 @@ def _result(state: TrainState, protocol: Protocol, macs: int, ex: Execution, res
     return result
 
 
+class Checkpoints:
+    """Where and when the state of training is saved: every ``protocol.checkpoint_every``
+    steps, or a multiple of that where a save (measured) would take more than
+    ``CHECKPOINT_BUDGET`` of the training time between two saves (a full-width model with
+    Adam and its best weights is about 0.5 GiB, with fsync). Off without a path or interval,
+    and after a save fails."""
+
+    def __init__(self, path: Path | None, protocol: Protocol, model: nn.Module, seed: int):
+        self.path, self.every = path, protocol.checkpoint_every if path is not None else 0
+        self.identity = _identity(model, protocol, seed) if self.every else None
+        self.interval, self.next = self.every, self.every
+
+    def start(self, step: int) -> None:
+        """The first save after ``step`` (a resumed run's), on the interval's grid."""
+        if self.every:
+            self.next = (step // self.every + 1) * self.every
+
+    def due(self, step: int, last: bool) -> bool:
+        return bool(self.every) and step >= self.next and not last
+
+    def save(self, state: TrainState) -> None:
+        start = time.perf_counter()
+        if not _save(self.path, self.identity, state):
+            self.every = 0
+            return
+        cost = time.perf_counter() - start
+        if CHECKPOINT_BUDGET and state.step_times:
+            step_s = float(np.median(state.step_times[-50:]))
+            need = math.ceil(cost / (CHECKPOINT_BUDGET * step_s * self.every)) * self.every
+            if need > self.interval:
+                log.info("checkpoints every %d steps instead of %d: a save takes %.2f s, steps %.1f ms",
+                         need, self.every, cost, step_s * 1000)
+                self.interval = need
+        self.next = state.step + self.interval
+
+
 def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Execution,
         progress=None, checkpoint: Path | None = None) -> FitResult:
     """Train ``model`` in place and leave it holding the weights with the best validation
     score on ``protocol.select`` (Dice by default), as the run executes (``ex``: device,
     precision, memory format). ``progress`` is an optional tqdm bar over steps. With
     ``checkpoint`` and ``protocol.checkpoint_every`` N > 0, the state of training is saved
-    there (atomically) every N steps, and a checkpoint found there for this run is resumed
+    there (atomically; ``Checkpoints``), and a checkpoint found there for this run is resumed
     from: the result is the one an uninterrupted run gets (bit for bit on CPU; timings
     aside). The caller removes it when the run ends. With ``protocol.compile`` the training
-    forward runs through ``compile_module``."""
+    forward runs through ``compile_module``. A CUDA run samples its batches ahead in a
+    thread (``batches.Batches``): the same batches, off the critical path."""
     n = variants.input_geometry(spec, protocol.patch)[0]  # the training input, as the model sees it
     macs = count_macs(spec, n, n)  # on meta, once: nothing of it inside the timed loop
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     train_x, train_y, _ = data.subset("train")
-    val_x, val_y, _ = data.subset("val")
     sampler = PatchSampler(train_x, train_y, spec, protocol.patch, protocol.augment, rng)
-    loss_fn = LOSSES[protocol.loss](data.num_classes)
     opt = OPTIMIZERS[protocol.optimizer](protocol, model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(protocol, s))
     if ex.cuda:
         torch.cuda.reset_peak_memory_stats(ex.device)
     state, result = TrainState(model, opt, sched, rng, ex.device), FitResult()
-    forward = compile_module(model) if protocol.compile else model
-    save_every = protocol.checkpoint_every if checkpoint is not None else 0
-    identity = _identity(model, protocol, seed) if save_every else None
-    if save_every:
-        _resume(state, checkpoint, identity, protocol.steps, progress)
+    saver = Checkpoints(checkpoint, protocol, model, seed)
+    if saver.every:
+        _resume(state, checkpoint, saver.identity, protocol.steps, progress)
+        saver.start(state.step)
+    batches = Batches(sampler, protocol.batch_size, ex, prefetch=ex.cuda)  # after the resume: its generator
+    try:
+        _loop(state, result, batches, saver, spec, data, protocol, ex, progress)
+    finally:
+        batches.close()
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    return _result(state, protocol, macs, ex, result)
+
+
+def _loop(state: TrainState, result: FitResult, batches: Batches, saver: Checkpoints, spec, data,
+          protocol: Protocol, ex: Execution, progress) -> None:
+    """Train from ``state.step`` to ``protocol.steps`` (or until the loss diverges)."""
+    forward = compile_module(state.model) if protocol.compile else state.model
+    loss_fn = LOSSES[protocol.loss](data.num_classes)
     compiling = protocol.compile  # the first step of this process compiles
+    with backward_outside_autocast(protocol.compile):
+        _steps(state, result, batches, saver, forward, loss_fn, spec, data, protocol, ex, progress, compiling)
+
+
+def backward_outside_autocast(compiled: bool):
+    """Under ``torch.compile``, the context in which the backward is traced as it runs: outside
+    autocast (the loop runs only the forward under it), where torch assumes by default that
+    it runs under the forward's autocast (``backward_pass_autocast``, torch >= 2.8)."""
+    config = torch._functorch.config
+    if not compiled or not hasattr(config, "backward_pass_autocast"):
+        return contextlib.nullcontext()
+    return config.patch(backward_pass_autocast="off")
+
+
+def _steps(state: TrainState, result: FitResult, batches: Batches, saver: Checkpoints, forward, loss_fn, spec,
+           data, protocol: Protocol, ex: Execution, progress, compiling: bool) -> None:
+    val_x, val_y, _ = data.subset("val")
     while state.step < protocol.steps:
-        model.train()
-        x, y = sampler.batch(protocol.batch_size)
-        x, y = ex.inputs(x), y.to(ex.device).long()
+        state.model.train()
+        x, y = batches.next()
+        state.sampler_state = batches.state
         if ex.cuda:
-            torch.cuda.synchronize(ex.device)
+            torch.cuda.synchronize(ex.device)  # the copy to the device is left out of the step's time
         t0 = time.perf_counter()  # the step itself: forward, backward, optimizer
-        value = _step(forward, loss_fn, opt, x, y, ex, compiling)
+        value = _step(forward, loss_fn, state.opt, x, y, ex, compiling)
         if not math.isfinite(value):  # checked here, not before backward: no sync mid-step
             result.status, result.error = "diverged", f"loss became {value} at step {state.step}"
             break
-        lr = opt.param_groups[0]["lr"]  # the rate this step used
-        sched.step()
+        lr = state.opt.param_groups[0]["lr"]  # the rate this step used
+        state.sched.step()
         state.losses.append(value)
         if compiling:
             state.compile_s, compiling = (state.compile_s or 0.0) + time.perf_counter() - t0, False
@@ -335,12 +360,9 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Executi
         last = state.step == protocol.steps
         if state.step % protocol.eval_every == 0 or last:
             _validate(state, spec, val_x, val_y, data.num_classes, ex, lr, protocol.select)
-        if save_every and state.step % save_every == 0 and not last:
-            save_every = save_every if _save(checkpoint, identity, state) else 0
+        if saver.due(state.step, last):
+            saver.save(state)
         if progress is not None:
             progress.update(1)
             if state.history:
                 progress.set_postfix(loss=f"{value:.3f}", val_dice=f"{state.history[-1]['val_dice']:.3f}")
-    if state.best_state is not None:
-        model.load_state_dict(state.best_state)
-    return _result(state, protocol, macs, ex, result)

@@ -90,6 +90,16 @@ def visible_gpus(device: str) -> list[str]:
     return [g for g in given.split(",") if g] if given else [str(i) for i in range(torch.cuda.device_count())]
 
 
+def check_gpu_sharing(device: str, workers: int) -> None:
+    """Refuse ``workers`` local processes on fewer GPUs: runs sharing one GPU would time each
+    other's kernels, so their img/s, latency and MFU would be wrong (one line, before
+    anything is written)."""
+    gpus = visible_gpus(device) if workers > 1 else []
+    if gpus and workers > len(gpus):
+        raise ValueError(f"--workers {workers}: only {len(gpus)} GPU(s) visible ({','.join(gpus)}); runs sharing a "
+                         f"GPU would corrupt each other's img/s, latency and MFU: use at most {len(gpus)} worker(s)")
+
+
 def worker_threads(measure_threads: int, workers: int) -> int:
     """The CPU threads of each of ``workers`` processes: the sweep's, split between them."""
     return max(1, measure_threads // workers)

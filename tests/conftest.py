@@ -11,6 +11,21 @@ sys.path.insert(0, str(Path(__file__).parent))  # seed_reference
 ROOT = Path(__file__).resolve().parent.parent
 
 
+CUDA_SKIP = "needs a CUDA device"  # the reason every CUDA-only test skips with (a prefix)
+REQUIRE_CUDA = os.environ.get("REQUIRE_CUDA") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """``REQUIRE_CUDA=1``: a test that skips for want of a CUDA device fails instead, so a
+    GPU node whose driver is too old for its torch (CUDA unavailable) cannot pass silently."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_CUDA and report.skipped and CUDA_SKIP in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"REQUIRE_CUDA=1, but this test skipped: {report.longrepr[-1]}"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _data_cache(tmp_path_factory):
     """Synthetic data is cached in a folder of the test session, not the user's cache;

@@ -47,8 +47,11 @@ def scripted_val_scores(model, *args, **kwargs) -> tuple[float, float]:
 
 @pytest.fixture(scope="module", autouse=True)
 def scripted_validation():
+    """Scripted scores; and checkpoints on the protocol's interval exactly (a tiny model's
+    save can take longer than 2% of three steps, which would widen it: tested apart)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("harness.train.validation_scores", scripted_val_scores)
+        mp.setattr("harness.train.CHECKPOINT_BUDGET", None)
         yield
 
 
@@ -144,6 +147,7 @@ def test_a_killed_process_resumes_to_the_same_result(data, reference, tmp_path):
         torch.set_num_threads(1)
         SCORES = {SCORES!r}
         harness.train.validation_scores = scripted_val_scores
+        harness.train.CHECKPOINT_BUDGET = None
         data = load_dataset(DataSpec(**{DATA.to_dict()!r}))
         spec = variants.parse({tiny(data).to_dict()!r})
         torch.manual_seed(0)
@@ -243,3 +247,25 @@ def test_a_failed_run_says_whether_the_machine_failed_it(error, cause):
     from harness.run import failure_cause
 
     assert failure_cause(error) == cause
+
+
+def test_a_save_that_costs_more_than_its_budget_widens_the_interval(data, tmp_path, monkeypatch, caplog):
+    """Saves that take 50 ms against steps of a few ms: the interval grows to a multiple of
+    checkpoint_every at which a save costs at most 2% of the steps between saves."""
+    import harness.train
+
+    saved = []
+    real = harness.train._save
+
+    def slow_save(path, identity, state):
+        time.sleep(0.05)
+        saved.append(state.step)
+        return real(path, identity, state)
+
+    monkeypatch.setattr("harness.train.CHECKPOINT_BUDGET", 0.02)
+    monkeypatch.setattr("harness.train._save", slow_save)
+    with caplog.at_level(logging.INFO, logger="unet_ablate"):
+        train(data, Protocol(**{**PROTOCOL.to_dict(), "steps": 40, "eval_every": 40, "checkpoint_every": 2}),
+              checkpoint=tmp_path / "run.ckpt")
+    assert saved[0] == 2 and len(saved) < 19  # every 2 steps would save 19 times
+    assert all(s % 2 == 0 for s in saved) and "checkpoints every" in caplog.text

@@ -7,8 +7,10 @@ that ``compile = false`` leaves unchanged, the compiled-training plumbing throug
 TorchDynamo's ``eager`` backend, which compiles nothing and takes seconds); what needs a
 GPU (inductor, bf16 autocast, CUDA events, peak memory, the ``gpu`` preset end to end) runs
 only where CUDA is present."""
+import contextlib
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 import torch
 
 import variants
-from harness import records, train
+from harness import measure, records, train
 from harness.cost import count_macs
 from harness.data import DataSpec, load_dataset
 from harness.execution import Execution
@@ -266,6 +268,46 @@ def test_inference_peak_memory_is_reset_per_call():
 
 
 @needs_cuda
+def test_inference_peak_memory_leaves_out_what_was_held_before():
+    """1 GiB held (not freed) before measuring is not inference's memory."""
+    cuda = torch.device("cuda")
+    model = variants.build(variants.parse("unet-w4-d2").replace(in_channels=1)).to(cuda)
+    measure = Measure(batch_size=2, warmup=1, repeats=3, device="cuda")
+    alone = inference_cost(model, 1, (64, 64), Execution(cuda), measure)["peak_mem_mb"]
+    held = torch.empty(2**30, dtype=torch.uint8, device=cuda)
+    beside = inference_cost(model, 1, (64, 64), Execution(cuda), measure)["peak_mem_mb"]
+    del held
+    assert beside == pytest.approx(alone, abs=8)
+
+
+def test_a_mig_slice_has_no_peak_in_the_table():
+    assert measure.peak_bf16_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert measure.peak_bf16_tflops("NVIDIA H100 80GB HBM3 MIG 1g.10gb") is None
+    assert measure.peak_bf16_tflops("NVIDIA A100-SXM4-40GB MIG 3g.20gb") is None
+
+
+def test_inference_is_timed_in_one_autocast_region_per_batch_size(monkeypatch):
+    """The weights are cast once per measurement: every timed call of a batch size runs
+    inside the same autocast region (entered twice in all: batch and batch 1)."""
+    entered, calls = [], []
+
+    @contextlib.contextmanager
+    def amp():
+        entered.append(len(calls))
+        yield
+
+    def counting(fn, device, m):
+        for _ in range(3):
+            calls.append(fn())
+        return 0.01, 0.01, 0.01
+
+    monkeypatch.setattr(measure, "time_call", counting)
+    model = variants.build(variants.parse("unet-w4-d2").replace(in_channels=1))
+    inference_cost(model, 1, (32, 32), Execution(amp=amp), Measure(batch_size=2, device="cpu"))
+    assert entered == [0, 3] and len(calls) == 6
+
+
+@needs_cuda
 def test_gpu_compiled_run_with_inductor_end_to_end():
     """torch.compile (inductor) on CUDA with bf16 and channels_last through run_one: the
     record holds the compile time, achieved TFLOP/s and MFU; evaluation and inference cost
@@ -306,3 +348,103 @@ def test_the_gpu_preset_runs_end_to_end_reduced(tmp_path):
     assert df.mfu.notna().all() if known else df.mfu.isna().all()
     assert not list(Path(tmp_path / "out").glob("checkpoints/*.pt"))
     assert np.isfinite(df.train_img_s).all()
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="this machine has a GPU: the REQUIRE_CUDA failure is checked on one without")
+def test_require_cuda_turns_a_cuda_skip_into_a_failure():
+    """`REQUIRE_CUDA=1 make bench-gpu` (or the CUDA tests) on a machine without CUDA fails."""
+    import subprocess
+    import sys
+
+    test = "tests/test_gpu.py::test_cuda_timing_measures_the_device_work_with_events"
+    root = Path(__file__).resolve().parents[1]
+    run = lambda env: subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],  # noqa: E731
+                                     cwd=root, capture_output=True, text=True, env={**os.environ, **env})
+    plain = run({"REQUIRE_CUDA": "0"})
+    assert plain.returncode == 0 and "1 skipped" in plain.stdout
+    required = run({"REQUIRE_CUDA": "1"})
+    assert required.returncode == 1 and "REQUIRE_CUDA=1, but this test skipped" in required.stdout
+
+
+def test_a_checkpoint_is_read_onto_the_cpu_whatever_the_device(tmp_path, monkeypatch):
+    """load_state_dict places each tensor; a map_location of the GPU would move Adam's
+    `step` counters there (and every resumed step would then sync per parameter)."""
+    seen = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: seen.append(kw.get("map_location")) or real(*a, **kw))
+    path = tmp_path / "ck.pt"
+    torch.save({"identity": {"x": 1}}, path)
+    assert train._read_checkpoint(path, {"x": 1}) == {"identity": {"x": 1}} and seen == ["cpu"]
+
+
+@needs_cuda
+def test_a_cuda_run_resumed_keeps_adams_step_on_the_cpu_and_its_weights_on_the_gpu(tmp_path):
+    """Adam keeps `step` on the CPU (capturable off); a resumed CUDA run must too."""
+    cuda = torch.device("cuda")
+    model = variants.build(variants.parse("unet-w4-d2").replace(in_channels=1)).to(cuda)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 1, 32, 32, device=cuda)).mean().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    state = train.TrainState(model, opt, sched, np.random.default_rng(0), cuda, step=1)
+    path = tmp_path / "ck.pt"
+    torch.save({"identity": {}, **state.state_dict()}, path)
+    fresh = variants.build(variants.parse("unet-w4-d2").replace(in_channels=1)).to(cuda)
+    opt2 = torch.optim.Adam(fresh.parameters())
+    resumed = train.TrainState(fresh, opt2, torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1.0),
+                               np.random.default_rng(0), cuda)
+    resumed.load(train._read_checkpoint(path, {}))
+    steps = [s["step"] for s in opt2.state.values()]
+    assert steps and all(t.device.type == "cpu" for t in steps)
+    assert all(s["exp_avg"].device.type == "cuda" for s in opt2.state.values())
+    assert all(p.device.type == "cuda" for p in fresh.parameters())
+
+
+@needs_cuda
+def test_a_cuda_run_records_cudnn_autotuning_and_keeps_its_best_weights_on_the_cpu(data, monkeypatch):
+    kept = []
+    real = train.TrainState.keep_if_best
+
+    def spy(self, *a, **kw):
+        real(self, *a, **kw)
+        kept.append({v.device.type for v in (self.best_state or {}).values()})
+
+    monkeypatch.setattr(train.TrainState, "keep_if_best", spy)
+    rec = run_one(tiny_run(device="cuda", amp="bf16"), data)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["env"]["cuda"]["cudnn_benchmark"] is True
+    assert kept and all(k == {"cpu"} for k in kept)
+
+
+def test_under_compile_the_backward_is_traced_outside_autocast():
+    """The loop runs only the forward under autocast; torch.compile must assume the same."""
+    config = torch._functorch.config
+    if not hasattr(config, "backward_pass_autocast"):
+        pytest.skip(f"torch {torch.__version__} has no backward_pass_autocast")
+    before = config.backward_pass_autocast
+    with train.backward_outside_autocast(True):
+        assert config.backward_pass_autocast == "off"
+    assert config.backward_pass_autocast == before
+    with train.backward_outside_autocast(False):
+        assert config.backward_pass_autocast == before
+
+
+def test_gpu_check_without_cuda_ends_in_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: `make gpu-check` runs here")
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "check"
+    done = subprocess.run(["bash", "tools/gpu_check.sh"], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "OUT": str(out)})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu-check: no CUDA device")
+    assert not out.exists()
+
+
+def test_more_workers_than_gpus_is_refused_before_anything_is_written(fails_cleanly, tmp_path, monkeypatch):
+    monkeypatch.setattr("harness.workers.visible_gpus", lambda device: ["0"])
+    out = tmp_path / "out"
+    fails_cleanly("run", "smoke", "--workers", "2", "--out", str(out),
+                  names=["--workers 2", "only 1 GPU"], untouched=[out])

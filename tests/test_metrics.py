@@ -143,3 +143,23 @@ def test_every_metric_says_what_it_measures_and_which_way_is_better():
     assert metric("rand_f").higher_is_better and metric("hd95_c2").label == "HD95 class 2"
     with pytest.raises(ValueError, match="metric 'dcie': expected one of dice"):
         metric("dcie")
+
+
+def test_whole_map_metrics_in_worker_processes_are_the_same_values():
+    """A CUDA run computes them in a process pool (``evaluate.metric_workers``): same values,
+    same order, as in this process."""
+    import dataclasses
+
+    from harness.evaluate import image_scores, metric_workers, score
+    from harness.execution import Execution
+
+    rng = np.random.default_rng(0)
+    masks = [(rng.random((24, 24)) < 0.3).astype(np.int64) for _ in range(5)]
+    preds = [np.where(rng.random(m.shape) < 0.1, 1 - m, m).astype(np.uint8) for m in masks]
+    counts = score(preds, masks, 2)
+    here, pooled = image_scores(preds, masks, 2, counts), image_scores(preds, masks, 2, counts, workers=2)
+    np.testing.assert_equal(here["values"], pooled["values"])  # NaN equal to NaN
+    assert here["thin_class"] == pooled["thin_class"]
+    assert metric_workers(Execution()) == 0  # a CPU run's cores are busy training
+    cuda = dataclasses.replace(Execution(), device=torch.device("cuda"), threads=1)
+    assert 0 <= metric_workers(cuda) <= 8

@@ -70,3 +70,34 @@ def test_every_registered_choice_validates_and_builds(num_classes):
         expected = " | ".join(registries[field]).replace("+", r"\+")
         with pytest.raises(ValueError, match=f"protocol.{field}: expected {expected}, got '{bad}'"):
             Protocol(**{field: bad})
+
+
+def test_prefetched_batches_are_the_inline_ones_and_say_where_the_generator_stands():
+    """A CUDA run samples ahead in a thread (``batches.Batches``): the same batches, in the
+    same order; its ``state`` is the generator's after the last batch taken (what a
+    checkpoint holds), not the thread's, which runs ahead."""
+    from harness.batches import Batches
+    from harness.execution import Execution
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((1, 40, 40), dtype=np.float32) for _ in range(3)]
+    masks = [(rng.random((40, 40)) < 0.5).astype(np.int64) for _ in range(3)]
+    spec = variants.parse("unet-w4-d2").replace(in_channels=1)
+
+    def sampler(seed=1):
+        return PatchSampler(images, masks, spec, 16, augment=True, rng=np.random.default_rng(seed))
+
+    inline = Batches(sampler(), 4, Execution(), prefetch=False)
+    ahead = Batches(sampler(), 4, Execution(), prefetch=True)
+    try:
+        for _ in range(3):
+            (x, y), (px, py) = inline.next(), ahead.next()
+            assert torch.equal(x, px) and torch.equal(y, py)
+        resumed = sampler()
+        resumed.rng.bit_generator.state = ahead.state  # as a checkpoint written now resumes
+        x, y = Batches(resumed, 4, Execution(), prefetch=False).next()
+        px, py = ahead.next()
+        assert torch.equal(x, px) and torch.equal(y, py)
+        assert inline.state is None  # inline: the generator's own state is the one
+    finally:
+        ahead.close()

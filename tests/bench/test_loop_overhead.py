@@ -34,7 +34,8 @@ from variants import input_geometry
 
 pytestmark = pytest.mark.slow
 TARGET = 0.95
-NO_CUDA = "no CUDA device: `make bench-gpu` compares the training loops on a GPU only (`make bench` has the CPU case)"
+NO_CUDA = ("needs a CUDA device: `make bench-gpu` compares the training loops on a GPU only (`make bench` has "
+           "the CPU case)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +118,7 @@ def bare_loop(spec, data, case: Case, device: torch.device, amp) -> float:
 
 
 def compare(case: Case, device: torch.device) -> dict:
+    Execution(device).configure()  # cuDNN autotuning as runs have it
     data = load_dataset(DataSpec("membranes", n_images=40, size=max(case.patch, 128), seed=0))
     spec = arch_for_data(variants.parse(case.arch), data)
     precision = resolve_precision(case.amp, device)
@@ -177,3 +179,24 @@ def test_cpu_harness_loop_keeps_up_with_a_bare_loop(capsys):
         runs = ", ".join(f"{b:.1f}" for b in out["bare_runs"])
         pytest.skip(f"CPU too busy to compare: the bare loop alone ran at {runs} img/s")
     assert out["ratio"] >= TARGET, f"harness {out['harness_img_s']:.1f} img/s, bare {out['bare_img_s']:.1f}"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_gpu_cudnn_autotuning_is_measured_both_ways(capsys):
+    """The bare loop of the GPU case with cuDNN autotuning off and on (runs have it on:
+    ``execution.CUDNN_BENCHMARK``); on must not be slower."""
+    cuda = torch.device("cuda")
+    data = load_dataset(DataSpec("membranes", n_images=40, size=GPU.patch, seed=0))
+    spec = arch_for_data(variants.parse(GPU.arch), data)
+    amp = resolve_precision(GPU.amp, cuda).amp
+    old, rates = torch.backends.cudnn.benchmark, {}
+    try:
+        for flag in (False, True, False, True):  # twice each, alternating: the best of each
+            torch.backends.cudnn.benchmark = flag
+            rates[flag] = max(rates.get(flag, 0.0), bare_loop(spec, data, GPU, cuda, amp))
+    finally:
+        torch.backends.cudnn.benchmark = old
+    with capsys.disabled():
+        print(f"\ncuDNN autotuning, bare loop of {GPU.arch} {GPU.patch}x{GPU.patch} batch {GPU.batch} {GPU.amp}: "
+              f"off {rates[False]:.1f} img/s, on {rates[True]:.1f} img/s ({rates[True] / rates[False]:.3f}x)")
+    assert rates[True] >= 0.97 * rates[False]
