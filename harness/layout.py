@@ -3,7 +3,7 @@
 ```
 sweep.json                the sweep as planned            (``planfile.SweepPlan``)
 runs/<key>.json           one record per run              (``records``)
-runs.csv                  one row per run and form        (``records.runs_frame``)
+runs.csv                  one row per run and form        (``runs_table.runs_frame``)
 samples/<data key>.npz    test images and masks to draw   (``samples.write_samples``)
 claims/<key>.json         who runs what, with a heartbeat (``claims``)
 checkpoints/<key>.pt      in-run checkpoints              (``train.fit``, through the runner)

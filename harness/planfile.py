@@ -44,6 +44,7 @@ class SweepPlan:
     metric: str = "dice"  # the report's headline (``[report] metric``)
     margin: float | None = None  # its equivalence margin (``[report] margin``; None: the metric's default)
     datasets: tuple[str, ...] = ()  # the data sets' labels, in the sweep's order
+    rank_test: bool = True  # a suite's rank test across its data sets (``[report] rank_test``)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -75,6 +76,7 @@ def read_plan(results: Path) -> SweepPlan | None:
             d.setdefault("metric", "dice")  # plans written before the metric was a choice
             d.setdefault("datasets", [])    # ... and before suites
             d.setdefault("margin", None)    # ... and before margins
+            d.setdefault("rank_test", True)  # ... and before rank tests could be declined
         if not isinstance(d, dict) or set(d) != fields:
             raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
                             f"the same arguments rewrites it without training again")
@@ -84,6 +86,8 @@ def read_plan(results: Path) -> SweepPlan | None:
         labels = (plan.name, plan.command, plan.baseline, plan.metric, *plan.variants, *plan.families,
                   *plan.families.values(), *plan.datasets,
                   *(x for r in runs for x in (r.key, r.variant, r.dataset)))
+        if not isinstance(plan.rank_test, bool):
+            raise TypeError(f"rank_test {plan.rank_test!r} (expected true or false)")
         if plan.margin is not None and (isinstance(plan.margin, bool) or not isinstance(plan.margin, (int, float))
                                         or plan.margin < 0):
             raise TypeError(f"margin {plan.margin!r} (expected a number >= 0)")

@@ -1,7 +1,7 @@
 """Run records: the one module that says what a run record is. The runner builds records
 with ``new_record`` / ``add_training`` / ``add_form`` / ``end`` and writes them atomically to
 ``runs/<key>.json`` (``harness.layout``); the report reads them with ``load_records`` and the
-accessors below; ``runs.csv`` is their tidy table (``runs_frame``: a row per run and form).
+accessors below; ``runs.csv`` is their tidy table (``harness.runs_table``: a row per run and form).
 Plans are ``harness.planfile``'s, samples ``harness.samples``'s, environments
 ``harness.environment``'s.
 
@@ -65,12 +65,9 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import pandas as pd
-
-import variants
 
 from .config import NAME, default_label
-from .fileio import write_json_atomic, write_text_atomic
+from .fileio import write_json_atomic
 from .layout import Layout
 from .metrics import FIELDS, metric, nanmean, per_image_from_counts, summarize
 
@@ -83,14 +80,6 @@ CAUSES = ("run", "environment")  # why a run failed: its own error, or the machi
 TRAIN_REQUIRED = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
 TRAIN_ADDED = ("compile_s", "train_tflops", "mfu", "selected_on", "best_val_score")  # see _read_train
 TRAIN_KEYS = TRAIN_REQUIRED + TRAIN_ADDED
-COST_COLUMNS = ("params", "macs", "infer_img_s", "infer_img_s_iqr", "latency_ms", "latency_ms_iqr")
-CSV_COLUMNS = [
-    "sweep", "dataset", "variant", "form", "seed", "fold", "status", "factor", "is_baseline",
-    "dice", "iou", "dice_global", "iou_global", "fpr_empty", "n_empty", "n_images",
-    *COST_COLUMNS, "train_img_s", "train_tflops", "mfu", "compile_s", "peak_mem_mb", "steps", "best_step",
-    "best_val_dice", "selected_on", "best_val_score", "time_s",
-    "device_name", "threads", "arch", "key", "error",
-]
 NULL = type(None)
 # key -> allowed types of a record's top level
 _TOP = {"key": (str,), "sweep": (str,), "variant": (str,), "factor": (str, NULL),
@@ -354,56 +343,3 @@ def encode_map(a: np.ndarray) -> str:
 
 def decode_map(data: str, shape) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(data)), dtype=np.uint8).reshape(shape)
-
-
-# --------------------------------------------------------------------------- tidy rows
-
-def rows(record: dict) -> list[dict]:
-    """The tidy rows of one record: one per inference form (one row if it has none)."""
-    train = record["train"] or dict.fromkeys(TRAIN_KEYS)  # null: the run failed before training
-    env = record["env"]
-    base = {
-        "sweep": record["sweep"], "dataset": record["dataset"], "variant": record["variant"],
-        "seed": record["seed"], "fold": record["fold"],
-        "status": record["status"], "factor": record["factor"], "is_baseline": record["is_baseline"],
-        **{k: train.get(k) for k in ("train_img_s", "train_tflops", "mfu", "compile_s", "peak_mem_mb", "steps",
-                                     "best_step", "best_val_dice", "selected_on", "best_val_score")},
-        "time_s": record["time_s"], "device_name": env["device_name"], "threads": env["threads"],
-        "arch": variants.from_dict(record["spec"]["arch"]).name, "key": record["key"],
-        "error": record["error"],
-    }
-    if not record["forms"]:
-        return [{**base, "form": "mean"}]
-    out = []
-    for f in record["forms"]:
-        cost = f["cost"]
-        row = {**base, "form": f["form"], **f["metrics"], **{k: cost[k] for k in COST_COLUMNS}}
-        if cost["peak_mem_mb"] is not None:
-            row["peak_mem_mb"] = max(cost["peak_mem_mb"], row["peak_mem_mb"] or 0)
-        out.append(row)
-    return out
-
-
-def form_key(form: str) -> tuple:
-    """Sort order of inference forms: "mean" first, then L1..L4."""
-    return (form != "mean", str(form))
-
-
-def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """The tidy table: one row per run and form (k-fold: per fold), with every measured
-    column, ordered by data set, variant, form, seed, fold and key."""
-    table = sorted((r for rec in records for r in rows(rec)),
-                   key=lambda r: (r["dataset"], r["variant"], form_key(r["form"]), r["seed"],
-                                  -1 if r["fold"] is None else r["fold"], r["key"]))
-    df = pd.DataFrame(table)
-    for c in CSV_COLUMNS:
-        if c not in df:
-            df[c] = np.nan
-    rest = [c for c in df.columns if c not in CSV_COLUMNS]
-    return df[CSV_COLUMNS + rest]
-
-
-def write_runs_csv(results: Path, records: list[dict]) -> pd.DataFrame:
-    df = runs_frame(records)
-    write_text_atomic(Layout(results).runs_csv, df.to_csv(index=False))
-    return df

@@ -16,6 +16,7 @@ from .fileio import check_writable
 from .layout import Layout
 from .plan import PlannedRun, check_input_size, data_identity, load_all, plan
 from .run import existing_record, mtime, progress_bar, run_claimed
+from .runs_table import write_runs_csv
 from .sweep import Sweep
 
 log = logging.getLogger("unet_ablate")
@@ -131,7 +132,8 @@ def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple
         families={v.label: v.family for v in sweep.variants}, seeds=tuple(sweep.seeds),
         runs=tuple(planfile.PlanEntry(r.key, r.labels.variant, r.spec.seed, r.labels.dataset, r.spec.fold)
                    for r in runs),
-        metric=sweep.metric, margin=sweep.margin, datasets=tuple(n.label for n in sweep.datasets)))
+        metric=sweep.metric, margin=sweep.margin, datasets=tuple(n.label for n in sweep.datasets),
+        rank_test=sweep.rank_test))
     keep = sweep.measure.keep_predictions
     for data in loaded.values():  # the test images whose predictions runs keep (k-fold: of each fold)
         shown = [[part[:keep] for part in view.subset("test")] for view in data.fold_views()]
@@ -155,7 +157,7 @@ def collect(out: Path, runs) -> "pd.DataFrame":  # noqa: F821 - pandas comes wit
             rec = existing_record(path, warn=False)
             if rec is not None and rec["schema"] == records.SCHEMA:
                 found.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
-        df = records.write_runs_csv(out, found)
+        df = write_runs_csv(out, found)
         if [mtime(path) for path, _ in paths] == before:
             return df
 

@@ -19,6 +19,7 @@ grid = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }  # every comb
 [report]
 metric = "dice"                # the headline of the report (harness.metrics.METRICS)
 margin = 0.005                 # |Δ| that does not matter, in the headline's units (default: the metric's)
+rank_test = true               # a suite's Friedman test across data sets (false: data sets too alike)
 [launcher]  # Launcher fields: how `run --launcher slurm|local` submits its jobs
 partition = "gpu"
 gpus_per_task = 1
@@ -43,7 +44,19 @@ import tomllib
 import variants
 
 from . import metrics
-from .config import NAME_BAD, check_keys, first_repeat, from_table, integer, is_int, number, plain_name, table, text
+from .config import (
+    NAME_BAD,
+    boolean,
+    check_keys,
+    first_repeat,
+    from_table,
+    integer,
+    is_int,
+    number,
+    plain_name,
+    table,
+    text,
+)
 from .data import DataSpec
 from .protocol import Measure, Protocol
 
@@ -122,6 +135,7 @@ class Sweep:
     source: str = ""
     metric: str = "dice"  # the report's headline metric (harness.metrics)
     margin: float = 0.005  # the equivalence margin of the headline, in its units ([report] margin)
+    rank_test: bool = True  # a suite's rank test across its data sets ([report] rank_test)
     launcher: Launcher = Launcher()  # how `--launcher` submits it (the [launcher] table)
     workers: int = 1  # runs at once on one machine unless `--workers` says otherwise
 
@@ -260,8 +274,9 @@ def load_sweep(source: str) -> Sweep:
                          f"would be counted twice)")
     try:
         datasets = _datasets(d["data"])
-        report = table("report", d.get("report", {}), "keys (metric, margin)")
-        check_keys(report, ("metric", "margin"), "report")
+        report = table("report", d.get("report", {}), "keys (metric, margin, rank_test)")
+        check_keys(report, ("metric", "margin", "rank_test"), "report")
+        rank_test = boolean("report.rank_test", report.get("rank_test", True))
         metric = text("report.metric", report.get("metric", "dice"))
         margin = report.get("margin", metrics.metric(metric).margin)
         # checkpoints are selected on the headline unless [protocol] select says otherwise
@@ -277,7 +292,7 @@ def load_sweep(source: str) -> Sweep:
                       "the folders results/<name> and reports/<name>")
     return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=description, source=where,
-                 metric=metric, margin=float(margin), launcher=launcher, workers=workers)
+                 metric=metric, margin=float(margin), rank_test=rank_test, launcher=launcher, workers=workers)
 
 
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import variants
-from harness import measure, records, train
+from harness import measure, records, runs_table, train
 from harness.cost import count_macs
 from harness.data import DataSpec, load_dataset
 from harness.execution import Execution
@@ -134,7 +134,7 @@ def test_a_cpu_record_has_train_tflops_and_no_mfu(tmp_path):
     path = tmp_path / "runs" / f"{rec['key']}.json"
     path.parent.mkdir()
     path.write_text(json.dumps(rec))
-    df = records.runs_frame([records.read_record(path)])
+    df = runs_table.runs_frame([records.read_record(path)])
     assert {"train_tflops", "mfu", "compile_s"} <= set(df.columns)
     assert df.train_tflops.iloc[0] == pytest.approx(t["train_tflops"]) and df.mfu.isna().all()
 
@@ -148,11 +148,12 @@ def test_records_written_before_tflops_and_mfu_are_still_read(tmp_path):
     runs.mkdir()
     (runs / f"{rec['key']}.json").write_text(json.dumps(rec))
     [read] = records.load_records(tmp_path)
-    assert all(read["train"][k] is None for k in records.TRAIN_ADDED)
-    df = records.write_runs_csv(tmp_path, [read])
+    assert all(read["train"][k] is None for k in ("compile_s", "train_tflops", "mfu"))
+    assert (read["train"]["selected_on"], read["train"]["best_val_score"]) == ("dice", read["train"]["best_val_dice"])
+    df = runs_table.write_runs_csv(tmp_path, [read])
     assert df[["train_tflops", "mfu", "compile_s"]].isna().all().all() and (df.train_img_s > 0).all()
     rec["train"] = None  # a run that failed before training: still one row
-    assert records.runs_frame([records.check_record(rec, "x")]).mfu.isna().all()
+    assert runs_table.runs_frame([records.check_record(rec, "x")]).mfu.isna().all()
 
 
 # --------------------------------------------------------------------------- compile

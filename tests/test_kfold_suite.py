@@ -329,3 +329,32 @@ def test_a_variant_with_a_failed_seed_is_ranked_with_it_not_by_its_survivors(sui
     ranks = pd.read_csv(rep / "ranks.csv", index_col="dataset")
     assert ranks.loc["mem", "up=bilinear"] == 3  # a seed scoring 0 puts it last on mem
     assert "ranked with that seed scoring 0" in (rep / "index.md").read_text()
+
+
+def test_a_sweep_that_declines_the_rank_test_gets_mean_ranks_and_no_test(suite, tmp_path):
+    """`[report] rank_test = false` (data sets too alike, e.g. from one generator): the
+    suite page gives the mean ranks, says why there is no test, and draws no diagram."""
+    import json
+
+    root = _suite_copy(suite, tmp_path)
+    plan = json.loads((root / "sweep.json").read_text())
+    (root / "sweep.json").write_text(json.dumps({**plan, "rank_test": False}))
+    out = build_report(root, tmp_path / "rep")
+    index = (out / "index.md").read_text()
+    assert "No rank test across the data sets" in index and "Friedman" not in index
+    assert "not drawn: no rank test" in index and not (out / "cd_diagram.png").exists()
+    assert pd.read_csv(out / "suite_table.csv").mean_rank.notna().all()
+    with pytest.raises(ValueError, match="rank_test"):
+        (root / "sweep.json").write_text(json.dumps({**plan, "rank_test": "no"}))
+        build_report(root, tmp_path / "rep2")
+
+
+def test_rank_test_is_read_from_the_sweep(tmp_path):
+    from harness.sweep import load_sweep
+
+    assert load_sweep(str(write_sweep(tmp_path))).rank_test is True
+    text = SUITE + "\n[report]\nrank_test = false\n"
+    assert load_sweep(str(write_sweep(tmp_path, text, "no.toml"))).rank_test is False
+    assert load_sweep("cpu").rank_test is False
+    with pytest.raises(ValueError, match="report.rank_test"):
+        load_sweep(str(write_sweep(tmp_path, SUITE + "\n[report]\nrank_test = 1\n", "bad.toml")))

@@ -92,6 +92,18 @@ def test_plan_of_the_gpu_preset_holds_150_runs_and_gpu_hours():
     assert est["estimated_gpu_hours"] > 0 and est["rate"]["device"] == "cuda"
 
 
+def test_the_gpu_quick_preset_is_planned_within_ten_gpu_minutes():
+    """Every variant of gpu, on all three data sets, 1 seed: at most 10 GPU-minutes at an
+    H200's peak and the assumed MFU (and at most 4 for its compute, train to measurement)."""
+    sweep, gpu = load_sweep("gpu-quick"), load_sweep("gpu")
+    assert [v.label for v in sweep.variants] == [v.label for v in gpu.variants]
+    assert [d.label for d in sweep.datasets] == [d.label for d in gpu.datasets]
+    assert sweep.protocol.amp == "bf16" and len(sweep.seeds) == 1
+    runs = plan(sweep, load_all(sweep))
+    est = estimate.estimate(sweep, runs, set(), estimate.device_rate(sweep))
+    assert est["runs"] == 30 and est["estimated_gpu_hours"] * 60 <= 10
+
+
 def test_plan_of_a_sweep_that_is_not_one_is_one_line(fails_cleanly, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[data]\nname = "shapes"\n')

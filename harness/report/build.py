@@ -11,7 +11,8 @@ from pathlib import Path
 from ..fileio import check_folder_path, write_text_atomic
 from ..layout import Layout
 from ..planfile import read_plan
-from ..records import load_records, runs_frame, stray_records
+from ..records import load_records, stray_records
+from ..runs_table import runs_frame
 from ..samples import read_samples
 from .describe import caption, methods
 from .figures import draw_figures
@@ -73,7 +74,8 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
                               out / label, f"{name} / {label}", metric, [])
              for label, mine in groups.items()}
     write_suite(out, name, str(results_dir), records, parts, metric, notes,
-                plan.baseline if plan else baseline_variant(records), unrecorded)
+                plan.baseline if plan else baseline_variant(records), unrecorded,
+                rank_test=plan.rank_test if plan else True)
     return out
 
 

@@ -23,12 +23,12 @@ import pandas as pd
 
 from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
-from ..records import runs_frame
+from ..runs_table import runs_frame
 from .describe import mixed_text
 from .index import figures_markdown
 from .ranks import FEW_EXACT, friedman
 from .stats import ALPHA
-from .style import STYLE, palette
+from .style import STYLE, FigureResult, palette
 from .suite_figures import cd_diagram, delta_heatmap
 from .tables import DASH, latex_table, markdown_table, p_text
 
@@ -129,10 +129,16 @@ def suite_table(frames: dict, result, baseline: str | None, label: str):
     return headers, ["l", *"r" * len(labels), "r"], rows
 
 
+NO_RANK_TEST = ("No rank test across the data sets: the sweep declares them too alike for one (`[report] "
+                "rank_test = false`, e.g. two data sets from one generator), so the mean ranks are descriptive; "
+                "the verdicts on each data set are the evidence.")
+
+
 def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, Part], metric: str,
-                  baseline: str | None) -> list[str]:
+                  baseline: str | None, rank_test: bool = True) -> list[str]:
     """The comparison across the data sets that have a table: the suite tables, ranks.csv
-    and the figures; returns the markdown of its section."""
+    and the figures; returns the markdown of its section. Without ``rank_test`` the mean
+    ranks are shown, with no Friedman test and no critical-difference diagram."""
     info = metric_info(metric)
     frames = suite_frames(ranked)
     result = friedman(frames["scores"], info.higher_is_better, ALPHA)
@@ -142,7 +148,7 @@ def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, P
                f"that data set after Holm correction within its family), and the mean rank over "
                f"the data sets (1 = best; a variant with a failed or diverged seed is ranked with "
                f"that seed scoring 0 where higher is better).")
-    note = friedman_text(result, info.label)
+    note = friedman_text(result, info.label) if rank_test else NO_RANK_TEST
     table = suite_table(frames, result, baseline, info.label)
     write_text_atomic(out / "suite_table.md", markdown_table(*table, caption, note))
     write_text_atomic(out / "suite_table.tex", latex_table(*table, caption, f"{name}-suite", note))
@@ -158,7 +164,8 @@ def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, P
         figures = [delta_heatmap(frames["delta"].drop(index=[baseline], errors="ignore"),
                                  frames["significant"].drop(index=[baseline], errors="ignore"),
                                  info.label, info.higher_is_better, out),
-                   cd_diagram(result, colors, out)]
+                   cd_diagram(result, colors, out) if rank_test
+                   else FigureResult("cd_diagram", note="not drawn: no rank test (`[report] rank_test = false`)")]
     return [markdown_table(*table, caption, note), figures_markdown(figures)]
 
 
@@ -176,13 +183,13 @@ def _sections(parts: dict[str, Part], unrecorded) -> list[str]:
 
 
 def write_suite(out: Path, name: str, results_dir: str, records: list[dict], parts: dict[str, Part],
-                metric: str, notes: list[str], baseline: str | None, unrecorded=()) -> Path:
+                metric: str, notes: list[str], baseline: str | None, unrecorded=(), rank_test: bool = True) -> Path:
     """Write the suite's tables, figures and ``index.md`` into ``out``. The data sets whose
     records hold no ok run, and those planned (``unrecorded``) without any record, are
     named and left out of the comparison."""
     ranked = {label: p for label, p in parts.items() if p.summary is not None}
     out.mkdir(parents=True, exist_ok=True)
-    across = (_write_across(out, name, records, ranked, metric, baseline) if ranked
+    across = (_write_across(out, name, records, ranked, metric, baseline, rank_test) if ranked
               else ["No data set has a run that finished ok: there is nothing to compare.\n"])
     if left_out := [label for label in parts if label not in ranked]:
         across.append(f"Not compared (no run finished ok): {', '.join(left_out)}.\n")

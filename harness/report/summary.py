@@ -32,7 +32,8 @@ import pandas as pd
 
 from ..metrics import metric as metric_info
 from ..metrics import summarize
-from ..records import counts_array, form_key, image_ids, ok_forms, per_image, runs_frame
+from ..records import counts_array, image_ids, ok_forms, per_image
+from ..runs_table import form_key, runs_frame
 from .labels import BAD, _seeds_text, family_of, natural_key, status_text, variant_order
 from .stats import ALPHA, hierarchical_bootstrap, holm, seed_model, signflip_p
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
-from ..records import runs_frame
+from ..runs_table import runs_frame
 from .stats import ALPHA
 from .summary import SUMMARY_COLUMNS
 
