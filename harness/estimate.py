@@ -13,6 +13,7 @@ distinct network and input size), at an effective rate of ``peak x MFU``:
   class (MONAI's HD95 and NSD dominate; measured here) for each test image and form, over
   ``evaluate.MAX_METRIC_WORKERS`` processes for a CUDA run (a node with that many cores
   to spare is assumed);
+* checkpoints: at most ``train.CHECKPOINT_BUDGET`` of the training time;
 * ``RUN_OVERHEAD_S`` per run (building the model, writing the record).
 
 The rate: ``--device-peak`` (TFLOP/s) x ``--mfu``; else the GPU's own dense bf16 peak
@@ -32,6 +33,7 @@ from .cost import count_macs
 from .evaluate import MAX_METRIC_WORKERS
 from .plan import PlannedRun
 from .sweep import Sweep
+from .train import CHECKPOINT_BUDGET
 
 DEFAULT_MFU = 0.35
 H200_BF16_TFLOPS = 989.0
@@ -111,8 +113,9 @@ def run_seconds(run: PlannedRun, rate: Rate) -> dict:
     classes = max(run.data.num_classes - 1, 1)
     pool = MAX_METRIC_WORKERS if rate.device == "cuda" else 1  # a CUDA run's metrics: in a process pool
     metrics = forms * n_test * h * w / 1e6 * classes * METRIC_S_PER_MPIX / pool
-    parts = {"train_s": train, "validation_s": validation, "test_s": test, "measure_s": measure,
-             "metrics_s": metrics, "overhead_s": RUN_OVERHEAD_S}
+    checkpoints = CHECKPOINT_BUDGET * train if p.checkpoint_every else 0.0  # at most (train.Checkpoints)
+    parts = {"train_s": train, "checkpoint_s": checkpoints, "validation_s": validation, "test_s": test,
+             "measure_s": measure, "metrics_s": metrics, "overhead_s": RUN_OVERHEAD_S}
     return {**parts, "total_s": sum(parts.values())}
 
 
