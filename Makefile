@@ -80,7 +80,7 @@ gpu-wheels:
 # at most 6 minutes on one H200. Logs, runs.csv and the tables go to $$OUT (default gpu-check/).
 # With the venv it uses it; without, the node's python3 and the wheels of .whl/.
 gpu-check:
-	OUT="$(if $(filter environment command line,$(origin OUT)),$(OUT),gpu-check)" bash tools/gpu_check.sh
+	@OUT="$(if $(filter environment command line,$(origin OUT)),$(OUT),gpu-check)" bash tools/gpu_check.sh
 
 clean:
 	rm -rf results/*/ reports/*/ .pytest_cache
