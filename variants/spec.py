@@ -113,13 +113,40 @@ class ArchSpec:
         return self.depth if self.form == "mean" else int(self.form[1:])
 
 
+# How the ``dec<a>.<b>...`` token of an smp name sets each architecture's decoder (the keys
+# of smp.MODEL_ARCHITECTURES_MAPPING, "unetpp" for its "unetplusplus"): the keyword
+# arguments its numbers fill, in order. "*" takes the whole tuple as one argument (one
+# number per decoder stage; their count is the encoder depth). An architecture with no
+# entry, or an empty one, takes no token: it keeps smp's own decoder.
+SMP_DECODER: dict[str, tuple[str, ...]] = {
+    "unet": ("*decoder_channels",),
+    "unetpp": ("*decoder_channels",),
+    "manet": ("*decoder_channels",),
+    "linknet": (),
+    "fpn": ("decoder_pyramid_channels", "decoder_segmentation_channels"),
+    "pspnet": ("psp_out_channels",),
+    "deeplabv3": ("decoder_channels",),
+    "deeplabv3plus": ("decoder_channels",),
+    "pan": ("decoder_channels",),
+    "upernet": ("decoder_channels",),
+    "segformer": ("decoder_segmentation_channels",),
+    "dpt": ("decoder_fusion_channels",),
+}
+SMP_ALIASES = {"unetplusplus": "unetpp"}  # smp's key -> the name runs have always been recorded under
+UNET_DECODER = (256, 128, 64, 32, 16)     # the default of unet and unetpp specs (their keys say so)
+
+
 @dataclass(frozen=True)
 class SmpSpec:
-    """A segmentation-models-pytorch baseline, always built with ``encoder_weights=None``."""
+    """A segmentation-models-pytorch baseline, always built with ``encoder_weights=None``.
 
-    arch: str = "unet"  # unet | unetpp
+    ``arch`` is a key of ``smp.MODEL_ARCHITECTURES_MAPPING`` (``unetpp`` for UnetPlusPlus;
+    ``unetplusplus`` is read as it); ``decoder_channels`` what ``SMP_DECODER`` maps for it
+    (None: smp's default decoder; unet and unetpp: ``UNET_DECODER``)."""
+
+    arch: str = "unet"
     encoder: str = "resnet34"
-    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    decoder_channels: tuple[int, ...] | None = None
     in_channels: int = 3
     classes: int = 1
     weights: str | None = None
@@ -130,24 +157,32 @@ class SmpSpec:
     deep_supervision = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
-        if self.arch not in ("unet", "unetpp"):
-            raise ValueError(f"arch: expected 'unet' or 'unetpp', got {self.arch!r}")
+        arch = SMP_ALIASES.get(self.arch, self.arch)
+        object.__setattr__(self, "arch", arch)
+        if not (isinstance(arch, str) and re.fullmatch(r"[a-z][a-z0-9]*", arch)):
+            raise ValueError(f"arch: expected an smp architecture ({', '.join(SMP_DECODER)}), got {arch!r}")
         if not self.encoder:
             raise ValueError("encoder: an smp encoder name is required (e.g. resnet34)")
-        if not self.decoder_channels or any(c < 1 for c in self.decoder_channels):
-            raise ValueError(f"decoder_channels: expected positive integers, got {self.decoder_channels}")
+        dec = self.decoder_channels
+        if dec is None and arch in ("unet", "unetpp"):
+            dec = UNET_DECODER
+        if dec is not None:
+            dec = tuple(int(c) for c in dec)
+            if not dec or any(c < 1 for c in dec):
+                raise ValueError(f"decoder_channels: expected positive integers, got {dec}")
+            _check_decoder(arch, dec)
+        object.__setattr__(self, "decoder_channels", dec)
         _check_positive(self, "in_channels", "classes")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["decoder_channels"] = list(self.decoder_channels)
+        d["decoder_channels"] = None if self.decoder_channels is None else list(self.decoder_channels)
         return {"kind": self.kind, **d}
 
     @property
     def name(self) -> str:
         parts = ["smp", self.arch, self.encoder]
-        if self.decoder_channels != SmpSpec.decoder_channels:
+        if self.decoder_channels != SmpSpec(arch=self.arch).decoder_channels:
             parts.append("dec" + ".".join(map(str, self.decoder_channels)))
         if self.in_channels != 3:
             parts.append(f"in{self.in_channels}")
@@ -155,8 +190,26 @@ class SmpSpec:
             parts.append(f"k{self.classes}")
         return "-".join(parts)
 
+    def decoder_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the smp model that ``decoder_channels`` sets."""
+        if self.decoder_channels is None:
+            return {}
+        names = SMP_DECODER[self.arch]
+        if names[0].startswith("*"):
+            return {names[0][1:]: self.decoder_channels, "encoder_depth": len(self.decoder_channels)}
+        return dict(zip(names, self.decoder_channels))
+
     def replace(self, **changes: Any) -> "SmpSpec":
         return dataclasses.replace(self, **changes)
+
+
+def _check_decoder(arch: str, dec: tuple[int, ...]) -> None:
+    names = SMP_DECODER.get(arch, ())
+    if not names:
+        raise ValueError(f"smp {arch}: takes no decoder token (dec...): its decoder is smp's own")
+    if not names[0].startswith("*") and len(dec) > len(names):
+        raise ValueError(f"smp {arch}: dec takes at most {len(names)} number(s) ({', '.join(names)}), got "
+                         f"{'.'.join(map(str, dec))}")
 
 
 Spec = Union[ArchSpec, SmpSpec]
@@ -235,8 +288,9 @@ _DEC_RE = re.compile(r"^dec\d+(\.\d+)*$")
 
 def _smp_from_name(name: str) -> SmpSpec:
     parts = name.split("-")
-    if len(parts) < 3 or parts[1] not in ("unet", "unetpp"):
-        raise ValueError(f"smp spec name {name!r}: expected smp-unet-<encoder> or smp-unetpp-<encoder>")
+    if len(parts) < 3:
+        raise ValueError(f"smp spec name {name!r}: expected smp-<architecture>-<encoder> (architectures: "
+                         f"{', '.join(SMP_DECODER)}), e.g. smp-fpn-resnet18")
     fields: dict[str, Any] = {"arch": parts[1]}
     rest = parts[2:]
     while len(rest) > 1:
