@@ -692,3 +692,29 @@ def test_a_seed_the_machine_failed_is_left_out_of_fail0_not_scored_zero():
     recs[2]["cause"] = "environment"  # a full disk: rerun it, do not count it against the variant
     assert fail0(recs, "v", scores, True)[0] == pytest.approx((0.85 + 0.8) / 2)
     assert np.isnan(fail0(recs, "v", scores, False)[0])
+
+
+@pytest.mark.parametrize("n,keyed", [(3, False), (13, True)])
+def test_crowded_accuracy_cost_points_are_numbered_and_keyed(tmp_path, monkeypatch, n, keyed):
+    """13 models within a hair of each other (the baselines preset): their names would
+    overlap wherever they went, so the points carry numbers and a legend names them."""
+    from harness.report import figures
+
+    saved = []
+    real = figures.save_figure
+    monkeypatch.setattr(figures, "save_figure", lambda fig, *a: saved.append(fig) or real(fig, *a))
+    spread = 1.0 if not keyed else 0.002
+    names = ["baseline"] + [f"smp-model-{k}" for k in range(1, n)]
+    summary = pd.DataFrame({
+        "variant": names, "form": "mean", "metric": "dice", "is_baseline": [True] + [False] * (n - 1),
+        "dice_mean": [0.96 + spread * 0.01 * k for k in range(n)], "dice_std": 0.001,
+        "gmacs": [0.8 + spread * k for k in range(n)], "infer_img_s": [50 + 30 * spread * k for k in range(n)],
+        "infer_batch": 8, "macs_size": "128x128"})
+    colors = dict(zip(names, [f"C{k % 10}" for k in range(n)]))
+    assert figures.accuracy_cost(summary, colors, tmp_path).files
+    [fig] = saved
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert len(texts) == 2 * n and all(t.isdigit() for t in texts) == keyed
+    assert (len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == n) == keyed
+    if keyed:
+        assert fig.legends[0].get_texts()[1].get_text() == "2 smp-model-1"

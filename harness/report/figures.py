@@ -76,10 +76,11 @@ def _overlap(a: Bbox, b: Bbox) -> float:
     return w * h if w > 0 and h > 0 else 0.0
 
 
-def _label_points(ax, xs, ys, labels) -> None:
+def _label_points(ax, xs, ys, labels) -> bool:
     """Label points without overlaps: each label takes the first of a few positions
     around its point (then farther out, with a leader line) that overlaps no marker,
-    no earlier label and does not leave the axes; else the least-overlapping one."""
+    no earlier label and does not leave the axes; else the least-overlapping one. True
+    when every label found a place free of overlaps."""
     fig = ax.figure
     fig.draw_without_rendering()  # final layout and limits, so display coordinates hold
     renderer = fig.canvas.get_renderer()
@@ -87,6 +88,7 @@ def _label_points(ax, xs, ys, labels) -> None:
     pts = ax.transData.transform(np.column_stack([xs, ys]))
     r = 3.5 * fig.dpi / 72
     taken = [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in pts]
+    clean = True
     for i in np.argsort(-pts[:, 1], kind="stable"):
         best = None
         for scale in (1.0, 3.0):
@@ -110,6 +112,22 @@ def _label_points(ax, xs, ys, labels) -> None:
             if best[0] == 0:
                 break
         taken.append(best[2])
+        clean = clean and best[0] == 0
+    return clean
+
+
+def _key_points(fig, rows: pd.DataFrame, colors: dict) -> None:
+    """Replace the names beside the points of every panel by numbers, keyed in a legend
+    below the panels (the names of crowded points overlap wherever they go)."""
+    number = {v: k + 1 for k, v in enumerate(dict.fromkeys(rows["variant"]))}
+    for ax in fig.axes:
+        for text in list(ax.texts):
+            if text.get_text() in number:
+                text.set_text(str(number[text.get_text()]))
+    handles = [Line2D([], [], ls="none", marker="s" if base else "o", color=colors[v], ms=4)
+               for v, base in zip(number, rows.drop_duplicates("variant")["is_baseline"])]
+    fig.legend(handles, [f"{n} {v}" for v, n in number.items()], loc="outside lower center",
+               ncol=min(5, len(number)), frameon=False, fontsize=LABEL_PT, handletextpad=0.2, columnspacing=1.0)
 
 
 # --------------------------------------------------------------------------- figures
@@ -126,6 +144,7 @@ def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureR
     batches = sorted({f"{b:g}" for b in rows["infer_batch"].dropna()})
     batch = f", batch {'/'.join(batches)}" if batches else ""
     fig = new_figure(TWO_COL, 2.8)
+    clean = True
     panels = [("gmacs", f"GMACs per {size} image", True),
               ("infer_img_s", f"Inference throughput (images/s{batch})", False)]
     for ax, (col, xlabel, minimize) in zip(fig.subplots(1, 2), panels):
@@ -148,8 +167,9 @@ def accuracy_cost(summary: pd.DataFrame, colors: dict, out_dir: Path) -> FigureR
         ax.margins(x=0.2, y=0.15)
         ax.legend([Line2D([], [], ls="--", marker="o", mfc="none", color="0.3", ms=6, lw=0.8)],
                   ["Pareto front"], loc="lower right", frameon=False)
-        _label_points(ax, d[col].to_numpy(float), d[y].to_numpy(float),
-                      d["variant"].tolist())
+        clean = _label_points(ax, d[col].to_numpy(float), d[y].to_numpy(float), d["variant"].tolist()) and clean
+    if not clean:  # too many points too close for names: numbers, keyed below the panels
+        _key_points(fig, rows, colors)
     res.files = save_figure(fig, out_dir, res.name)
     best = "highest" if info.higher_is_better else "lowest"
     res.caption = (f"Test {info.label} (mean ± std over ok seeds) against MACs per {size} image and "
