@@ -70,34 +70,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_text(df) -> str:
-    """The console summary of a sweep: one line per (data set of a suite, variant, form),
-    means over ok runs (seeds, and folds). (The report's statistics come from ``unet-ablate
-    report``.)"""
-    ok = df[df.status == "ok"]
-    if ok.empty:
-        return "no run finished"
-    by = ["dataset", "variant", "form"] if df["dataset"].nunique() > 1 else ["variant", "form"]
-    g = ok.groupby(by, sort=False)
-    t = g.agg(dice=("dice", "mean"), dice_std=("dice", "std"), params=("params", "first"),
-              macs=("macs", "first"), infer_img_s=("infer_img_s", "median"), train_img_s=("train_img_s", "median"))
-    t["runs"] = df.groupby(by, sort=False).apply(
-        lambda x: f"{(x.status == 'ok').sum()}/{len(x)}", include_groups=False)
-    t["Dice"] = [f"{d:.4f} ± {s:.4f}" if s == s else f"{d:.4f}" for d, s in zip(t.dice, t.dice_std)]
-    t["params (M)"] = (t.params / 1e6).round(3)
-    t["GMACs"] = (t.macs / 1e9).round(3)
-    t["infer img/s"] = t.infer_img_s.round(1)
-    t["train img/s"] = t.train_img_s.round(1)
-    return t[["runs", "Dice", "params (M)", "GMACs", "infer img/s", "train img/s"]].to_string()
-
-
 def run_command(args: argparse.Namespace, out: Path) -> str:
     """The command line that runs this sweep again into ``out`` (completing what is missing)."""
     argv = ["unet-ablate", "run", args.sweep]
     for flag in ("data", "layout", "variants", "seeds", "steps", "folds", "device"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag}", str(getattr(args, flag))]
-    return shlex.join(argv + ["--out", str(out)])
+    return shlex.join(argv + (["--tensorboard"] if getattr(args, "tensorboard", False) else []) + ["--out", str(out)])
 
 
 LAUNCHER_FLAGS = {"partition": "partition", "time_min": "timeout_min", "array_parallelism": "array_parallelism",
@@ -111,6 +90,7 @@ def _flag(dest: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from .layout import Layout
     from .runner import run_sweep, submit_sweep
+    from .runs_table import summary_text
     from .sweep import load_sweep, override
 
     given = {key: getattr(args, dest) for dest, key in LAUNCHER_FLAGS.items() if getattr(args, dest) is not None}
@@ -126,6 +106,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     labels = [s for s in args.variants.split(",") if s] if args.variants else None
     sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
                      args.device, args.folds, launcher=given)
+    if args.tensorboard:
+        import dataclasses
+        sweep = dataclasses.replace(sweep, tensorboard=True)
+    if sweep.tensorboard:
+        from .monitor import check_available
+        check_available()  # before anything is written
     out = Path(args.out or Path("results") / sweep.name)
     if args.no_wait:
         jobs = submit_sweep(sweep, out, args.launcher, retry_failed=args.retry_failed, command=run_command(args, out))
@@ -286,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_flags(q)
     q.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.add_argument("--tensorboard", action="store_true",
+                   help="TensorBoard event files per run under OUT/tensorboard (loss, lr, img/s, validation); "
+                        "`tensorboard --logdir OUT/tensorboard` ([log] tensorboard = true in a sweep)")
     par = q.add_argument_group("parallel runs and clusters (any number of runners may share one --out folder)")
     par.add_argument("--workers", type=_size, metavar="N",
                      help=f"N runs at once on this machine, in separate processes that split the "

@@ -8,6 +8,7 @@ samples/<data key>.npz    test images and masks to draw   (``samples.write_sampl
 claims/<key>.json         who runs what, with a heartbeat (``claims``)
 checkpoints/<key>.pt      in-run checkpoints              (``train.fit``, through the runner)
 submitit/                 cluster jobs' pickles and logs  (``cluster``)
+tensorboard/<data set>/<variant>/seed<k>[-fold<f>]/   event files (``monitor``; --tensorboard)
 ```
 
 Every name that becomes a path here (a run key, a data key) must be a plain name, so that
@@ -15,6 +16,7 @@ nothing a record or a plan says can point outside the folder.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .config import plain_name
@@ -35,6 +37,7 @@ class Layout:
         self.claims = self.root / "claims"
         self.checkpoints = self.root / "checkpoints"
         self.submitit = self.root / "submitit"
+        self.tensorboard_dir = self.root / "tensorboard"
 
     def record(self, key: str) -> Path:
         return self.runs / f"{plain_name('run key', key, 'a record file')}.json"
@@ -45,6 +48,14 @@ class Layout:
     def checkpoint(self, key: str) -> Path:
         return self.checkpoints / f"{plain_name('run key', key, 'a checkpoint file')}.pt"
 
+    def tensorboard(self, dataset: str, variant: str, seed: int, fold: int | None) -> Path:
+        """A run's event files: its data set, variant (characters a file name cannot hold as
+        plainly, such as the '=' of a one-factor label, become '_'), seed and fold."""
+        def plain(label: str) -> str:
+            return re.sub(r"[^A-Za-z0-9._-]", "_", label) or "_"
+        run = f"seed{seed}" + ("" if fold is None else f"-fold{fold}")
+        return self.tensorboard_dir / plain(dataset or "data") / plain(variant) / run
+
     def samples(self, data_key: str) -> Path:
         return self.samples_dir / f"{plain_name('data key', data_key, 'a samples file')}.npz"
 
@@ -53,7 +64,7 @@ class Layout:
         results folder: it is a file, sits below a file, or holds a file where one of its
         folders belongs (or a folder where one of its files belongs)."""
         check_folder_path(self.root, "a results folder")
-        folders = (self.runs, self.samples_dir, self.claims, self.checkpoints, self.submitit)
+        folders = (self.runs, self.samples_dir, self.claims, self.checkpoints, self.submitit, self.tensorboard_dir)
         for path, folder in [(p, True) for p in folders] + [(self.plan, False), (self.runs_csv, False)]:
             if path.exists() and path.is_dir() != folder:
                 raise ValueError(f"{path}: is a {'file' if folder else 'folder'}, expected "

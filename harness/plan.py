@@ -27,6 +27,7 @@ class PlannedRun:
     labels: records.Labels
     data: object
     seen: int | None = None
+    tensorboard: bool = False  # write TensorBoard event files (``[log] tensorboard``, --tensorboard)
 
     @property
     def key(self) -> str:
@@ -69,7 +70,7 @@ def plan(sweep: Sweep, loaded: dict) -> list[PlannedRun]:
                 for view in data.fold_views():
                     rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=sweep.protocol,
                                  measure=sweep.measure, seed=seed, fold=view.fold)
-                    out.append(PlannedRun(rs, labels, view))
+                    out.append(PlannedRun(rs, labels, view, tensorboard=sweep.tensorboard))
     seen: dict[str, str] = {}
     for run in out:
         if seen.setdefault(run.key, run.labels.variant) != run.labels.variant:

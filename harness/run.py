@@ -85,13 +85,14 @@ def failure_cause(e: BaseException) -> str:
 
 
 def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: bool = False,
-            out: Path | None = None, threads: int | None = None) -> dict:
+            out: Path | None = None, threads: int | None = None, tensorboard: Path | None = None) -> dict:
     """Train, score on the test split once, and measure one run. Never raises for a run
     that fails: the exception text goes into the record with status ``failed``.
     ``out``: the results folder, where the run keeps its in-run checkpoint when
     ``protocol.checkpoint_every`` is on (and resumes from one found there). ``threads``:
     the CPU threads to use instead of ``measure.threads`` (parallel workers split them);
-    the record's ``env.threads`` says what was used."""
+    the record's ``env.threads`` says what was used. ``tensorboard``: the folder of the
+    run's TensorBoard event files (none without)."""
     labels = labels or records.Labels(sweep="", variant=rs.key)  # a run outside any sweep
     p = rs.protocol
     ex = Execution.resolve(p, rs.measure, threads)
@@ -102,13 +103,17 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
     log.debug("run %s: %s seed %s on %s (%s, %d threads)", rs.key, labels.variant, rs.seed, ex.device,
               ex.dtype, ex.threads)
     t0 = time.perf_counter()
+    monitor = None
     try:
+        if tensorboard is not None:
+            from .monitor import TensorBoard
+            monitor = TensorBoard(tensorboard)
         spec = variants.parse(rs.arch)
         torch.manual_seed(rs.seed)
         model = ex.place(variants.build(spec))
         fold = "" if rs.fold is None else f" fold {rs.fold}"
         with progress_bar(p.steps, f"{labels.variant} seed {rs.seed}{fold}", progress, leave=False) as bar:
-            fr = fit(model, spec, data, p, rs.seed, ex, progress=bar, checkpoint=checkpoint)
+            fr = fit(model, spec, data, p, rs.seed, ex, progress=bar, checkpoint=checkpoint, monitor=monitor)
         records.add_training(record, fr)
         if fr.status != "ok":
             records.end(record, t0, time.perf_counter(), fr.status, fr.error)
@@ -120,6 +125,8 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
         records.end(record, t0, time.perf_counter(), "failed", f"{e.__class__.__name__}: {e}".splitlines()[0],
                     traceback.format_exc(limit=-8), cause=failure_cause(e))
     finally:
+        if monitor is not None:
+            monitor.close()
         if ex.cuda:
             torch.cuda.empty_cache()
     return record
@@ -175,7 +182,9 @@ def run_claimed(out: Path, run: PlannedRun, retry_failed: bool = False, threads:
     with held:
         if (rec := _finished(path, retry_failed, run.seen)) is not None:
             return "done", rec
-        rec = run_one(run.spec, run.data, run.labels, progress=progress, out=out, threads=threads)
+        board = (layout.tensorboard(run.labels.dataset, run.labels.variant, run.spec.seed, run.spec.fold)
+                 if run.tensorboard else None)
+        rec = run_one(run.spec, run.data, run.labels, progress=progress, out=out, threads=threads, tensorboard=board)
         records.write_record(out, rec)
         discard_checkpoint(layout.checkpoint(run.key))
     return "ran", rec

@@ -72,3 +72,24 @@ def write_runs_csv(results: Path, records: list[dict]) -> pd.DataFrame:
     df = runs_frame(records)
     write_text_atomic(Layout(results).runs_csv, df.to_csv(index=False))
     return df
+
+
+def summary_text(df) -> str:
+    """The console summary of a sweep: one line per (data set of a suite, variant, form),
+    means over ok runs (seeds, and folds). (The report's statistics come from ``unet-ablate
+    report``.)"""
+    ok = df[df.status == "ok"]
+    if ok.empty:
+        return "no run finished"
+    by = ["dataset", "variant", "form"] if df["dataset"].nunique() > 1 else ["variant", "form"]
+    g = ok.groupby(by, sort=False)
+    t = g.agg(dice=("dice", "mean"), dice_std=("dice", "std"), params=("params", "first"),
+              macs=("macs", "first"), infer_img_s=("infer_img_s", "median"), train_img_s=("train_img_s", "median"))
+    t["runs"] = df.groupby(by, sort=False).apply(
+        lambda x: f"{(x.status == 'ok').sum()}/{len(x)}", include_groups=False)
+    t["Dice"] = [f"{d:.4f} ± {s:.4f}" if s == s else f"{d:.4f}" for d, s in zip(t.dice, t.dice_std)]
+    t["params (M)"] = (t.params / 1e6).round(3)
+    t["GMACs"] = (t.macs / 1e9).round(3)
+    t["infer img/s"] = t.infer_img_s.round(1)
+    t["train img/s"] = t.train_img_s.round(1)
+    return t[["runs", "Dice", "params (M)", "GMACs", "infer img/s", "train img/s"]].to_string()

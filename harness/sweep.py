@@ -20,6 +20,8 @@ grid = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }  # every comb
 metric = "dice"                # the headline of the report (harness.metrics.METRICS)
 margin = 0.005                 # |Δ| that does not matter, in the headline's units (default: the metric's)
 rank_test = true               # a suite's Friedman test across data sets (false: data sets too alike)
+[log]
+tensorboard = true             # event files per run under OUT/tensorboard (as `run --tensorboard`)
 [launcher]  # Launcher fields: how `run --launcher slurm|local` submits its jobs
 partition = "gpu"
 gpus_per_task = 1
@@ -61,7 +63,7 @@ from .data import DataSpec
 from .protocol import Measure, Protocol
 
 SWEEP_KEYS = ("name", "description", "seeds", "workers", "data", "protocol", "measure", "variants", "report",
-              "launcher")
+              "launcher", "log")
 VARIANT_KEYS = ("baseline", "one_factor", "grid", "explicit")
 
 
@@ -136,6 +138,7 @@ class Sweep:
     metric: str = "dice"  # the report's headline metric (harness.metrics)
     margin: float = 0.005  # the equivalence margin of the headline, in its units ([report] margin)
     rank_test: bool = True  # a suite's rank test across its data sets ([report] rank_test)
+    tensorboard: bool = False  # TensorBoard event files per run ([log] tensorboard; --tensorboard)
     launcher: Launcher = Launcher()  # how `--launcher` submits it (the [launcher] table)
     workers: int = 1  # runs at once on one machine unless `--workers` says otherwise
 
@@ -277,6 +280,9 @@ def load_sweep(source: str) -> Sweep:
         report = table("report", d.get("report", {}), "keys (metric, margin, rank_test)")
         check_keys(report, ("metric", "margin", "rank_test"), "report")
         rank_test = boolean("report.rank_test", report.get("rank_test", True))
+        logs = table("log", d.get("log", {}), "keys (tensorboard)")
+        check_keys(logs, ("tensorboard",), "log")
+        tensorboard = boolean("log.tensorboard", logs.get("tensorboard", False))
         metric = text("report.metric", report.get("metric", "dice"))
         margin = report.get("margin", metrics.metric(metric).margin)
         # checkpoints are selected on the headline unless [protocol] select says otherwise
@@ -292,7 +298,8 @@ def load_sweep(source: str) -> Sweep:
                       "the folders results/<name> and reports/<name>")
     return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=_expand_variants(d["variants"], where), description=description, source=where,
-                 metric=metric, margin=float(margin), rank_test=rank_test, launcher=launcher, workers=workers)
+                 metric=metric, margin=float(margin), rank_test=rank_test, tensorboard=tensorboard,
+                 launcher=launcher, workers=workers)
 
 
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,

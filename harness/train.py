@@ -212,7 +212,7 @@ def _step(forward, loss_fn, opt, x, y, ex: Execution, compiling: bool) -> float:
 
 
 def _validate(state: TrainState, spec, val_x, val_y, num_classes: int, ex: Execution, lr: float,
-              select: str) -> None:
+              select: str, monitor=None) -> None:
     """Score the validation split, log it in the history and keep the weights if best on
     ``select`` (the history gains ``val_score``, its value, when that is not Dice)."""
     if ex.cuda:  # training memory only: validation passes are not counted
@@ -225,6 +225,8 @@ def _validate(state: TrainState, spec, val_x, val_y, num_classes: int, ex: Execu
     if ex.cuda:
         torch.cuda.reset_peak_memory_stats(ex.device)
     state.keep_if_best(dice, val, metric(select).higher_is_better)
+    if monitor is not None:
+        monitor.validation(state.step, dice, select, val)
 
 
 def _result(state: TrainState, protocol: Protocol, macs: int, ex: Execution, result: FitResult) -> FitResult:
@@ -280,7 +282,7 @@ class Checkpoints:
 
 
 def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Execution,
-        progress=None, checkpoint: Path | None = None) -> FitResult:
+        progress=None, checkpoint: Path | None = None, monitor=None) -> FitResult:
     """Train ``model`` in place and leave it holding the weights with the best validation
     score on ``protocol.select`` (Dice by default), as the run executes (``ex``: device,
     precision, memory format). ``progress`` is an optional tqdm bar over steps. With
@@ -289,7 +291,8 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Executi
     from: the result is the one an uninterrupted run gets (bit for bit on CPU; timings
     aside). The caller removes it when the run ends. With ``protocol.compile`` the training
     forward runs through ``compile_module``. A CUDA run samples its batches ahead in a
-    thread (``batches.Batches``): the same batches, off the critical path."""
+    thread (``batches.Batches``): the same batches, off the critical path. ``monitor``
+    (``monitor.TensorBoard``) is told each step's loss, rate and img/s and each evaluation."""
     n = variants.input_geometry(spec, protocol.patch)[0]  # the training input, as the model sees it
     macs = count_macs(spec, n, n)  # on meta, once: nothing of it inside the timed loop
     rng = np.random.default_rng(seed)
@@ -307,7 +310,7 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Executi
         saver.start(state.step)
     batches = Batches(sampler, protocol.batch_size, ex, prefetch=ex.cuda)  # after the resume: its generator
     try:
-        _loop(state, result, batches, saver, spec, data, protocol, ex, progress)
+        _loop(state, result, batches, saver, spec, data, protocol, ex, progress, monitor)
     finally:
         batches.close()
     if state.best_state is not None:
@@ -316,13 +319,14 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Executi
 
 
 def _loop(state: TrainState, result: FitResult, batches: Batches, saver: Checkpoints, spec, data,
-          protocol: Protocol, ex: Execution, progress) -> None:
+          protocol: Protocol, ex: Execution, progress, monitor=None) -> None:
     """Train from ``state.step`` to ``protocol.steps`` (or until the loss diverges)."""
     forward = compile_module(state.model) if protocol.compile else state.model
     loss_fn = LOSSES[protocol.loss](data.num_classes)
     compiling = protocol.compile  # the first step of this process compiles
     with backward_outside_autocast(protocol.compile):
-        _steps(state, result, batches, saver, forward, loss_fn, spec, data, protocol, ex, progress, compiling)
+        _steps(state, result, batches, saver, forward, loss_fn, spec, data, protocol, ex, progress, compiling,
+               monitor)
 
 
 def backward_outside_autocast(compiled: bool):
@@ -336,7 +340,7 @@ def backward_outside_autocast(compiled: bool):
 
 
 def _steps(state: TrainState, result: FitResult, batches: Batches, saver: Checkpoints, forward, loss_fn, spec,
-           data, protocol: Protocol, ex: Execution, progress, compiling: bool) -> None:
+           data, protocol: Protocol, ex: Execution, progress, compiling: bool, monitor=None) -> None:
     val_x, val_y, _ = data.subset("val")
     while state.step < protocol.steps:
         state.model.train()
@@ -352,14 +356,17 @@ def _steps(state: TrainState, result: FitResult, batches: Batches, saver: Checkp
         lr = state.opt.param_groups[0]["lr"]  # the rate this step used
         state.sched.step()
         state.losses.append(value)
+        took, compiled = time.perf_counter() - t0, compiling
         if compiling:
-            state.compile_s, compiling = (state.compile_s or 0.0) + time.perf_counter() - t0, False
+            state.compile_s, compiling = (state.compile_s or 0.0) + took, False
         else:
-            state.step_times.append(time.perf_counter() - t0)
+            state.step_times.append(took)
         state.step += 1
+        if monitor is not None:
+            monitor.step(state.step, value, lr, None if compiled else protocol.batch_size / took)
         last = state.step == protocol.steps
         if state.step % protocol.eval_every == 0 or last:
-            _validate(state, spec, val_x, val_y, data.num_classes, ex, lr, protocol.select)
+            _validate(state, spec, val_x, val_y, data.num_classes, ex, lr, protocol.select, monitor)
         if saver.due(state.step, last):
             saver.save(state)
         if progress is not None:

@@ -190,3 +190,53 @@ def test_with_five_test_images_or_fewer_the_methods_say_p_images_has_a_floor():
     assert "with 4 test images, p_images cannot fall below 2/2^4 = 0.125" in text
     from harness.report.stats import signflip_p
     assert signflip_p([0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.125)  # the floor, reached by 4 equal signs
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+def test_run_tensorboard_writes_event_files_tensorboard_reads(sweep_file, tmp_path):
+    """`unet-ablate run SWEEP --tensorboard`: one event folder per run, holding the training
+    loss, rate and img/s per step and the validation Dice per evaluation."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "out"
+    assert main(["run", str(sweep_file), "--seeds", "1", "--tensorboard", "--out", str(out), "-q"]) == 0
+    runs = sorted(p.relative_to(out / "tensorboard") for p in (out / "tensorboard").glob("*/*/*"))
+    assert [str(r) for r in runs] == ["shapes/baseline/seed0", "shapes/up_bilinear/seed0"]
+    events = EventAccumulator(str(out / "tensorboard" / runs[0]))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "train/img_s", "val/dice"} <= set(tags)
+    assert [e.step for e in events.Scalars("train/loss")] == [5, 10]  # every 10 steps, and at evaluations
+    assert [e.step for e in events.Scalars("val/dice")] == [5, 10]
+    sweep_json = json.loads((out / "sweep.json").read_text())
+    assert "--tensorboard" in sweep_json["command"]
+
+
+def test_log_tensorboard_in_a_sweep_and_its_bad_values(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP + "\n[log]\ntensorboard = true\n")
+    assert load_sweep(str(path)).tensorboard is True
+    assert load_sweep("cpu").tensorboard is False
+    path.write_text(SWEEP + '\n[log]\ntensorboard = "yes"\n')
+    with pytest.raises(ValueError, match="log.tensorboard"):
+        load_sweep(str(path))
+    path.write_text(SWEEP + "\n[log]\nwandb = true\n")
+    with pytest.raises(ValueError, match="wandb"):
+        load_sweep(str(path))
+
+
+def test_tensorboard_without_its_package_is_one_line(fails_cleanly, sweep_file, tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tensorboard(name, *a, **kw):
+        if name == "torch.utils.tensorboard":
+            raise ImportError("No module named 'tensorboard'")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    out = tmp_path / "out"
+    fails_cleanly("run", str(sweep_file), "--tensorboard", "--out", str(out),
+                  names=["--tensorboard", "unet-ablate[tensorboard]"], untouched=[out])

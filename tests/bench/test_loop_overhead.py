@@ -200,3 +200,26 @@ def test_gpu_cudnn_autotuning_is_measured_both_ways(capsys):
         print(f"\ncuDNN autotuning, bare loop of {GPU.arch} {GPU.patch}x{GPU.patch} batch {GPU.batch} {GPU.amp}: "
               f"off {rates[False]:.1f} img/s, on {rates[True]:.1f} img/s ({rates[True] / rates[False]:.3f}x)")
     assert rates[True] >= 0.97 * rates[False]
+
+
+def test_tensorboard_logging_costs_under_2_percent_of_a_step(tmp_path, capsys):
+    """`--tensorboard` logs loss, rate and img/s every 10 steps: their cost per step against
+    the CPU case's step (a GPU step of the gpu preset is ~7 ms: printed against that too)."""
+    from harness.monitor import TensorBoard
+
+    torch.set_num_threads(2)
+    data = load_dataset(DataSpec("membranes", n_images=40, size=128, seed=0))
+    spec = arch_for_data(variants.parse(CPU.arch), data)
+    cpu = torch.device("cpu")
+    step_s = CPU.batch / bare_loop(spec, data, CPU, cpu, resolve_precision("none", cpu).amp)
+    board = TensorBoard(tmp_path)
+    n = 3000
+    t0 = time.perf_counter()
+    for i in range(n):
+        board.step(i, 0.5, 1e-3, 100.0)
+    per_step = (time.perf_counter() - t0) / n
+    board.close()
+    with capsys.disabled():
+        print(f"\nTensorBoard: {per_step * 1e6:.1f} us per step against a {step_s * 1e3:.1f} ms step "
+              f"({per_step / step_s:.3%}; {per_step / 7e-3:.2%} of a 7 ms GPU step)")
+    assert per_step / step_s < 0.02 and per_step < 0.02 * 7e-3
