@@ -63,7 +63,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"{args.name}: {p['name']}")
     print(f"  parameters   {p['params']:,} ({p['params'] / 1e6:.2f} M)")
     print(f"  MACs         {p['macs']:,} ({p['macs'] / 1e9:.2f} G) for one {h}x{w} image")
-    print(f"  MACs (thop)  {p['macs_thop']:,} ({p['macs_thop'] / p['macs'] - 1:+.2%} vs headline)")
+    if p["macs_thop"] is None:
+        print(f"  MACs (thop)  n/a: {p['thop_missing']} (a test-time cross-check: pip install thop)")
+    else:
+        print(f"  MACs (thop)  {p['macs_thop']:,} ({p['macs_thop'] / p['macs'] - 1:+.2%} vs headline)")
     print(f"  input        {tuple(p['input_shape'])}")
     print(f"  output       {tuple(p['output_shape'])}")
     print(f"  {mac_convention()}")

@@ -63,3 +63,18 @@ def test_profile_counts_are_integers_and_shapes_right():
     m = variants.margin(spec)
     assert p["input_shape"] == [1, 3, 64, 64]
     assert p["output_shape"] == [1, 1, 64 - 2 * m, 64 - 2 * m]
+
+
+def test_profile_without_thop_says_why_and_keeps_the_headline(monkeypatch, capsys):
+    """On Python 3.12 thop's `from distutils...` fails: the headline stands alone."""
+    import harness.cost
+    from harness.cli import main
+
+    def broken(*a, **kw):
+        raise ModuleNotFoundError("No module named 'distutils'")
+
+    monkeypatch.setattr(harness.cost, "count_macs_thop", broken)
+    p = profile("unet-w4-d2", 32, 32)
+    assert p["macs_thop"] is None and "distutils" in p["thop_missing"] and p["macs"] == count_macs("unet-w4-d2", 32, 32)
+    assert main(["profile", "unet-w4-d2", "--size", "32", "32"]) == 0
+    assert "MACs (thop)  n/a: No module named 'distutils'" in capsys.readouterr().out
