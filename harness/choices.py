@@ -92,7 +92,9 @@ LOSSES = {
 }
 
 # --------------------------------------------------------------------------- precision
-PRECISIONS = {"none": None, "bf16": torch.bfloat16}  # autocast dtype; bf16 applies on CUDA only
+# autocast dtype, on CUDA only (CPU runs are float32). fp16 (GPUs without bf16 tensor cores:
+# V100, T4) trains with a gradient scaler (``train._step``).
+PRECISIONS = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Precision:
     """The precision of a run, resolved once where the run starts and passed down:
     ``amp()`` opens a fresh autocast context (a null context when autocast is off)."""
 
-    dtype: str  # what the record states: "float32" or "bfloat16"
+    dtype: str  # what the record states: "float32", "bfloat16" or "float16"
     amp: Callable[[], ContextManager]
 
 

@@ -82,6 +82,7 @@ class TrainState:
     peak: float = 0.0
     compile_s: float | None = None
     start: float = field(default_factory=time.perf_counter)  # the clock's zero (a resumed run: earlier)
+    scaler: torch.amp.GradScaler | None = None  # fp16 on CUDA: the gradient scaler
     sampler_state: dict | None = None  # prefetching: the sampler's state after the last batch used
 
     KEPT = ("best_state", "best_step", "best_val_dice", "best_val_score", "history", "step_times", "losses",
@@ -92,12 +93,15 @@ class TrainState:
         return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "numpy_rng": self.sampler_state or self.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
-                **{k: getattr(self, k) for k in self.KEPT}, "elapsed_s": time.perf_counter() - self.start}
+                **{k: getattr(self, k) for k in self.KEPT}, "elapsed_s": time.perf_counter() - self.start,
+                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
 
     def load(self, ck: dict) -> None:
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
+        if self.scaler is not None and ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
         self.rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"].cpu())
         if self.device.type == "cuda" and ck["cuda_rng"] is not None:
@@ -194,16 +198,22 @@ def _save(checkpoint: Path, identity: dict, state: TrainState) -> bool:
     return True
 
 
-def _step(forward, loss_fn, opt, x, y, ex: Execution, compiling: bool) -> float:
+def _step(forward, loss_fn, opt, x, y, ex: Execution, compiling: bool, scaler=None) -> float:
     """One training step (forward, backward, optimizer): its loss, read once (the step's one
-    synchronization, so step times are real on a GPU)."""
+    synchronization, so step times are real on a GPU). ``scaler`` (fp16): the loss is scaled
+    before backward, and a step whose gradients overflowed is skipped (``torch.amp.GradScaler``)."""
     try:
         with ex.amp():
             outputs = _outputs(forward(x))
         loss = sum(loss_fn(o, y) for o in outputs) / len(outputs)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         return loss.item()
     except Exception as e:
         if compiling:  # the record's one line names what failed, not dynamo's wrapper
@@ -304,6 +314,8 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Executi
     if ex.cuda:
         torch.cuda.reset_peak_memory_stats(ex.device)
     state, result = TrainState(model, opt, sched, rng, ex.device), FitResult()
+    if ex.cuda and ex.dtype == "float16":
+        state.scaler = torch.amp.GradScaler("cuda")
     saver = Checkpoints(checkpoint, protocol, model, seed)
     if saver.every:
         _resume(state, checkpoint, saver.identity, protocol.steps, progress)
@@ -349,7 +361,7 @@ def _steps(state: TrainState, result: FitResult, batches: Batches, saver: Checkp
         if ex.cuda:
             torch.cuda.synchronize(ex.device)  # the copy to the device is left out of the step's time
         t0 = time.perf_counter()  # the step itself: forward, backward, optimizer
-        value = _step(forward, loss_fn, state.opt, x, y, ex, compiling)
+        value = _step(forward, loss_fn, state.opt, x, y, ex, compiling, state.scaler)
         if not math.isfinite(value):  # checked here, not before backward: no sync mid-step
             result.status, result.error = "diverged", f"loss became {value} at step {state.step}"
             break

@@ -449,3 +449,28 @@ def test_more_workers_than_gpus_is_refused_before_anything_is_written(fails_clea
     out = tmp_path / "out"
     fails_cleanly("run", "smoke", "--workers", "2", "--out", str(out),
                   names=["--workers 2", "only 1 GPU"], untouched=[out])
+
+
+def test_fp16_is_a_precision_that_runs_float32_on_cpu(data):
+    rec = run_one(tiny_run(amp="fp16"), data)
+    assert rec["status"] == "ok" and rec["env"]["dtype"] == "float32"
+    assert tiny_run(amp="fp16").key != tiny_run(amp="bf16").key != tiny_run().key
+    with pytest.raises(ValueError, match="protocol.amp"):
+        Protocol(amp="fp8")
+
+
+@needs_cuda
+def test_a_cuda_fp16_step_trains_with_a_gradient_scaler(data, monkeypatch):
+    made = []
+    real = torch.amp.GradScaler
+
+    def spy(*a, **kw):
+        made.append(real(*a, **kw))
+        return made[-1]
+
+    monkeypatch.setattr(train.torch.amp, "GradScaler", spy)
+    rec = run_one(tiny_run(device="cuda", amp="fp16"), data)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["env"]["dtype"] == "float16"
+    assert len(made) == 1 and made[0].get_scale() > 0
+    assert all(np.isfinite(h["loss"]) for h in rec["train"]["history"])
