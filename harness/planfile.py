@@ -13,7 +13,7 @@ from .config import NAME
 from .fileio import write_json_atomic
 from .layout import Layout
 
-FAMILIES = ("baseline", "one-factor", "grid", "explicit")
+FAMILIES = ("baseline", "one-factor", "grid", "factorial", "explicit")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class SweepPlan:
     margin: float | None = None  # its equivalence margin (``[report] margin``; None: the metric's default)
     datasets: tuple[str, ...] = ()  # the data sets' labels, in the sweep's order
     rank_test: bool = True  # a suite's rank test across its data sets (``[report] rank_test``)
+    design: dict | None = None  # a factorial design (``design_dict``): axes, levels, points, generators
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -58,6 +59,19 @@ class SweepPlan:
         """The plan of one data set of a suite."""
         return dataclasses.replace(self, datasets=(label,),
                                    runs=tuple(r for r in self.runs if r.dataset == label))
+
+
+def design_dict(design) -> dict | None:
+    """What sweep.json holds of a sweep's factorial design ((``Design``, point labels)):
+    the axes and their levels, each point's label and coded levels, the generators of a
+    fraction, its resolution and alias structure in words."""
+    if design is None:
+        return None
+    plan, labels = design
+    return {"axes": list(plan.axes), "levels": [list(v) for v in plan.levels],
+            "points": [{"label": label, "coded": list(p)} for label, p in zip(labels, plan.points)],
+            "generators": [list(g) for g in plan.generators], "resolution": plan.resolution,
+            "aliases": plan.alias_text()}
 
 
 def write_plan(results: Path, plan: SweepPlan) -> None:
@@ -77,6 +91,7 @@ def read_plan(results: Path) -> SweepPlan | None:
             d.setdefault("datasets", [])    # ... and before suites
             d.setdefault("margin", None)    # ... and before margins
             d.setdefault("rank_test", True)  # ... and before rank tests could be declined
+            d.setdefault("design", None)     # ... and before factorial designs
         if not isinstance(d, dict) or set(d) != fields:
             raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
                             f"the same arguments rewrites it without training again")

@@ -133,7 +133,7 @@ def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple
         runs=tuple(planfile.PlanEntry(r.key, r.labels.variant, r.spec.seed, r.labels.dataset, r.spec.fold)
                    for r in runs),
         metric=sweep.metric, margin=sweep.margin, datasets=tuple(n.label for n in sweep.datasets),
-        rank_test=sweep.rank_test))
+        rank_test=sweep.rank_test, design=planfile.design_dict(sweep.design)))
     keep = sweep.measure.keep_predictions
     for data in loaded.values():  # the test images whose predictions runs keep (k-fold: of each fold)
         shown = [[part[:keep] for part in view.subset("test")] for view in data.fold_views()]

@@ -14,6 +14,8 @@ label = "membranes"            # optional: the data set's name in the report
 baseline = "unet-w16"          # a spec name, preset or table; labelled "baseline"
 one_factor = { act = ["relu6"], up = ["bilinear"] }   # one axis at a time from the baseline
 grid = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }  # every combination
+factorial = { act = ["relu", "relu6"], up = ["transpose", "bilinear"], norm = ["bn", "nobn"] }
+fraction = "1/2"               # a standard 2^(k-1) fraction of it (or resolution = 4); default: full
 [variants.explicit]            # label = spec name, preset or table (smp baselines too)
 "unetpp-ds" = "unetpp-ds-w16"
 [report]
@@ -28,7 +30,10 @@ gpus_per_task = 1
 timeout_min = 120
 additional_parameters = { qos = "normal" }   # any other sbatch option
 ```
-One-factor variants are labelled ``axis=value``; grid points ``a=x,b=y``. A data set
+One-factor variants are labelled ``axis=value``; grid points and factorial design points
+``a=x,b=y`` (a design point that is the baseline or a one-factor variant is that run, under
+its label). A factorial design (``harness.design``: two levels per axis, the first the
+baseline's) is reported as main effects and interactions (``report.effects``). A data set
 without a label is named after the built-in set or its folder; labels are plain names
 (they name report folders), one per data set.
 """
@@ -64,7 +69,7 @@ from .protocol import Measure, Protocol
 
 SWEEP_KEYS = ("name", "description", "seeds", "workers", "data", "protocol", "measure", "variants", "report",
               "launcher", "log")
-VARIANT_KEYS = ("baseline", "one_factor", "grid", "explicit")
+VARIANT_KEYS = ("baseline", "one_factor", "grid", "factorial", "fraction", "resolution", "explicit")
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class Sweep:
     margin: float = 0.005  # the equivalence margin of the headline, in its units ([report] margin)
     rank_test: bool = True  # a suite's rank test across its data sets ([report] rank_test)
     tensorboard: bool = False  # TensorBoard event files per run ([log] tensorboard; --tensorboard)
+    design: tuple | None = None  # a factorial design: (harness.design.Design, the variant label of each point)
     launcher: Launcher = Launcher()  # how `--launcher` submits it (the [launcher] table)
     workers: int = 1  # runs at once on one machine unless `--workers` says otherwise
 
@@ -179,7 +185,7 @@ def _spec(value, where: str):
         raise ValueError(f"{where}: {e}") from None
 
 
-def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
+def _expand_variants(d: dict, where: str) -> tuple[tuple[Variant, ...], tuple | None]:
     try:
         check_keys(d, VARIANT_KEYS, "variants")
         one_factor = table("variants.one_factor", d.get("one_factor", {}), "axis = [values]")
@@ -216,11 +222,48 @@ def _expand_variants(d: dict, where: str) -> tuple[Variant, ...]:
         if spec != base:
             label = ",".join(f"{a}={getattr(spec, a)}" for a in changes if getattr(base, a) != getattr(spec, a))
             out.append(Variant(label, spec, None, family="grid"))
+    design = _factorial(d, base, derived, out, where)
     for label, value in explicit.items():
         out.append(Variant(label, _spec(value, f"{where}: variants.explicit.{label}"), None))
     if (twice := first_repeat(v.label for v in out)) is not None:
         raise ValueError(f"{where}: variant {twice!r} is given twice")
-    return tuple(out)
+    return tuple(out), design
+
+
+def _factorial(d: dict, base, derived, out: list, where: str):
+    """The factorial design of ``[variants] factorial`` (None without one): its points are
+    appended to ``out`` as variants of the "factorial" family, except a point that is the
+    baseline or a variant already there, which is that run. Returns (Design, the label of
+    each point)."""
+    from .design import design as make_design
+    from .design import fraction_for
+
+    axes = d.get("factorial")
+    if axes is None:
+        if any(k in d for k in ("fraction", "resolution")):
+            raise ValueError(f"{where}: variants.fraction/resolution need variants.factorial")
+        return None
+    try:
+        axes = table("variants.factorial", axes, "axis = [first level (the baseline's), second level]")
+        plan = make_design(dict(axes), fraction_for(len(axes), d.get("fraction"), d.get("resolution")))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    for axis, levels in axes.items():
+        first = derived({axis: levels[0]}, f"factorial.{axis}")
+        if first != base:
+            raise ValueError(f"{where}: variants.factorial.{axis}: the first level must be the baseline's "
+                             f"({getattr(base, axis)!r}), got {levels[0]!r}")
+    labels = []
+    for point in plan.points:
+        changes = {a: plan.levels[i][(c + 1) // 2] for i, (a, c) in enumerate(zip(plan.axes, point))}
+        spec = derived(changes, "factorial (at " + ", ".join(f"{a}={v}" for a, v in changes.items()) + ")")
+        same = next((v for v in out if v.spec == spec), None)
+        if same is None:
+            label = ",".join(f"{a}={getattr(spec, a)}" for a in changes if getattr(base, a) != getattr(spec, a))
+            same = Variant(label, spec, None, family="factorial")
+            out.append(same)
+        labels.append(same.label)
+    return plan, tuple(labels)
 
 
 def _datasets(value) -> tuple[NamedData, ...]:
@@ -296,8 +339,9 @@ def load_sweep(source: str) -> Sweep:
         raise ValueError(f"{where}: {e}") from None
     name = plain_name(f"{where}: name", d.get("name", NAME_BAD.sub("_", Path(source).stem)),
                       "the folders results/<name> and reports/<name>")
+    expanded, design = _expand_variants(d["variants"], where)
     return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
-                 variants=_expand_variants(d["variants"], where), description=description, source=where,
+                 variants=expanded, design=design, description=description, source=where,
                  metric=metric, margin=float(margin), rank_test=rank_test, tensorboard=tensorboard,
                  launcher=launcher, workers=workers)
 
@@ -340,6 +384,8 @@ def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = Non
             else:
                 chosen.append(Variant(label, _spec(label, "--variants"), None))
         changes["variants"] = tuple(chosen)
+        if sweep.design and not set(sweep.design[1]) <= {v.label for v in chosen}:
+            changes["design"] = None  # a part of the design is no design: its points are plain variants
     if seeds is not None:
         if seeds < 1:
             raise ValueError(f"--seeds: expected a positive count, got {seeds}")

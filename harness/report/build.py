@@ -15,6 +15,7 @@ from ..records import load_records, stray_records
 from ..runs_table import runs_frame
 from ..samples import read_samples
 from .describe import caption, methods
+from .effects import write_factorial
 from .figures import draw_figures
 from .index import conclusions_markdown, write_index
 from .labels import baseline_variant, variant_order
@@ -113,10 +114,11 @@ def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str
             for suffix in (".pdf", ".png"):
                 (out / f"{f.name}{suffix}").unlink(missing_ok=True)
     table_md = markdown(summary, cap)
+    effects = write_factorial(records, plan, summary, out, name, metric, margin, figures) if plan else ""
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
                 methods=methods(records, summary, baseline), table_md=table_md,
                 figures=figures, records=records, notes=notes, missing=missing,
-                command=plan.command if plan else "", conclusions=conclusions_markdown(summary))
+                command=plan.command if plan else "", conclusions=conclusions_markdown(summary), effects=effects)
     return Part(summary, order, table_md, len(records), len(missing or []))
 
 

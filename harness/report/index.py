@@ -99,7 +99,7 @@ def conclusions_markdown(summary) -> str:
 def write_index(out_dir: Path, *, sweep_name: str, results_dir: str, n_records: int,
                 methods: str, table_md: str, figures: list[FigureResult],
                 records: list[dict], notes: list[str], missing=None, command: str = "",
-                conclusions: str = "") -> Path:
+                conclusions: str = "", effects: str = "") -> Path:
     """Write ``index.md`` into ``out_dir`` and return its path."""
     parts = [
         f"# Ablation report: {sweep_name}\n",
@@ -113,6 +113,7 @@ def write_index(out_dir: Path, *, sweep_name: str, results_dir: str, n_records: 
         methods + "\n",
         "## Results\n",
         table_md,
+        *(["## Factorial effects\n", effects] if effects else []),
         "## Figures\n",
         figures_markdown(figures),
         "## Failed and diverged runs\n",

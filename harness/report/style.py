@@ -32,6 +32,9 @@ FIGURES = {
     "deep_supervision": "Deep supervision: inference forms",
     "cd_diagram": "Mean ranks across data sets (critical-difference diagram)",
     "suite_heatmap": "Δ to the baseline on each data set",
+    "main_effects": "Factorial main effects",
+    "interactions": "Factorial two-factor interactions",
+    "half_normal": "Half-normal plot of the factorial effects",
 }
 """The figures of a report (a suite's front page adds the last two): file name -> title."""
 
