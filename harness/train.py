@@ -285,7 +285,7 @@ class Checkpoints:
             step_s = float(np.median(state.step_times[-50:]))
             need = math.ceil(cost / (CHECKPOINT_BUDGET * step_s * self.every)) * self.every
             if need > self.interval:
-                log.info("checkpoints every %d steps instead of %d: a save takes %.2f s, steps %.1f ms",
+                log.debug("checkpoints every %d steps instead of %d: a save takes %.2f s, steps %.1f ms",
                          need, self.every, cost, step_s * 1000)
                 self.interval = need
         self.next = state.step + self.interval

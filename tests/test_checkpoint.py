@@ -265,7 +265,7 @@ def test_a_save_that_costs_more_than_its_budget_widens_the_interval(data, tmp_pa
     monkeypatch.setattr("harness.train.CHECKPOINT_BUDGET", 0.02)
     monkeypatch.setattr("harness.train._save", slow_save)
     monkeypatch.setattr("harness.train.validation_scores", lambda *a, **kw: (0.5, 0.5))
-    with caplog.at_level(logging.INFO, logger="unet_ablate"):
+    with caplog.at_level(logging.DEBUG, logger="unet_ablate"):
         train(data, Protocol(**{**PROTOCOL.to_dict(), "steps": 40, "eval_every": 40, "checkpoint_every": 2}),
               checkpoint=tmp_path / "run.ckpt")
     assert saved[0] == 2 and len(saved) < 19  # every 2 steps would save 19 times
