@@ -115,7 +115,7 @@ def write_effects(effects: pd.DataFrame, design_d: dict, name: str, out) -> str:
     """effects.csv, effects.md and effects.tex; returns the Markdown table."""
     cap = caption(effects, design_d, name)
     headers, aligns, rows = _display(effects)
-    md = markdown_table(headers, aligns, rows, f"**Factorial effects.** {cap}", "")
+    md = markdown_table(headers, aligns, rows, cap, "")
     write_text_atomic(out / "effects.csv", effects.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     write_text_atomic(out / "effects.md", md)
     write_text_atomic(out / "effects.tex", latex_table(headers, aligns, rows, cap, f"{name}-effects", ""))

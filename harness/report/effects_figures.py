@@ -10,7 +10,10 @@ import pandas as pd
 from scipy import stats
 
 from ..design import Design
+from .figures import _label_points
 from .style import LABEL_PT, ONE_COL, TWO_COL, FigureResult, new_figure, save_figure
+
+NAMED = 3  # the half-normal plot names the largest effects (and every one found different)
 
 
 def _level_means(plan: Design, means: np.ndarray, axis: int, given: tuple[int, int] | None = None) -> list[float]:
@@ -74,15 +77,17 @@ def half_normal(effects: pd.DataFrame, out_dir: Path) -> FigureResult:
     different = (e["verdict"] == "different").to_numpy()
     ax.scatter(q[~different], e["size"][~different], s=14, facecolors="none", edgecolors="0.3", lw=0.7)
     ax.scatter(q[different], e["size"][different], s=14, color="0.1")
-    for x, (_, r) in zip(q, e.iterrows()):
-        ax.annotate(r["term"], (x, r["size"]), xytext=(3, 2), textcoords="offset points", fontsize=LABEL_PT - 1)
     margin = float(e["margin"].iloc[0])
+    ax.set_ylim(0, max(float(e["size"].max()), margin) * 1.15)
     ax.axhline(margin, color="0.5", lw=0.7, ls="--")
-    ax.text(0.02, margin, f" margin {margin:g}", transform=ax.get_yaxis_transform(), va="bottom",
+    ax.text(0.98, margin, f"margin {margin:g}", transform=ax.get_yaxis_transform(), va="bottom", ha="right",
             fontsize=LABEL_PT - 1, color="0.4")
     ax.set_xlabel("half-normal quantile")
     ax.set_ylabel("|effect|")
+    named = different | (np.arange(m) >= m - NAMED)  # the largest, and every effect found different
+    _label_points(ax, q[named], e["size"].to_numpy(float)[named], e["term"][named].tolist())
     res.files = save_figure(fig, out_dir, res.name)
     res.caption = ("Half-normal plot of every estimated effect: effects that are noise fall near a line through "
-                   "0; filled: found different; the dashed line is the margin.")
+                   f"0; filled: found different; the dashed line is the margin. The {NAMED} largest effects and "
+                   "every effect found different are named (effects.csv has them all).")
     return res
