@@ -158,3 +158,18 @@ def test_the_report_recovers_planted_effects_from_records(tmp_path):
     assert "## Factorial effects" in index and (out / "effects.md").is_file() and (out / "effects.tex").is_file()
     assert (out / "half_normal.png").is_file() and (out / "main_effects.png").is_file()
     assert (out / "interactions.png").is_file()
+
+
+def test_the_front_page_names_the_interaction_behind_a_one_factor_delta():
+    """norm's one-factor Δ (at up=transpose) is -0.05, its factorial main effect -0.065: the
+    one-factor Δ lies outside the main effect's interval, and norm:up explains it."""
+    from harness.report.effects import one_factor_text
+
+    plan = design(AXES3)
+    noise = np.random.default_rng(4).normal(0, 1e-3, (8, 3, 10))
+    y = np.array([planted(p) for p in plan.points])[:, None, None] + noise
+    effects = estimate_effects(plan, y, None, "dice", 0.005)
+    summary = pd.DataFrame({"variant": ["norm=nobn", "act=relu6"], "form": "mean", "delta": [-0.05, 0.0]})
+    [line] = one_factor_text(effects, plan, summary)
+    assert line.startswith("- **norm**: the one-factor Δ -0.0500 (norm=nobn) lies outside the factorial main effect")
+    assert "; up:norm (-0.015" in line and "measured at up=transpose only" in line
