@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 2
 .PHONY: install lock lint test-latest ablation test test-all bench bench-gpu report clean gpu-wheels gpu-check
 
 $(BIN)/unet-ablate: pyproject.toml $(LOCK)
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)  # a changed lock: exactly its packages, none left from before
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/pip check
