@@ -98,13 +98,24 @@ def is_stale(info: dict, mtime: float, stale_s: float | None = None, unchanged_s
     """True when a claim (its content and modification time) no longer has a live runner:
     its heartbeat is older than ``stale_s`` by the file's time, or this observer has seen it
     unchanged for that long on its own clock (``unchanged_s``: a claim stamped in the future
-    by a node whose clock runs ahead ages too), or its holder on this host has ended."""
+    by a node whose clock runs ahead ages too), or its holder on this host (in this PID
+    namespace) has ended."""
     limit = STALE_S if stale_s is None else stale_s
     age = max(time.time() - mtime, unchanged_s)
     if age > limit or (not info and age > WRITE_GRACE_S):
         return True
-    return (info.get("host") == socket.gethostname() and "pid" in info
+    same_pids = info.get("pid_ns") in (None, pid_namespace())  # (claims written before pid_ns: assumed so)
+    return (info.get("host") == socket.gethostname() and "pid" in info and same_pids
             and not _alive(info["pid"], info.get("pid_started")))
+
+
+def pid_namespace() -> str | None:
+    """This process's PID namespace ("pid:[4026531836]"; None where unknown): two containers
+    may share a host name, and a PID of the other's is not one to look up here."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 class Claim:
@@ -193,6 +204,7 @@ def claim(results: Path, key: str, stale_s: float | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     info = {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": process_start(os.getpid()),
+            "pid_ns": pid_namespace(),
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "job": os.environ.get("SLURM_JOB_ID"), "token": token}
     for _ in range(3):  # a claim released or taken over meanwhile: try again

@@ -656,3 +656,20 @@ def test_a_run_whose_holder_dies_during_the_sweep_is_taken_over_before_the_end(p
     assert set(pd.read_csv(out / "runs.csv").key) == set(keys)
     assert "still running elsewhere" not in caplog.text and "no longer held" in caplog.text
     assert_clean(out)
+
+
+def test_a_claim_from_another_pid_namespace_is_not_judged_by_this_ones_pids(tmp_path):
+    """Two containers can share a host name: a claim whose PID namespace is not this one's
+    ages out by its heartbeat instead of being taken over because its PID is not seen here."""
+    path = _plant(tmp_path, "k", socket.gethostname(), 2**22 - 3, 5)  # a PID that does not exist here
+    info = json.loads(path.read_text())
+    assert claims.is_stale(info, path.stat().st_mtime)  # written before pid_ns: this namespace's, as before
+    other = {**info, "pid_ns": "pid:[1]"}
+    assert not claims.is_stale(other, path.stat().st_mtime)
+    assert claims.is_stale({**info, "pid_ns": claims.pid_namespace()}, path.stat().st_mtime)
+    assert claims.is_stale(other, path.stat().st_mtime - claims.STALE_S - 1)  # its heartbeat stopped
+    held = claims.claim(tmp_path, "fresh")
+    try:
+        assert json.loads(claims.Layout(tmp_path).claim("fresh").read_text())["pid_ns"] == claims.pid_namespace()
+    finally:
+        held.release()
