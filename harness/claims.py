@@ -173,7 +173,9 @@ def _take_over(path: Path, stale_s: float | None) -> bool:
         return False
     marker = path.with_name(f".{path.name}.{_digest(data)}.takeover")
     try:
-        if time.time() - marker.stat().st_mtime > (STALE_S if stale_s is None else stale_s):
+        stamp = marker.stat().st_mtime  # aged on the file's time and on this observer's own clock
+        age = max(time.time() - stamp, unchanged_for(marker, b"", stamp))  # (a node whose clock runs ahead)
+        if age > (STALE_S if stale_s is None else stale_s):
             marker.unlink(missing_ok=True)  # left by a runner that died while taking over
     except FileNotFoundError:
         pass

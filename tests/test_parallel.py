@@ -673,3 +673,19 @@ def test_a_claim_from_another_pid_namespace_is_not_judged_by_this_ones_pids(tmp_
         assert json.loads(claims.Layout(tmp_path).claim("fresh").read_text())["pid_ns"] == claims.pid_namespace()
     finally:
         held.release()
+
+
+def test_a_takeover_marker_stamped_in_the_future_still_ages(tmp_path):
+    """A runner that died while taking a claim over left its marker, stamped by a node whose
+    clock runs an hour ahead: this observer ages it on its own clock, then takes over."""
+    import time
+
+    path = _plant(tmp_path, "k", "elsewhere", 1, claims.STALE_S + 60)  # a stale claim
+    data = path.read_bytes()
+    marker = path.with_name(f".{path.name}.{claims._digest(data)}.takeover")
+    marker.touch()
+    future = time.time() + 3600
+    os.utime(marker, (future, future))
+    assert claims._take_over(path, stale_s=0.3) is False  # first sight of the marker: a taker may be at work
+    time.sleep(0.5)
+    assert claims._take_over(path, stale_s=0.3) is True and not path.exists() and not marker.exists()
