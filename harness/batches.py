@@ -67,7 +67,6 @@ class PatchSampler:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))  # one copy of each view
 
 
-
 class Batches:
     """The batches of a training run, on the run's device and in its memory format.
 
@@ -107,13 +106,12 @@ class Batches:
         """The next batch: images in the run's memory format, targets as int64, on the device."""
         if self._queue is None:
             x, y = self.sampler.batch(self.size)
-            return self.ex.inputs(x), y.to(self.ex.device).long()
-        x, y, self.state = self._queue.get()
-        if isinstance(x, BaseException):
-            raise x
-        device = self.ex.device
-        x = x.to(device, non_blocking=True).contiguous(memory_format=self.ex.memory_format)
-        return x, y.to(device, non_blocking=True).long()
+        else:
+            x, y, self.state = self._queue.get()
+            if isinstance(x, BaseException):
+                raise x
+        ahead = self._queue is not None and self.ex.cuda  # pinned: the copies need not block
+        return self.ex.inputs(x, non_blocking=ahead), y.to(self.ex.device, non_blocking=ahead).long()
 
     def close(self) -> None:
         self._stop.set()

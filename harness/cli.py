@@ -90,11 +90,19 @@ def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
+def sweep_of(args: argparse.Namespace, launcher: dict | None = None):
+    """The sweep a `run` or `plan` command line names, with its overrides."""
+    from .sweep import load_sweep, override
+
+    labels = [s for s in args.variants.split(",") if s] if args.variants else None
+    return override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
+                    args.device, args.folds, launcher=launcher)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .layout import Layout
     from .runner import run_sweep, submit_sweep
     from .runs_table import summary_text
-    from .sweep import load_sweep, override
 
     given = {key: getattr(args, dest) for dest, key in LAUNCHER_FLAGS.items() if getattr(args, dest) is not None}
     if args.launcher is None:
@@ -106,9 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.launcher is not None:
         from .cluster import check_available
         check_available(args.launcher)  # before anything is loaded or written
-    labels = [s for s in args.variants.split(",") if s] if args.variants else None
-    sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
-                     args.device, args.folds, launcher=given)
+    sweep = sweep_of(args, launcher=given)
     if args.tensorboard:
         import dataclasses
         sweep = dataclasses.replace(sweep, tensorboard=True)
@@ -141,11 +147,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .estimate import device_rate, estimate, plan_text
     from .layout import Layout
     from .plan import load_all, plan
-    from .sweep import load_sweep, override
 
-    labels = [s for s in args.variants.split(",") if s] if args.variants else None
-    sweep = override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
-                     args.device, args.folds)
+    sweep = sweep_of(args)
     runs_dir = Layout(Path(args.out or Path("results") / sweep.name)).runs
     recorded = {p.stem for p in runs_dir.glob("*.json")} if runs_dir.is_dir() else set()
     est = estimate(sweep, plan(sweep, load_all(sweep)), recorded, device_rate(sweep, args.device_peak, args.mfu))

@@ -62,6 +62,7 @@ class Execution:
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch on the device, in the memory format."""
-        return x.to(self.device).contiguous(memory_format=self.memory_format)
+    def inputs(self, x: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
+        """A batch on the device, in the memory format (``non_blocking``: from pinned memory,
+        the copy queued behind the device's work)."""
+        return x.to(self.device, non_blocking=non_blocking).contiguous(memory_format=self.memory_format)

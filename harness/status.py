@@ -11,7 +11,8 @@ import statistics
 from .claims import live_claim
 from .layout import Layout
 from .planfile import read_plan
-from .records import STATUSES, read_record
+from .records import STATUSES
+from .run import existing_record
 
 COUNTS = ("planned", *STATUSES, "running", "missing")
 
@@ -28,7 +29,7 @@ def sweep_status(results) -> dict:
         row = rows.setdefault((entry.dataset, entry.variant), {"dataset": entry.dataset, "variant": entry.variant,
                                                                **dict.fromkeys(COUNTS, 0)})
         row["planned"] += 1
-        record = _record(layout, entry.key)
+        record = existing_record(layout.record(entry.key), warn=False)
         claim = live_claim(results, entry.key)
         if claim is not None:
             row["running"] += 1
@@ -47,17 +48,6 @@ def sweep_status(results) -> dict:
     return {"sweep": plan.name, "variants": list(rows.values()), "running": running,
             "totals": {k: sum(r[k] for r in rows.values()) for k in COUNTS},
             "mean_run_s": statistics.fmean(times) if times else None, "runners": runners, "eta_s": eta}
-
-
-def _record(layout: Layout, key: str) -> dict | None:
-    """The record of run ``key``; None when there is none or it is not a readable record."""
-    path = layout.record(key)
-    if not path.is_file():
-        return None
-    try:
-        return read_record(path)
-    except ValueError:
-        return None
 
 
 def status_text(st: dict) -> str:

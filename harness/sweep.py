@@ -65,6 +65,8 @@ from .config import (
     text,
 )
 from .data import DataSpec
+from .design import design as make_design
+from .design import fraction_for
 from .protocol import Measure, Protocol
 
 SWEEP_KEYS = ("name", "description", "seeds", "workers", "data", "protocol", "measure", "variants", "report",
@@ -220,8 +222,7 @@ def _expand_variants(d: dict, where: str) -> tuple[tuple[Variant, ...], tuple | 
         changes = dict(zip(grid, combo))
         spec = derived(changes, "grid")
         if spec != base:
-            label = ",".join(f"{a}={getattr(spec, a)}" for a in changes if getattr(base, a) != getattr(spec, a))
-            out.append(Variant(label, spec, None, family="grid"))
+            out.append(Variant(_point_label(base, spec, changes), spec, None, family="grid"))
     design = _factorial(d, base, derived, out, where)
     for label, value in explicit.items():
         out.append(Variant(label, _spec(value, f"{where}: variants.explicit.{label}"), None))
@@ -230,14 +231,15 @@ def _expand_variants(d: dict, where: str) -> tuple[tuple[Variant, ...], tuple | 
     return tuple(out), design
 
 
-def _factorial(d: dict, base, derived, out: list, where: str):
-    """The factorial design of ``[variants] factorial`` (None without one): its points are
-    appended to ``out`` as variants of the "factorial" family, except a point that is the
-    baseline or a variant already there, which is that run. Returns (Design, the label of
-    each point)."""
-    from .design import design as make_design
-    from .design import fraction_for
+def _point_label(base, spec, axes) -> str:
+    """A grid or design point's label: ``a=x,b=y`` over the axes where it leaves the baseline."""
+    return ",".join(f"{a}={getattr(spec, a)}" for a in axes if getattr(base, a) != getattr(spec, a))
 
+
+def _factorial(d: dict, base, derived, out: list, where: str):
+    """(Design, the label of each point) of ``[variants] factorial``, or None: its points join
+    ``out`` as "factorial" variants, but a point that is already there (the baseline, a
+    one-factor variant) is that run."""
     axes = d.get("factorial")
     if axes is None:
         if any(k in d for k in ("fraction", "resolution")):
@@ -259,8 +261,7 @@ def _factorial(d: dict, base, derived, out: list, where: str):
         spec = derived(changes, "factorial (at " + ", ".join(f"{a}={v}" for a, v in changes.items()) + ")")
         same = next((v for v in out if v.spec == spec), None)
         if same is None:
-            label = ",".join(f"{a}={getattr(spec, a)}" for a in changes if getattr(base, a) != getattr(spec, a))
-            same = Variant(label, spec, None, family="factorial")
+            same = Variant(_point_label(base, spec, changes), spec, None, family="factorial")
             out.append(same)
         labels.append(same.label)
     return plan, tuple(labels)

@@ -286,7 +286,7 @@ class Checkpoints:
             need = math.ceil(cost / (CHECKPOINT_BUDGET * step_s * self.every)) * self.every
             if need > self.interval:
                 log.debug("checkpoints every %d steps instead of %d: a save takes %.2f s, steps %.1f ms",
-                         need, self.every, cost, step_s * 1000)
+                          need, self.every, cost, step_s * 1000)
                 self.interval = need
         self.next = state.step + self.interval
 
@@ -322,23 +322,13 @@ def fit(model: nn.Module, spec, data, protocol: Protocol, seed: int, ex: Executi
         saver.start(state.step)
     batches = Batches(sampler, protocol.batch_size, ex, prefetch=ex.cuda)  # after the resume: its generator
     try:
-        _loop(state, result, batches, saver, spec, data, protocol, ex, progress, monitor)
+        with backward_outside_autocast(protocol.compile):
+            _steps(state, result, batches, saver, spec, data, protocol, ex, progress, monitor)
     finally:
         batches.close()
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     return _result(state, protocol, macs, ex, result)
-
-
-def _loop(state: TrainState, result: FitResult, batches: Batches, saver: Checkpoints, spec, data,
-          protocol: Protocol, ex: Execution, progress, monitor=None) -> None:
-    """Train from ``state.step`` to ``protocol.steps`` (or until the loss diverges)."""
-    forward = compile_module(state.model) if protocol.compile else state.model
-    loss_fn = LOSSES[protocol.loss](data.num_classes)
-    compiling = protocol.compile  # the first step of this process compiles
-    with backward_outside_autocast(protocol.compile):
-        _steps(state, result, batches, saver, forward, loss_fn, spec, data, protocol, ex, progress, compiling,
-               monitor)
 
 
 def backward_outside_autocast(compiled: bool):
@@ -351,8 +341,12 @@ def backward_outside_autocast(compiled: bool):
     return config.patch(backward_pass_autocast="off")
 
 
-def _steps(state: TrainState, result: FitResult, batches: Batches, saver: Checkpoints, forward, loss_fn, spec,
-           data, protocol: Protocol, ex: Execution, progress, compiling: bool, monitor=None) -> None:
+def _steps(state: TrainState, result: FitResult, batches: Batches, saver: Checkpoints, spec, data,
+           protocol: Protocol, ex: Execution, progress, monitor=None) -> None:
+    """Train from ``state.step`` to ``protocol.steps`` (or until the loss diverges)."""
+    forward = compile_module(state.model) if protocol.compile else state.model
+    loss_fn = LOSSES[protocol.loss](data.num_classes)
+    compiling = protocol.compile  # the first step of this process compiles
     val_x, val_y, _ = data.subset("val")
     while state.step < protocol.steps:
         state.model.train()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from ..fileio import check_folder_path, write_text_atomic
 from ..layout import Layout
 from ..planfile import read_plan
@@ -86,21 +88,27 @@ def dataset_labels(records: list[dict], plan) -> list[str]:
     return planned + sorted({r["dataset"] for r in records} - set(planned))
 
 
+def headline_summary(records: list[dict], plan, metric: str) -> tuple[str | None, list[str], pd.DataFrame]:
+    """(baseline, variant order, summary table of ``metric``) of one data set's records, as
+    its report has them: the declared margin applies to the sweep's own headline only."""
+    baseline = plan.baseline if plan else baseline_variant(records)
+    order = variant_order(records, baseline, plan.variants if plan else None)
+    margin = plan.margin if plan and metric == plan.metric else None
+    return baseline, order, summary_table(records, baseline, order, plan, metric, margin)
+
+
 def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str, metric: str,
               notes: list[str]) -> Part:
     """The report of one data set's records into ``out``; returns what a suite's front
     page shows of it."""
-    baseline = plan.baseline if plan else baseline_variant(records)
     notes = list(notes)
     recorded = {r["key"] for r in records}
     missing = [r for r in plan.runs if r.key not in recorded] if plan else None
     if not any(r["status"] == "ok" for r in records):
         return _failures_only(results_dir, records, plan, out, name, metric, notes, missing)
+    baseline, order, summary = headline_summary(records, plan, metric)
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
-    order = variant_order(records, baseline, plan.variants if plan else None)
-    margin = plan.margin if plan and metric == plan.metric else None  # declared for the sweep's headline
-    summary = summary_table(records, baseline, order, plan, metric, margin)
     panels = {m: summary if m == metric else summary_table(records, baseline, order, plan, m)
               for m in shown_metrics(records, metric)}
     cap = caption(records, summary, name, baseline)
@@ -114,7 +122,7 @@ def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str
             for suffix in (".pdf", ".png"):
                 (out / f"{f.name}{suffix}").unlink(missing_ok=True)
     table_md = markdown(summary, cap)
-    effects = write_factorial(records, plan, summary, out, name, metric, margin, figures) if plan else ""
+    effects = write_factorial(records, plan, summary, out, name, metric, figures) if plan else ""
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
                 methods=methods(records, summary, baseline), table_md=table_md,
                 figures=figures, records=records, notes=notes, missing=missing,

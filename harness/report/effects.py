@@ -53,17 +53,6 @@ def point_scores(records: list[dict], labels: list[str], metric: str) -> tuple[n
     return y, seeds, images
 
 
-def effects_table(records: list[dict], design_d: dict, metric: str, margin: float) -> pd.DataFrame | str:
-    """One row per estimated term (``EFFECT_COLUMNS``), or a one-line reason."""
-    plan, labels = design_of(design_d)
-    got = point_scores(records, labels, metric)
-    if isinstance(got, str):
-        return got
-    y, seeds, images = got
-    folds = fold_of(records)
-    return estimate_effects(plan, y, [folds[i] for i in images] if folds else None, metric, margin)
-
-
 def estimate_effects(plan: Design, y: np.ndarray, groups, metric: str, margin: float) -> pd.DataFrame:
     """The effects of ``plan`` from ``y`` (points x seeds x images, seed k of every point in
     row k; ``groups``: each image's k-fold test fold, or None)."""
@@ -150,7 +139,7 @@ def one_factor_text(effects: pd.DataFrame, plan: Design, summary: pd.DataFrame) 
 
 
 def write_factorial(records: list[dict], plan, summary: pd.DataFrame, out: Path, name: str, metric: str,
-                    margin: float | None, figures: list) -> str:
+                    figures: list) -> str:
     """The factorial part of a report (``plan.design``): effects.csv/md/tex, the main-effects,
     interaction and half-normal figures (appended to ``figures``), and the Markdown of its
     section; "" without a design (stale files of an earlier build removed)."""
@@ -160,12 +149,15 @@ def write_factorial(records: list[dict], plan, summary: pd.DataFrame, out: Path,
         (out / stale).unlink(missing_ok=True)
     if getattr(plan, "design", None) is None:
         return ""
-    margin = float(summary["margin"].iloc[0]) if margin is None else margin
-    effects = effects_table(records, plan.design, metric, margin)
-    if isinstance(effects, str):
-        return f"No factorial effects: {effects}.\n"
     design, labels = design_of(plan.design)
-    y = point_scores(records, labels, metric)[0]
+    got = point_scores(records, labels, metric)
+    if isinstance(got, str):
+        return f"No factorial effects: {got}.\n"
+    y, _, images = got
+    folds = fold_of(records)
+    # the summary's margin: the declared one for the sweep's headline, else the metric's
+    effects = estimate_effects(design, y, [folds[i] for i in images] if folds else None, metric,
+                               float(summary["margin"].iloc[0]))
     means = y.mean(axis=(1, 2))
     label = metric_info(metric).label
     from .effects_figures import half_normal, interactions, main_effects

@@ -15,25 +15,12 @@ import pandas as pd
 
 from ..planfile import read_plan
 from ..records import load_records
-from .build import dataset_labels
-from .labels import baseline_variant, variant_order
+from .build import dataset_labels, headline_summary
 from .stats import SeedModel
-from .summary import seeds_needed, summary_table
+from .summary import expected_verdict, seeds_needed
 
 POWER_COLUMNS = ["dataset", "variant", "form", "delta", "margin", "pilot_seeds", "mde_pilot", "planned_seeds",
                  "mde_planned", "expected", "seeds_needed"]
-
-
-def expected_verdict(model: SeedModel, level: float, margin: float) -> str:
-    """What a row at these variances would conclude if its true Δ were the observed one:
-    "different" when the test finds |Δ| with 80% power and |Δ| exceeds the margin,
-    "equivalent" when the expected interval lies within ±margin, else "inconclusive"."""
-    low, high = model.interval(level)
-    if model.mde(level) <= abs(model.mean) and abs(model.mean) > margin:
-        return "different"
-    if -margin <= low and high <= margin:
-        return "equivalent"
-    return "inconclusive"
 
 
 def power_table(results_dir, seeds: int, metric: str | None = None) -> pd.DataFrame:
@@ -43,26 +30,25 @@ def power_table(results_dir, seeds: int, metric: str | None = None) -> pd.DataFr
     plan = read_plan(results_dir)
     records = load_records(results_dir, plan.keys if plan else None)
     metric = metric or (plan.metric if plan else "dice")
-    margin = plan.margin if plan and metric == plan.metric else None
     rows = []
     for label in dataset_labels(records, plan):
         mine = [r for r in records if r["dataset"] == label]
         sub = plan.for_dataset(label) if plan and len(plan.datasets) > 1 else plan
-        baseline = plan.baseline if plan else baseline_variant(mine)
-        order = variant_order(mine, baseline, plan.variants if plan else None)
-        table = summary_table(mine, baseline, order, sub, metric, margin)
+        _, _, table = headline_summary(mine, sub, metric)
         for row in table.itertuples():
             if not np.isfinite(row.se):
                 continue
             model = SeedModel(row.delta, row.se, row.df, row.se_fixed ** 2)
             planned = model.scaled(seeds, row.n_seeds) if seeds != row.n_seeds else model
-            needed = seeds_needed(model, row.n_seeds, row.ci_level, row.margin)
+            if expected_verdict(model, row.ci_level, row.margin) != "inconclusive":
+                needed = row.n_seeds
+            else:
+                needed = seeds_needed(model, row.n_seeds, row.ci_level, row.margin)
             rows.append({"dataset": label, "variant": row.variant, "form": row.form, "delta": row.delta,
                          "margin": row.margin, "pilot_seeds": row.n_seeds, "mde_pilot": row.mde,
                          "planned_seeds": seeds, "mde_planned": planned.mde(row.ci_level),
                          "expected": expected_verdict(planned, row.ci_level, row.margin),
-                         "seeds_needed": row.n_seeds if expected_verdict(model, row.ci_level, row.margin)
-                         != "inconclusive" else (np.nan if needed is None else needed)})
+                         "seeds_needed": np.nan if needed is None else needed})
     if not rows:
         raise ValueError(f"{results_dir}: no comparison with a test in the pilot (each needs at least 2 ok "
                          f"seeds of a variant and of the baseline, paired)")

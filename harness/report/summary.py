@@ -124,14 +124,24 @@ def per_image_dice_by_id(records: list[dict], variant: str, form: str = "mean") 
     return pd.concat(columns, axis=1).mean(axis=1).sort_index() if columns else pd.Series(dtype=float)
 
 
+def expected_verdict(model, level: float, margin: float) -> str:
+    """What a row at these variances would conclude if its true Δ were the observed one:
+    "different" when the test finds |Δ| with 80% power (its minimum detectable effect at
+    most |Δ|) and |Δ| exceeds the margin, "equivalent" when the interval lies within
+    ±margin, else "inconclusive"."""
+    low, high = model.interval(level)
+    if model.mde(level) <= abs(model.mean) and abs(model.mean) > margin:
+        return "different"
+    if -margin <= low and high <= margin:
+        return "equivalent"
+    return "inconclusive"
+
+
 def seeds_needed(model, seeds: int, level: float, margin: float, most: int = MOST_SEEDS) -> int | None:
     """The fewest seeds (up to ``most``) at which a row, at its observed Δ and variances,
-    would be conclusive: found different with 80% power (its minimum detectable effect at
-    most |Δ|) or shown equivalent (its interval within ±margin); None beyond ``most``."""
+    would be conclusive (``expected_verdict``); None beyond ``most``."""
     for n in range(seeds + 1, most + 1):
-        m = model.scaled(n, seeds)
-        low, high = m.interval(level)
-        if m.mde(level) <= abs(m.mean) and abs(m.mean) > margin or (-margin <= low and high <= margin):
+        if expected_verdict(model.scaled(n, seeds), level, margin) != "inconclusive":
             return n
     return None
 
