@@ -45,15 +45,20 @@ ablation: install
 report: install
 	$(BIN)/unet-ablate report $(OUT)
 
+# the suite in TEST_WORKERS processes (pytest-xdist), each test module whole in one of them
+# (its module fixtures built once); TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# ruff (pyproject.toml's [tool.ruff]): pyflakes, pycodestyle, import order, blind excepts, bugbear
+# ruff (pyproject.toml's [tool.ruff]): pyflakes, pycodestyle, import order, blind excepts, bugbear;
+# then mypy over the packages [tool.mypy] names (files), the run records' types included
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-all: install
-	$(BIN)/python -m pytest -q -m ''
+	$(BIN)/python -m pytest -q -m '' -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python -m pytest -q tests/bench --benchmark-enable -m '' -p no:cacheprovider

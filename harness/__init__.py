@@ -1,23 +1,21 @@
-"""HOW the variants are compared: data, training, scoring, measurement, sweeps, the results
-store, reports and the command line. One owner per concept:
+"""HOW the variants are compared, one package per stage of the pipeline, in order (each
+imports only the stages above it and the helpers; tests/test_layers.py checks it):
 
-  protocol   RunSpec = arch + data + protocol + measure + seed; its key
-  choices    registries by name: optimizers, schedules, losses, precisions
-  config     the one rule for reading config tables (unknown keys, integers, numbers)
-  fileio     the atomic writer (umask, failures name the file), canonical-JSON keys
-  data/      DataSpec, built-in and folder data sets, the seeded split
-  train      ``fit``: patches, loss, optimizer, schedule, model selection
-  evaluate   whole-image prediction (overlap-tile) and per-image confusion counts
-  metrics    every metric (``METRICS``): from counts and from whole maps; ``IGNORE``
-  cost       parameters, MACs (FlopCounterMode, thop cross-check); the MAC convention
-  measure    throughput, latency, memory and the environment
-  records    the run record (schema, build, validate, read), sweep.json, samples, runs.csv
-  runner     ``run_one`` and ``run_sweep`` (resumable): here, in worker processes, or as jobs
-  claims     who runs which run: atomic claims with a heartbeat, stale ones taken over
-  cluster    submitit jobs (``--launcher slurm|local``), requeued on preemption
-  sweep      sweep files (TOML) expanded into variants
-  report/    tables and figures from a results folder (reads nothing but the results store)
-  cli        ``unet-ablate list | profile | run | report``, logging, the console summary
+  data/        data sets: built-in synthetic sets, folders, the seeded split and folds
+  spec/        what a sweep asks: sweep files, RunSpec and its key, choices, designs, settings
+  store/       the results folder: layout, run records, sweep.json, samples, runs.csv, environment
+  training/    one run's work: execution, the loop, prediction, scoring, cost, measurement
+  scheduling/  who runs what and when: planned runs, one run, runners, workers, cluster, claims
+  report/      tables, figures and verdicts, from the store alone
+  sweeps/      the preset sweep files (TOML)
+
+and at the top, the command line and the lowest helpers:
+
+  cli       ``unet-ablate list | profile | plan | run | status | report``, logging, errors
+  __main__  ``python -m harness``
+  config    the one rule for reading config tables (unknown keys, integers, numbers, names)
+  fileio    the atomic writer (umask, failures name the file), canonical-JSON keys
+  metrics   every metric (``METRICS``): from counts and from whole maps; ``IGNORE``
 """
 import logging
 import sys

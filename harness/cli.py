@@ -46,13 +46,23 @@ def cmd_list(args: argparse.Namespace) -> int:
           "baseline's value, e.g. `unet-bilinear`, `unetpp-ds-w16-L2`, `smp-unet-resnet18`.")
     print("Axes: " + "; ".join(f"{a}: {'|'.join(v)}" for a, v in variants.AXES.items())
           + "; w<width> d<depth> in<C> k<classes> ds L<k>")
+    from .spec.expand import PREFIX, RECIPE_FIELDS
+    from .spec.recipes import RECIPES
+
+    print(f"Recipe axes (beside the network's, in any kind of variant): {PREFIX}<field> for "
+          f"{', '.join(RECIPE_FIELDS)}.")
+    print("\nNamed recipes, from the seeds' code (`{ arch = ..., recipe = NAME }` in [variants.explicit]):")
+    for name, r in RECIPES.items():
+        print(f"{name:<{width}}  " + ", ".join(f"{k} {v}" for k, v in r.fields.items()))
+        print(f"{'':<{width}}  {r.source}; {r.mapped}")
     return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
     import variants
 
-    from .cost import mac_convention, profile
+    from .store.records import mac_convention
+    from .training.cost import profile
 
     spec = variants.parse(args.name).replace(in_channels=args.in_channels, classes=args.classes)
     h, w = args.size
@@ -92,7 +102,7 @@ def _flag(dest: str) -> str:
 
 def sweep_of(args: argparse.Namespace, launcher: dict | None = None):
     """The sweep a `run` or `plan` command line names, with its overrides."""
-    from .sweep import load_sweep, override
+    from .spec.sweep import load_sweep, override
 
     labels = [s for s in args.variants.split(",") if s] if args.variants else None
     return override(load_sweep(args.sweep), args.data, args.layout, labels, args.seeds, args.steps,
@@ -100,9 +110,9 @@ def sweep_of(args: argparse.Namespace, launcher: dict | None = None):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .layout import Layout
-    from .runner import run_sweep, submit_sweep
-    from .runs_table import summary_text
+    from .scheduling.dispatch import run_sweep, submit_sweep
+    from .store.layout import Layout
+    from .store.runs_table import summary_text
 
     given = {key: getattr(args, dest) for dest, key in LAUNCHER_FLAGS.items() if getattr(args, dest) is not None}
     if args.launcher is None:
@@ -112,15 +122,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.workers is not None:
         raise ValueError("--workers runs on this machine and --launcher as jobs: choose one")
     if args.launcher is not None:
-        from .cluster import check_available
-        check_available(args.launcher)  # before anything is loaded or written
+        from .scheduling import cluster
+        cluster.check_available(args.launcher)  # before anything is loaded or written
     sweep = sweep_of(args, launcher=given)
     if args.tensorboard:
         import dataclasses
         sweep = dataclasses.replace(sweep, tensorboard=True)
     if sweep.tensorboard:
-        from .monitor import check_available
-        check_available()  # before anything is written
+        from .training import monitor
+        monitor.check_available()  # before anything is written
     out = Path(args.out or Path("results") / sweep.name)
     if args.no_wait:
         jobs = submit_sweep(sweep, out, args.launcher, retry_failed=args.retry_failed, command=run_command(args, out))
@@ -144,9 +154,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .estimate import device_rate, estimate, plan_text
-    from .layout import Layout
-    from .plan import load_all, plan
+    from .scheduling.forecast import device_rate, estimate, plan_text
+    from .scheduling.planning import load_all, plan
+    from .store.layout import Layout
 
     sweep = sweep_of(args)
     runs_dir = Layout(Path(args.out or Path("results") / sweep.name)).runs
@@ -156,7 +166,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.power:
         from .report.power import power_table, power_text
 
-        power = power_table(args.power, len(sweep.seeds), sweep.metric)
+        power = power_table(args.power, len(sweep.seeds), sweep.report.metric)
         est["power"] = json.loads(power.to_json(orient="records"))
     if args.json:
         print(json.dumps(est, indent=2))
@@ -168,7 +178,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import status_text, sweep_status
+    from .scheduling.status import status_text, sweep_status
 
     st = sweep_status(args.results_dir)
     print(json.dumps(st, indent=2) if args.json else status_text(st))
@@ -179,7 +189,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
     start = time.perf_counter()
-    out = build_report(args.results_dir, args.out, args.metric)
+    out = build_report(args.results_dir, args.out, args.metric, figures=not args.no_figures)
     print(f"report: {out / 'index.md'} ({time.perf_counter() - start:.1f} s)")
     return 0
 
@@ -220,10 +230,10 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cluster import LAUNCHERS
     from .data.spec import LAYOUTS
-    from .protocol import DEVICES
-    from .runner import DEFAULT_WORKERS
+    from .scheduling.cluster import LAUNCHERS
+    from .scheduling.dispatch import DEFAULT_WORKERS
+    from .spec.protocol import DEVICES
 
     p = _Parser(prog="unet-ablate", description=__doc__.splitlines()[0], parents=[_verbosity(False)])
     sub = p.add_subparsers(dest="command", required=True)
@@ -311,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the headline metric of the Δ column, intervals, tests and figures (default: "
                         "the sweep's [report] metric, else dice): dice, iou, dice_nn, iou_nn, "
                         "dice_thin, cldice, rand_f, vi, hd95, nsd, dice_c<k>, iou_c<k>, hd95_c<k>, nsd_c<k>")
+    q.add_argument("--no-figures", action="store_true",
+                   help="tables, captions and index.md only, seconds sooner (figures of an earlier build "
+                        "are removed)")
     q.set_defaults(func=cmd_report)
     return p
 

@@ -124,7 +124,7 @@ class Metric:
     text: str            # one sentence: what it measures and how empty masks score
     from_counts: bool    # derived from the counts (every record has it) or stored per image
     binary_only: bool = False
-    margin: float = 0.005  # the default equivalence margin, in the metric's units (Dice-like: 0.005)
+    margin: float = 0.005  # the default equivalence margin, in the metric's units (the only place it is written)
 
 
 METRICS = {m.name: m for m in [

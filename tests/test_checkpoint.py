@@ -18,10 +18,10 @@ import torch
 
 import variants
 from harness.data import DataSpec, load_dataset
-from harness.execution import Execution
-from harness.plan import arch_for_data
-from harness.protocol import Protocol, RunSpec
-from harness.train import discard_checkpoint, fit
+from harness.scheduling.planning import arch_for_data
+from harness.spec.protocol import Protocol, RunSpec
+from harness.training.execution import Execution
+from harness.training.train import discard_checkpoint, fit
 
 CPU = torch.device("cpu")
 # checkpoints at 3, 6, 9, 12 fall before, between and on evaluations (4, 8, 12, 14)
@@ -50,8 +50,8 @@ def scripted_validation():
     """Scripted scores; and checkpoints on the protocol's interval exactly (a tiny model's
     save can take longer than 2% of three steps, which would widen it: tested apart)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("harness.train.validation_scores", scripted_val_scores)
-        mp.setattr("harness.train.CHECKPOINT_BUDGET", None)
+        mp.setattr("harness.training.train.validation_scores", scripted_val_scores)
+        mp.setattr("harness.training.train.CHECKPOINT_BUDGET", None)
         yield
 
 
@@ -138,16 +138,16 @@ def test_a_killed_process_resumes_to_the_same_result(data, reference, tmp_path):
     ck = tmp_path / "run.ckpt"
     script = inspect.getsource(scripted_val_scores) + textwrap.dedent(f"""
         import time, torch, variants
-        import harness.train
+        import harness.training.train
         from pathlib import Path
         from harness.data import DataSpec, load_dataset
-        from harness.protocol import Protocol
-        from harness.execution import Execution
-        from harness.train import fit
+        from harness.spec.protocol import Protocol
+        from harness.training.execution import Execution
+        from harness.training.train import fit
         torch.set_num_threads(1)
         SCORES = {SCORES!r}
-        harness.train.validation_scores = scripted_val_scores
-        harness.train.CHECKPOINT_BUDGET = None
+        harness.training.train.validation_scores = scripted_val_scores
+        harness.training.train.CHECKPOINT_BUDGET = None
         data = load_dataset(DataSpec(**{DATA.to_dict()!r}))
         spec = variants.parse({tiny(data).to_dict()!r})
         torch.manual_seed(0)
@@ -220,7 +220,7 @@ def test_a_checkpoint_that_cannot_be_saved_fails_no_run(data, reference, tmp_pat
     """torch.save raises RuntimeError ("unexpected pos ...") when the disk fills mid-write:
     the run goes on without checkpoints, to the uninterrupted result, and leaves no partial
     file."""
-    import harness.train
+    import harness.training.train
 
     real = torch.save
 
@@ -228,7 +228,7 @@ def test_a_checkpoint_that_cannot_be_saved_fails_no_run(data, reference, tmp_pat
         real(obj, f)
         raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 4096 vs 2048")
 
-    monkeypatch.setattr(harness.train.torch, "save", disk_full)
+    monkeypatch.setattr(harness.training.train.torch, "save", disk_full)
     ck = tmp_path / "run.ckpt"
     with caplog.at_level(logging.WARNING, logger="unet_ablate"):
         assert_same_run(train(data, checkpoint=ck), reference)
@@ -244,7 +244,7 @@ def test_a_checkpoint_that_cannot_be_saved_fails_no_run(data, reference, tmp_pat
     (ValueError("input too small"), "run"),
 ])
 def test_a_failed_run_says_whether_the_machine_failed_it(error, cause):
-    from harness.run import failure_cause
+    from harness.scheduling.one_run import failure_cause
 
     assert failure_cause(error) == cause
 
@@ -252,19 +252,19 @@ def test_a_failed_run_says_whether_the_machine_failed_it(error, cause):
 def test_a_save_that_costs_more_than_its_budget_widens_the_interval(data, tmp_path, monkeypatch, caplog):
     """Saves that take 50 ms against steps of a few ms: the interval grows to a multiple of
     checkpoint_every at which a save costs at most 2% of the steps between saves."""
-    import harness.train
+    import harness.training.train
 
     saved = []
-    real = harness.train._save
+    real = harness.training.train._save
 
     def slow_save(path, identity, state):
         time.sleep(0.05)
         saved.append(state.step)
         return real(path, identity, state)
 
-    monkeypatch.setattr("harness.train.CHECKPOINT_BUDGET", 0.02)
-    monkeypatch.setattr("harness.train._save", slow_save)
-    monkeypatch.setattr("harness.train.validation_scores", lambda *a, **kw: (0.5, 0.5))
+    monkeypatch.setattr("harness.training.train.CHECKPOINT_BUDGET", 0.02)
+    monkeypatch.setattr("harness.training.train._save", slow_save)
+    monkeypatch.setattr("harness.training.train.validation_scores", lambda *a, **kw: (0.5, 0.5))
     with caplog.at_level(logging.DEBUG, logger="unet_ablate"):
         train(data, Protocol(**{**PROTOCOL.to_dict(), "steps": 40, "eval_every": 40, "checkpoint_every": 2}),
               checkpoint=tmp_path / "run.ckpt")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import variants
-from harness.cost import count_macs, count_params
+from harness.training.cost import count_macs, count_params
 
 torch.set_num_threads(2)
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import variants
-from harness.cost import count_macs, count_macs_thop, count_params, profile
+from harness.training.cost import count_macs, count_macs_thop, count_params, profile
 from variants import ArchSpec
 
 
@@ -67,13 +67,13 @@ def test_profile_counts_are_integers_and_shapes_right():
 
 def test_profile_without_thop_says_why_and_keeps_the_headline(monkeypatch, capsys):
     """On Python 3.12 thop's `from distutils...` fails: the headline stands alone."""
-    import harness.cost
+    import harness.training.cost
     from harness.cli import main
 
     def broken(*a, **kw):
         raise ModuleNotFoundError("No module named 'distutils'")
 
-    monkeypatch.setattr(harness.cost, "count_macs_thop", broken)
+    monkeypatch.setattr(harness.training.cost, "count_macs_thop", broken)
     p = profile("unet-w4-d2", 32, 32)
     assert p["macs_thop"] is None and "distutils" in p["thop_missing"] and p["macs"] == count_macs("unet-w4-d2", 32, 32)
     assert main(["profile", "unet-w4-d2", "--size", "32", "32"]) == 0

@@ -4,17 +4,17 @@ CUDA stack and its settings), and records from different environments are named,
 mixed silently."""
 import re
 import subprocess
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from harness import environment as env_module
-from harness.environment import PACKAGES, cuda_settings, current_versions, environment
+from harness.store import environment as env_module
+from harness.store.environment import PACKAGES, cuda_settings, current_versions, environment
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")

@@ -1,17 +1,16 @@
 """Factorial designs: the design points and their labels, fractions with their resolution
 and aliases, effects against least squares on the +-1-coded design (noiseless: to 1e-9),
 planted effects recovered through records and the report, and the intervals' coverage."""
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_sweep
 
-from harness import planfile, records
-from harness.design import GENERATORS, design, fraction_for
 from harness.report import build_report
 from harness.report.effects import estimate_effects
-from harness.sweep import load_sweep
+from harness.spec.design import GENERATORS, design, fraction_for
+from harness.spec.sweep import load_sweep
+from harness.store import records, sweep_plan
 
 AXES3 = {"act": ["relu", "relu6"], "up": ["transpose", "bilinear"], "norm": ["bn", "nobn"]}
 
@@ -81,39 +80,42 @@ def test_planted_effects_are_recovered_and_covered_under_noise():
     assert all(c >= 36 for c in covered.values()), covered  # 99.3% intervals: at most a few misses
 
 
-def write_sweep(tmp_path, variants_toml: str):
+# the sweep "f": 3 seeds of the default-size membranes, the default protocol and measure, baseline
+# unet-w8-d3 and only the variants a test gives
+FACTORIAL = {"name": "f", "seeds": 3, "data": {"name": "membranes", "n_images": None, "size": None},
+             "protocol": None, "measure": None, "variants": {"baseline": "unet-w8-d3", "one_factor": None}}
+
+
+def write_sweep(tmp_path, **variants):
     path = tmp_path / "f.toml"
-    path.write_text('name = "f"\nseeds = 3\n[data]\nname = "membranes"\n[variants]\nbaseline = "unet-w8-d3"\n'
-                    + variants_toml)
+    tiny_sweep(path, FACTORIAL, variants=variants)
     return path
 
 
 def test_a_sweep_with_a_factorial_plans_its_points_sharing_the_baseline_and_one_factor_runs(tmp_path):
-    sweep = load_sweep(str(write_sweep(tmp_path, 'one_factor = { norm = ["nobn"] }\n'
-                                                 'factorial = { act = ["relu", "relu6"], up = ["transpose", '
-                                                 '"bilinear"], norm = ["bn", "nobn"] }\n')))
+    sweep = load_sweep(str(write_sweep(tmp_path, one_factor={"norm": ["nobn"]}, factorial=AXES3)))
     plan, labels = sweep.design
     assert len(labels) == 8 and labels[0] == "baseline" and "norm=nobn" in labels
     assert "act=relu6,up=bilinear,norm=nobn" in labels
     by_label = {v.label: v for v in sweep.variants}
     assert len(by_label) == 8 and by_label["act=relu6,up=bilinear"].family == "factorial"
     assert by_label["norm=nobn"].family == "one-factor"  # the one-factor run is that design point
-    d = planfile.design_dict(sweep.design)
+    d = sweep_plan.design_dict(sweep.design)
     assert d["points"][0] == {"label": "baseline", "coded": [-1, -1, -1]} and d["resolution"] is None
 
 
-@pytest.mark.parametrize("toml,needle", [
-    ('factorial = { act = ["relu6", "relu"] }\n', "at least|2 to"),
-    ('factorial = { act = ["relu6", "relu"], up = ["transpose", "bilinear"] }\n', "first level must be the baseline's"),
-    ('factorial = { act = ["relu", "relu6"], up = ["transpose"] }\n', "two levels"),
-    ('factorial = { encoder = ["plain", "vgg16"], channels = ["double", "matched"] }\n',
+@pytest.mark.parametrize("variants,needle", [
+    ({"factorial": {"act": ["relu6", "relu"]}}, "at least|2 to"),
+    ({"factorial": {"act": ["relu6", "relu"], "up": ["transpose", "bilinear"]}}, "first level must be the baseline's"),
+    ({"factorial": {"act": ["relu", "relu6"], "up": ["transpose"]}}, "two levels"),
+    ({"factorial": {"encoder": ["plain", "vgg16"], "channels": ["double", "matched"]}},
      "factorial \\(at encoder=vgg16, channels=matched\\).*plain. encoder only"),
-    ('factorial = { act = ["relu", "relu6"], up = ["transpose", "bilinear"] }\nfraction = "1/2"\n', "no standard"),
-    ('fraction = "1/2"\n', "need variants.factorial"),
+    ({"factorial": {"act": ["relu", "relu6"], "up": ["transpose", "bilinear"]}, "fraction": "1/2"}, "no standard"),
+    ({"fraction": "1/2"}, "need variants.factorial"),
 ])
-def test_a_factorial_that_cannot_be_planned_is_one_error_up_front(tmp_path, toml, needle):
+def test_a_factorial_that_cannot_be_planned_is_one_error_up_front(tmp_path, variants, needle):
     with pytest.raises(ValueError, match=needle):
-        load_sweep(str(write_sweep(tmp_path, toml)))
+        load_sweep(str(write_sweep(tmp_path, **variants)))
 
 
 def test_the_report_recovers_planted_effects_from_records(tmp_path):
@@ -121,7 +123,7 @@ def test_the_report_recovers_planted_effects_from_records(tmp_path):
     + small noise: effects.csv gives norm -0.065, up -0.035, act 0, up:norm -0.015."""
     from test_report import record
 
-    sweep = load_sweep(str(write_sweep(tmp_path, f"factorial = {json.dumps(AXES3).replace(':', ' =')}\n")))
+    sweep = load_sweep(str(write_sweep(tmp_path, factorial=AXES3)))
     plan, labels = sweep.design
     rng = np.random.default_rng(3)
     root = tmp_path / "results"
@@ -142,11 +144,11 @@ def test_the_report_recovers_planted_effects_from_records(tmp_path):
             rec["is_baseline"], rec["factor"] = label == "baseline", "baseline" if label == "baseline" else None
             records.write_record(root, rec)
             written.append(rec)
-    planfile.write_plan(root, planfile.SweepPlan(
+    sweep_plan.write_plan(root, sweep_plan.SweepPlan(
         name="f", source="test", description="", command="", baseline="baseline",
         variants=tuple(labels), families={v.label: v.family for v in sweep.variants}, seeds=(0, 1, 2),
-        runs=tuple(planfile.PlanEntry(r["key"], r["variant"], r["seed"]) for r in written),
-        design=planfile.design_dict(sweep.design)))
+        runs=tuple(sweep_plan.PlanEntry(r["key"], r["variant"], r["seed"]) for r in written),
+        design=sweep_plan.design_dict(sweep.design)))
     out = build_report(root, tmp_path / "report")
     e = pd.read_csv(out / "effects.csv").set_index("term")
     for term, value in {"norm": -0.065, "up": -0.035, "act": 0.0, "up:norm": -0.015}.items():

@@ -12,32 +12,27 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_sweep
 
 import harness.fileio
-import harness.run
+import harness.scheduling.one_run
 from harness.cli import main
 from harness.fileio import write_atomic, write_text_atomic
-from harness.planfile import read_plan
-from harness.records import load_records, read_record
+from harness.store.records import load_records, read_record
+from harness.store.sweep_plan import read_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOT_USER = os.geteuid() == 0  # permissions do not stop root: those tests simulate the fault
 
 
-def sweep_text(top: str = "", protocol: str = "", measure: str = "", variants: str = "") -> str:
-    """A sweep of seconds (one 2-level U-Net of width 4, 2 steps on 32x32 shapes), with
-    extra lines in each table."""
-    return (f'{top}\nseeds = 2\n'
-            f'[data]\nname = "shapes"\nn_images = 12\nsize = 32\n'
-            f'[protocol]\nsteps = 2\nbatch_size = 2\npatch = 32\neval_every = 2\n{protocol}\n'
-            f'[measure]\nsize = [32, 32]\nbatch_size = 2\nwarmup = 0\nmin_run_time = 0.01\n'
-            f'repeats = 2\nkeep_predictions = 1\n{measure}\n'
-            f'[variants]\nbaseline = "unet-w4-d2"\n{variants}\n')
+# a sweep of seconds (one 2-level U-Net of width 4, 2 steps on 32x32 shapes): tiny_sweep's
+# baseline alone, named by its file, measured on the default device; tiny_sweep(path, TINY, ...)
+TINY = {"name": None, "measure": {"device": None}, "variants": {"one_factor": None}}
 
 
 def write_sweep(folder: Path, **tables) -> Path:
     path = folder / "tiny.toml"
-    path.write_text(sweep_text(**tables))
+    tiny_sweep(path, TINY, tables)
     return path
 
 
@@ -62,34 +57,34 @@ def copy_of(recorded, tmp_path) -> tuple[Path, Path]:
 
 def counting_run_one(monkeypatch) -> list:
     calls = []
-    real = harness.run.run_one
+    real = harness.scheduling.one_run.run_one
 
     def run_one(rs, *a, **kw):
         calls.append(rs.key)
         return real(rs, *a, **kw)
 
-    monkeypatch.setattr(harness.run, "run_one", run_one)
+    monkeypatch.setattr(harness.scheduling.one_run, "run_one", run_one)
     return calls
 
 
 # --------------------------------------------------------------------------- sweep files
 
 @pytest.mark.parametrize("tables,needle", [
-    ({"top": "name = 5"}, "name: expected a plain name"),
-    ({"top": 'name = "../../escaped"'}, "name: expected a plain name"),
-    ({"top": 'name = "/tmp/escaped"'}, "name: expected a plain name"),
-    ({"top": "description = 3"}, "description: expected a text string, got 3"),
-    ({"variants": 'one_factor = ["act"]'}, "variants.one_factor: expected a table of axis = [values]"),
-    ({"variants": 'grid = 5'}, "variants.grid: expected a table"),
-    ({"variants": 'explicit = ["x"]'}, "variants.explicit: expected a table of label = spec name"),
-    ({"variants": 'one_factor = { act = [1] }'}, "variants.one_factor.act: act: expected one of relu, relu6"),
-    ({"variants": 'grid = { up = "sideways" }'}, "variants.grid: up: expected one of"),
-    ({"variants": 'explicit = { x = 5 }'}, "variants.explicit.x: cannot make a spec from int"),
-    ({"protocol": "lr = 1e300"}, "protocol.lr: expected a number > 0 that fits float32, got 1e+300"),
-    ({"protocol": "lr = inf"}, "protocol.lr: expected a number > 0 that fits float32, got inf"),
-    ({"protocol": "lr = 1e-50"}, "protocol.lr: expected a number > 0 that fits float32, got 1e-50"),
-    ({"protocol": "weight_decay = 1e39"}, "protocol.weight_decay: expected a number >= 0 that fits float32"),
-    ({"protocol": "lr = nan"}, "protocol.lr: expected a number > 0"),
+    ({"name": 5}, "name: expected a plain name"),
+    ({"name": "../../escaped"}, "name: expected a plain name"),
+    ({"name": "/tmp/escaped"}, "name: expected a plain name"),
+    ({"description": 3}, "description: expected a text string, got 3"),
+    ({"variants": {"one_factor": ["act"]}}, "variants.one_factor: expected a table of axis = [values]"),
+    ({"variants": {"grid": 5}}, "variants.grid: expected a table"),
+    ({"variants": {"explicit": ["x"]}}, "variants.explicit: expected a table of label = spec name"),
+    ({"variants": {"one_factor": {"act": [1]}}}, "variants.one_factor.act: act: expected one of relu, relu6"),
+    ({"variants": {"grid": {"up": "sideways"}}}, "variants.grid: up: expected one of"),
+    ({"variants": {"explicit": {"x": 5}}}, "variants.explicit.x: cannot make a spec from int"),
+    ({"protocol": {"lr": 1e300}}, "protocol.lr: expected a number > 0 that fits float32, got 1e+300"),
+    ({"protocol": {"lr": float("inf")}}, "protocol.lr: expected a number > 0 that fits float32, got inf"),
+    ({"protocol": {"lr": 1e-50}}, "protocol.lr: expected a number > 0 that fits float32, got 1e-50"),
+    ({"protocol": {"weight_decay": 1e39}}, "protocol.weight_decay: expected a number >= 0 that fits float32"),
+    ({"protocol": {"lr": float("nan")}}, "protocol.lr: expected a number > 0"),
 ])
 def test_every_wrong_value_in_a_sweep_file_is_one_line(fails_cleanly, tmp_path, tables, needle):
     bad = write_sweep(tmp_path, **tables)
@@ -100,8 +95,7 @@ def test_every_wrong_value_in_a_sweep_file_is_one_line(fails_cleanly, tmp_path, 
 def test_a_measure_size_too_small_for_a_model_is_refused_before_any_training(fails_cleanly, tmp_path,
                                                                             monkeypatch):
     calls = counting_run_one(monkeypatch)
-    bad = write_sweep(tmp_path, variants='explicit = { deep = "unet-w4-d3" }')
-    bad.write_text(bad.read_text().replace("size = [32, 32]", "size = [6, 6]"))
+    bad = write_sweep(tmp_path, variants={"explicit": {"deep": "unet-w4-d3"}}, measure={"size": [6, 6]})
     fails_cleanly("run", bad, "--out", tmp_path / "out",
                   names=["measure.size", "'deep'", "6x6 is smaller than 8x8"], untouched=[tmp_path / "out"])
     assert calls == []
@@ -109,10 +103,10 @@ def test_a_measure_size_too_small_for_a_model_is_refused_before_any_training(fai
 
 def test_the_sweep_name_never_leaves_the_results_root(tmp_path):
     """A name from the file's stem is made a plain name; a given one must already be."""
-    from harness.sweep import load_sweep
+    from harness.spec.sweep import load_sweep
 
     odd = tmp_path / "my sweep (v2).toml"
-    odd.write_text(sweep_text())
+    tiny_sweep(odd, TINY)
     assert load_sweep(str(odd)).name == "my_sweep__v2_"
 
 
@@ -285,7 +279,7 @@ def test_profile_of_a_huge_image_needs_no_image_sized_memory():
     """``profile baseline --size 4096 4096`` runs both MAC counts on ``meta``: a real forward
     of the full-width U-Net would hold gigabytes of activations; it needs what importing
     torch needs."""
-    base, _ = _max_rss_mib("import harness.cost")
+    base, _ = _max_rss_mib("import harness.training.cost")
     start = time.perf_counter()
     rss, result = _max_rss_mib("import sys; from harness.cli import main; "
                                "sys.exit(main(['profile', 'baseline', '--size', '4096', '4096', '--json']))")
@@ -354,7 +348,7 @@ def test_a_run_the_machine_failed_says_so_and_how_to_rerun_it(tmp_path, monkeypa
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(harness.run, "fit", full)
+    monkeypatch.setattr(harness.scheduling.one_run, "fit", full)
     out = tmp_path / "out"
     assert main(["run", str(sweep), "--out", str(out), "--no-progress", "-q"]) == 0
     recs = load_records(out)

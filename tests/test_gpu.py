@@ -18,11 +18,15 @@ import pytest
 import torch
 
 import variants
-from harness import measure, records, runs_table, train
-from harness.cost import count_macs
 from harness.data import DataSpec, load_dataset
-from harness.execution import Execution
-from harness.measure import (
+from harness.scheduling.one_run import run_one
+from harness.scheduling.planning import arch_for_data
+from harness.spec.protocol import Measure, Protocol, RunSpec
+from harness.store import records, runs_table
+from harness.training import measure, train
+from harness.training.cost import count_macs
+from harness.training.execution import Execution
+from harness.training.measure import (
     PEAK_BF16_TFLOPS,
     device_peak_tflops,
     inference_cost,
@@ -31,10 +35,7 @@ from harness.measure import (
     time_call,
     train_tflops,
 )
-from harness.plan import arch_for_data
-from harness.protocol import Measure, Protocol, RunSpec
-from harness.run import run_one
-from harness.train import discard_checkpoint, fit
+from harness.training.train import discard_checkpoint, fit
 
 CPU = torch.device("cpu")
 NO_CUDA = not torch.cuda.is_available()
@@ -328,8 +329,8 @@ def test_the_gpu_preset_runs_end_to_end_reduced(tmp_path):
     """The `gpu` preset as it is (full widths, bf16, channels_last, every variant and data
     set), with small data, few steps and one seed: every run ok, with MFU where the device
     is known. Minutes on one GPU: `pytest -m slow tests/test_gpu.py` (or `make test-all`)."""
-    from harness.runner import run_sweep
-    from harness.sweep import load_sweep
+    from harness.scheduling.dispatch import run_sweep
+    from harness.spec.sweep import load_sweep
 
     sweep = load_sweep("gpu")
     small = []
@@ -445,7 +446,7 @@ def test_gpu_check_without_cuda_ends_in_one_line(tmp_path):
 
 
 def test_more_workers_than_gpus_is_refused_before_anything_is_written(fails_cleanly, tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.workers.visible_gpus", lambda device: ["0"])
+    monkeypatch.setattr("harness.scheduling.workers.visible_gpus", lambda device: ["0"])
     out = tmp_path / "out"
     fails_cleanly("run", "smoke", "--workers", "2", "--out", str(out),
                   names=["--workers 2", "only 1 GPU"], untouched=[out])

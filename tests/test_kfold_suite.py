@@ -13,58 +13,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_sweep
 
-from harness import planfile, records
 from harness.cli import main
 from harness.data import DataError, DataSpec, load_dataset, make_folds
 from harness.metrics import per_image_dice
 from harness.report import build_report
 from harness.report.summary import summary_table
-from harness.sweep import load_sweep, override
+from harness.spec.sweep import load_sweep, override
+from harness.store import records, sweep_plan
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = """
-name = "suite-test"
-seeds = 3
-
-[[data]]
-label = "mem"
-name = "membranes"
-n_images = 10
-size = 32
-split = "kfold"
-folds = 2
-
-[[data]]
-label = "shp"
-name = "shapes"
-n_images = 10
-size = 32
-
-[protocol]
-steps = 2
-batch_size = 2
-patch = 32
-eval_every = 2
-
-[measure]
-size = [32, 32]
-batch_size = 2
-warmup = 0
-min_run_time = 0.01
-repeats = 1
-keep_predictions = 2
-device = "cpu"  # records compared bit for bit: CUDA kernels need not be deterministic
-
-[variants]
-baseline = "unet-w4-d2"
-one_factor = { up = ["bilinear"], act = ["relu6"] }
-"""
+MEM = {"label": "mem", "name": "membranes", "n_images": 10, "size": 32, "split": "kfold", "folds": 2}
+SHP = {"label": "shp", "name": "shapes", "n_images": 10, "size": 32}
+# a suite of two data sets, one of them 2-fold, 3 seeds of the baseline and two one-factor variants,
+# measured on the CPU (tiny_sweep's device: records compared bit for bit)
+SUITE = {"name": "suite-test", "seeds": 3, "data": [MEM, SHP], "measure": {"repeats": 1, "keep_predictions": 2},
+         "variants": {"one_factor": {"up": ["bilinear"], "act": ["relu6"]}}}
 
 
-def write_sweep(tmp_path: Path, text: str = SUITE, name: str = "suite.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
+def write_sweep(tmp_path: Path, file: str = "suite.toml", **overrides) -> Path:
+    """The suite with ``overrides`` (tiny_sweep's), written to ``tmp_path / file``."""
+    path = tmp_path / file
+    tiny_sweep(path, SUITE, overrides)
     return path
 
 
@@ -149,13 +120,11 @@ def test_data_tables_make_a_suite_with_labels(tmp_path, fails_cleanly):
     assert load_sweep("smoke").datasets[0].label == "membranes"        # the default label
     folds = override(sweep, folds=3)
     assert all(n.spec.split == "kfold" and n.spec.folds == 3 for n in folds.datasets)
-    for bad, needle in [(SUITE.replace('label = "shp"', 'label = "mem"'), "the label 'mem' is given twice"),
-                        (SUITE.replace('label = "shp"', 'label = "../x"'), "data[1].label"),
-                        (SUITE.replace('label = "shp"\nname = "shapes"', 'label = "m2"\nname = "membranes"')
-                         .replace("n_images = 10\nsize = 32\n\n[protocol]", "n_images = 10\nsize = 32\n"
-                                  "split = \"kfold\"\nfolds = 2\n\n[protocol]"), "data set 'mem' is given twice"),
-                        (SUITE.replace("folds = 2", "folds = 0"), "data[0].folds")]:
-        fails_cleanly("run", write_sweep(tmp_path, bad, "bad.toml"), "--out", tmp_path / "o", names=[needle],
+    for bad, needle in [([MEM, {**SHP, "label": "mem"}], "the label 'mem' is given twice"),
+                        ([MEM, {**SHP, "label": "../x"}], "data[1].label"),
+                        ([MEM, {**MEM, "label": "m2"}], "data set 'mem' is given twice"),
+                        ([{**MEM, "folds": 0}, SHP], "data[0].folds")]:
+        fails_cleanly("run", write_sweep(tmp_path, "bad.toml", data=bad), "--out", tmp_path / "o", names=[needle],
                       untouched=[tmp_path / "o"])
 
 
@@ -181,7 +150,7 @@ def test_kfold_runs_are_one_per_variant_seed_and_fold_with_the_fold_recorded(sui
 
 def test_the_report_pools_the_test_folds(suite):
     recs = [r for r in records.load_records(suite) if r["dataset"] == "mem"]
-    plan = planfile.read_plan(suite).for_dataset("mem")
+    plan = sweep_plan.read_plan(suite).for_dataset("mem")
     table = summary_table(recs, "baseline", None, plan).set_index("variant")
     base = table.loc["baseline"]
     assert base["n_planned"] == 6 and base["n_ok"] == 6 and base["n_missing"] == 0
@@ -222,10 +191,7 @@ def test_a_two_data_set_suite_builds_its_report_with_heat_map_and_ranks(suite, t
 
 
 def test_a_killed_kfold_sweep_resumes_to_the_same_records(tmp_path):
-    text = SUITE.split("[[data]]\nlabel = \"shp\"")[0] + SUITE[SUITE.index("[protocol]"):]
-    text = text.replace("seeds = 3", "seeds = 2").replace(
-        'one_factor = { up = ["bilinear"], act = ["relu6"] }', 'one_factor = { up = ["bilinear"] }')
-    sweep_file = write_sweep(tmp_path, text)
+    sweep_file = write_sweep(tmp_path, seeds=2, data=[MEM], variants={"one_factor": {"up": ["bilinear"]}})
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main(["run", str(sweep_file), "--out", str(whole), "--no-progress", "-q"]) == 0
     cmd = [sys.executable, "-m", "harness", "run", str(sweep_file), "--out", str(killed), "--no-progress"]
@@ -271,7 +237,7 @@ def test_a_data_set_whose_runs_all_diverged_gets_a_report_listing_them(suite, tm
         if rec["dataset"] == "shp":
             rec.update(status="diverged", error="loss became nan at step 3 (fabricated)", forms=[])
             path.write_text(json.dumps(rec))
-    rep = build_report(out, tmp_path / "rep")
+    rep = build_report(out, tmp_path / "rep", figures=False)
     shp = (rep / "shp" / "index.md").read_text()
     assert "No run of these records finished ok" in shp and shp.count("**diverged**") == 9
     assert (rep / "mem" / "table.md").is_file() and not (rep / "shp" / "table.md").exists()
@@ -284,7 +250,7 @@ def test_a_planned_data_set_without_records_is_named_as_missing(suite, tmp_path)
     for path in sorted((out / "runs").glob("*.json")):
         if json.loads(path.read_text())["dataset"] == "shp":
             path.unlink()
-    rep = build_report(out, tmp_path / "rep")
+    rep = build_report(out, tmp_path / "rep", figures=False)
     index = (rep / "index.md").read_text()
     assert "planned, without records: shp" in index and "Not compared (planned, without any record): shp." in index
     assert "### shp" in index and "every planned run of this data set is missing" in index
@@ -298,12 +264,13 @@ def test_one_folder_under_two_spellings_is_one_data_set(tmp_path, fails_cleanly)
         text = (f'[[data]]\nlabel = "a"\nname = "folder"\nroot = "{tmp_path}/data/p8"\n'
                 f'[[data]]\nlabel = "b"\nname = "folder"\nroot = "{other}"\n'
                 f'[variants]\nbaseline = "unet-w4-d2"\n')
-        fails_cleanly("run", write_sweep(tmp_path, text, "two.toml"), "--out", tmp_path / "o",
+        (tmp_path / "two.toml").write_text(text)
+        fails_cleanly("run", tmp_path / "two.toml", "--out", tmp_path / "o",
                       names=["data set 'a' is given twice", "are one folder"], untouched=[tmp_path / "o"])
 
 
 def test_kfold_samples_cover_the_images_every_fold_shows_and_missing_runs_name_their_fold(suite, tmp_path):
-    from harness.samples import read_samples
+    from harness.store.samples import read_samples
 
     recs = [r for r in records.load_records(suite) if r["dataset"] == "mem"]
     kept = {i for r in recs for f in r["forms"] for i in f["predictions"]["ids"]}
@@ -325,7 +292,7 @@ def test_a_variant_with_a_failed_seed_is_ranked_with_it_not_by_its_survivors(sui
         if rec["dataset"] == "mem" and rec["variant"] == "up=bilinear" and rec["seed"] == 0:
             rec.update(status="failed", error="RuntimeError: out of memory (fabricated)", forms=[])
             path.write_text(json.dumps(rec))
-    rep = build_report(out, tmp_path / "rep")
+    rep = build_report(out, tmp_path / "rep", figures=False)
     ranks = pd.read_csv(rep / "ranks.csv", index_col="dataset")
     assert ranks.loc["mem", "up=bilinear"] == 3  # a seed scoring 0 puts it last on mem
     assert "ranked with that seed scoring 0" in (rep / "index.md").read_text()
@@ -350,11 +317,10 @@ def test_a_sweep_that_declines_the_rank_test_gets_mean_ranks_and_no_test(suite, 
 
 
 def test_rank_test_is_read_from_the_sweep(tmp_path):
-    from harness.sweep import load_sweep
+    from harness.spec.sweep import load_sweep
 
-    assert load_sweep(str(write_sweep(tmp_path))).rank_test is True
-    text = SUITE + "\n[report]\nrank_test = false\n"
-    assert load_sweep(str(write_sweep(tmp_path, text, "no.toml"))).rank_test is False
-    assert load_sweep("cpu").rank_test is False
+    assert load_sweep(str(write_sweep(tmp_path))).report.rank_test is True
+    assert load_sweep(str(write_sweep(tmp_path, "no.toml", report={"rank_test": False}))).report.rank_test is False
+    assert load_sweep("cpu").report.rank_test is False
     with pytest.raises(ValueError, match="report.rank_test"):
-        load_sweep(str(write_sweep(tmp_path, SUITE + "\n[report]\nrank_test = 1\n", "bad.toml")))
+        load_sweep(str(write_sweep(tmp_path, "bad.toml", report={"rank_test": 1})))

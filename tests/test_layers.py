@@ -4,6 +4,7 @@ import each other (directly or round a loop), and the registries that build modu
 exactly the values a spec accepts. Read from the source (``ast``), so a lazy import inside a
 function counts as much as one at the top."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,12 +78,71 @@ def test_no_two_modules_import_each_other_round_a_loop():
     assert loops == [], f"import loops through {loops}"
 
 
-@pytest.mark.parametrize("module", ["harness.train", "harness.data.loader", "harness.run", "harness.runner"])
-def test_the_report_loads_neither_training_nor_data(module):
+# The stages of harness/, in pipeline order: each may import the helpers at the top of
+# harness/ and the stages it lists (DESIGN.md, "harness/ by stage"); the report reads the
+# store alone, and only the command line sees everything.
+HELPERS = {"harness", "harness.config", "harness.fileio", "harness.metrics"}
+STAGES = {
+    "harness.data": set(),
+    "harness.spec": {"harness.data"},
+    "harness.store": {"harness.spec"},
+    "harness.training": {"harness.data", "harness.spec", "harness.store"},
+    "harness.scheduling": {"harness.data", "harness.spec", "harness.store", "harness.training"},
+    "harness.report": {"harness.spec", "harness.store"},
+    "harness.sweeps": set(),
+}
+TOP = {"harness.cli", "harness.__main__"}
+
+
+def stage_of(module: str) -> str:
+    """The stage (or helper, or top) a module of harness/ belongs to."""
+    if module in HELPERS or module in TOP:
+        return module
+    return ".".join(module.split(".")[:2])
+
+
+def test_each_stage_imports_only_the_stages_before_it():
+    wrong = []
+    for name, deps in GRAPH.items():
+        if not name.startswith("harness") or name in TOP or name in HELPERS:
+            if name in HELPERS:
+                wrong += [f"{name} -> {d}" for d in deps if d.startswith("harness") and d not in HELPERS]
+            continue
+        own, allowed = stage_of(name), STAGES[stage_of(name)]
+        wrong += [f"{name} -> {d}" for d in deps
+                  if d.startswith("harness") and stage_of(d) not in allowed | HELPERS | {own}]
+    assert wrong == []
+
+
+def test_harness_keeps_few_modules_at_its_top_and_every_stage_is_known():
+    top = sorted(p.name for p in (ROOT / "harness").glob("*.py"))
+    assert len(top) <= 8, top
+    assert {f"harness.{p.stem}" for p in (ROOT / "harness").glob("*.py")} <= HELPERS | TOP | {"harness.__init__"}
+    packages = {f"harness.{p.parent.name}" for p in (ROOT / "harness").glob("*/__init__.py")}
+    assert packages == set(STAGES)
+
+
+@pytest.mark.parametrize("package", ["harness", *STAGES])
+def test_each_package_docstring_names_each_of_its_modules(package):
+    """The module map at the head of each package (harness/'s names its stages and helpers)."""
+    folder = ROOT / Path(*package.split("."))
+    doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text())) or ""
+    if package == "harness.sweeps":
+        return  # presets (TOML), no modules
+    names = {p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    names |= {p.parent.name + "/" for p in folder.glob("*/__init__.py")}
+    missing = sorted(n for n in names if not re.search(rf"(?m)^\s+{re.escape(n)}\s", doc))
+    assert missing == [], f"{package}'s docstring does not name {missing}"
+
+
+def test_the_report_loads_neither_training_nor_data():
+    """In one fresh interpreter (each costs seconds): importing the report loads none of them."""
+    banned = ["harness.training.train", "harness.data.loader", "harness.scheduling.one_run",
+              "harness.scheduling.dispatch"]
     code = ("import sys, harness.report, harness.report.build; "
-            f"print({module!r} in sys.modules)")
+            f"print([m for m in {banned!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out.stderr
+    assert out.stdout.strip() == "[]", out.stderr
 
 
 def test_the_spec_imports_no_torch_and_no_models():
@@ -103,10 +163,10 @@ def test_the_registries_build_exactly_the_values_a_spec_accepts():
 
 
 def test_one_module_spells_the_results_folder():
-    """Only ``harness.layout`` names the entries of a results folder as path parts."""
+    """Only ``harness.store.layout`` names the entries of a results folder as path parts."""
     entries = ('"runs"', '"samples"', '"claims"', '"checkpoints"', '"submitit"', '"sweep.json"', '"runs.csv"')
     for name, path in MODULES.items():
-        if name in ("harness.layout", "harness.report.tables", "harness.report.suite", "harness.report.build"):
+        if name in ("harness.store.layout", "harness.report.tables", "harness.report.suite", "harness.report.build"):
             continue  # (the report's own runs.csv is the report folder's)
         text = path.read_text()
         for entry in entries:
@@ -139,7 +199,7 @@ def test_a_file_where_a_folder_of_the_results_belongs_fails_before_anything_is_w
 
 @pytest.mark.parametrize("key", ["../victim", "/etc/x", "a/b", "", ".hidden"])
 def test_a_key_that_is_a_path_names_no_file(tmp_path, key):
-    from harness.layout import Layout
+    from harness.store.layout import Layout
 
     for where in (Layout(tmp_path).record, Layout(tmp_path).claim, Layout(tmp_path).checkpoint,
                   Layout(tmp_path).samples):

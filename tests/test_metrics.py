@@ -150,8 +150,8 @@ def test_whole_map_metrics_in_worker_processes_are_the_same_values():
     same order, as in this process."""
     import dataclasses
 
-    from harness.evaluate import image_scores, metric_workers, score
-    from harness.execution import Execution
+    from harness.training.evaluate import image_scores, metric_workers, score
+    from harness.training.execution import Execution
 
     rng = np.random.default_rng(0)
     masks = [(rng.random((24, 24)) < 0.3).astype(np.int64) for _ in range(5)]

@@ -14,47 +14,26 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import tiny_sweep
 
-import harness.run
-from harness import claims
+import harness.scheduling.one_run
 from harness.cli import main
-from harness.layout import Layout
-from harness.planfile import read_plan
-from harness.protocol import Protocol, RunSpec
-from harness.records import load_records
+from harness.scheduling import claims
+from harness.spec.protocol import Protocol, RunSpec
+from harness.store.layout import Layout
+from harness.store.records import load_records
+from harness.store.sweep_plan import read_plan
 
 ROOT = Path(__file__).resolve().parent.parent
-# four runs of seconds on one thread each (bit-identical counts need equal thread counts)
-SWEEP = """
-name = "par"
-seeds = 2
-[data]
-name = "shapes"
-n_images = 12
-size = 32
-[protocol]
-batch_size = 2
-patch = 32
-{protocol}
-[measure]
-size = [32, 32]
-batch_size = 2
-warmup = 0
-min_run_time = 0.01
-repeats = 2
-keep_predictions = 1
-threads = 1
-device = "cpu"  # records compared bit for bit: CUDA kernels need not be deterministic
-[variants]
-baseline = "unet-w4-d2"
-one_factor = {{ up = ["bilinear"] }}
-{extra}
-"""
+# four runs of seconds on one thread each (bit-identical counts need equal thread counts), on the
+# CPU (tiny_sweep's device: records compared bit for bit)
+PAR = {"name": "par", "protocol": {"steps": 4}, "measure": {"threads": 1}}
 
 
-def write_sweep(folder: Path, protocol: str = "steps = 4\neval_every = 2", extra: str = "") -> Path:
+def write_sweep(folder: Path, **overrides) -> Path:
+    """The four runs with ``overrides`` (tiny_sweep's), written to ``folder / "par.toml"``."""
     path = folder / "par.toml"
-    path.write_text(SWEEP.format(protocol=protocol, extra=extra))
+    tiny_sweep(path, PAR, overrides)
     return path
 
 
@@ -167,12 +146,12 @@ def test_of_many_threads_racing_for_one_stale_claim_exactly_one_wins(tmp_path):
 
 
 def test_of_processes_racing_for_one_stale_claim_exactly_one_wins(tmp_path):
-    """Separate processes (harness.claims imports no torch: each starts in a blink)."""
+    """Separate processes (harness.scheduling.claims imports no torch: each starts in a blink)."""
     _plant(tmp_path, "k", "elsewhere", 1, claims.STALE_S + 60)
     go = time.time() + 1.5
     code = textwrap.dedent(f"""
         import time
-        from harness.claims import claim
+        from harness.scheduling.claims import claim
         time.sleep(max(0, {go} - time.time()))
         held = claim({str(tmp_path)!r}, "k")
         print("won" if held else "lost", flush=True)
@@ -187,13 +166,13 @@ def test_of_processes_racing_for_one_stale_claim_exactly_one_wins(tmp_path):
 # --------------------------------------------------------------------------- the runner and claims
 
 def counting_run_one(monkeypatch) -> list:
-    calls, real = [], harness.run.run_one
+    calls, real = [], harness.scheduling.one_run.run_one
 
     def run_one(rs, *a, **kw):
         calls.append(rs.key)
         return real(rs, *a, **kw)
 
-    monkeypatch.setattr(harness.run, "run_one", run_one)
+    monkeypatch.setattr(harness.scheduling.one_run, "run_one", run_one)
     return calls
 
 
@@ -244,13 +223,13 @@ def test_two_runner_processes_on_one_folder_do_every_run_once(plain, tmp_path):
     out, calls = tmp_path / "out", tmp_path / "calls.log"
     code = textwrap.dedent(f"""
         import os, sys
-        import harness.run
-        real = harness.run.run_one
+        import harness.scheduling.one_run
+        real = harness.scheduling.one_run.run_one
         def run_one(rs, *a, **kw):
             with open({str(calls)!r}, "a") as f:
                 f.write(f"{{os.getpid()}} {{rs.key}}\\n")
             return real(rs, *a, **kw)
-        harness.run.run_one = run_one
+        harness.scheduling.one_run.run_one = run_one
         from harness.cli import main
         sys.exit(main(["run", {str(sweep)!r}, "--out", {str(out)!r}, "--no-progress"]))
     """)
@@ -282,7 +261,7 @@ def test_workers_give_the_records_of_a_plain_run(plain, tmp_path):
 
 
 def test_workers_split_the_threads_and_the_key_stays_the_sweeps():
-    from harness.workers import worker_threads
+    from harness.scheduling.workers import worker_threads
 
     assert [worker_threads(t, n) for t, n in [(2, 1), (2, 2), (8, 3), (1, 4)]] == [2, 1, 2, 1]
 
@@ -290,9 +269,9 @@ def test_workers_split_the_threads_and_the_key_stays_the_sweeps():
 def test_the_thread_count_used_is_recorded_and_does_not_change_the_key():
     import variants
     from harness.data import DataSpec, load_dataset
-    from harness.plan import arch_for_data
-    from harness.protocol import Measure
-    from harness.run import run_one
+    from harness.scheduling.one_run import run_one
+    from harness.scheduling.planning import arch_for_data
+    from harness.spec.protocol import Measure
 
     data = load_dataset(DataSpec("shapes", n_images=12, size=32))
     rs = RunSpec(arch=arch_for_data(variants.parse("unet-w4-d2"), data).to_dict(), data=data.spec.to_dict(),
@@ -333,9 +312,9 @@ def fake_slurm(tmp_path, monkeypatch):
 
 
 def test_slurm_gets_one_array_with_the_launcher_table_and_the_overrides(tmp_path, fake_slurm, capsys):
-    sweep = write_sweep(tmp_path, extra='[launcher]\npartition = "cpu"\ncpus_per_task = 4\nmem_gb = 8\n'
-                                         'setup = ["module load cuda"]\n'
-                                         'additional_parameters = { qos = "high", account = "lab" }\n')
+    sweep = write_sweep(tmp_path, launcher={"partition": "cpu", "cpus_per_task": 4, "mem_gb": 8,
+                                            "setup": ["module load cuda"],
+                                            "additional_parameters": {"qos": "high", "account": "lab"}})
     out = tmp_path / "out"
     assert run(sweep, "--out", out, "--launcher", "slurm", "--no-wait", "--partition", "gpu",
                "--array-parallelism", "3", "--time-min", "30", "--gpus-per-task", "1") == 0
@@ -361,8 +340,8 @@ def test_a_cluster_job_is_requeued_to_resume_when_preempted(plain, tmp_path):
     hands back itself (the run then resumes from its in-run checkpoint)."""
     import cloudpickle
 
-    from harness.cluster import RunJob
-    from harness.sweep import load_sweep
+    from harness.scheduling.cluster import RunJob
+    from harness.spec.sweep import load_sweep
 
     sweep, _ = plain
     job = RunJob(load_sweep(str(sweep)), tmp_path, "somekey", "shapes", 1, False, None)
@@ -386,12 +365,9 @@ def _children(pid: int) -> list[int]:
 def long_sweep(folder: Path, checkpoint_every: int) -> Path:
     """The baseline and a wider U-Net, one seed, 200 steps: long enough to stop mid-training."""
     folder.mkdir(exist_ok=True)
-    every = f"checkpoint_every = {checkpoint_every}\n" if checkpoint_every else ""
-    sweep = write_sweep(folder, protocol=f"steps = 200\neval_every = 50\n{every}",
-                        extra='[variants.explicit]\n"wide" = "unet-w8-d2"\n')
-    sweep.write_text(sweep.read_text().replace("seeds = 2", "seeds = 1").replace(
-        'one_factor = { up = ["bilinear"] }', ""))
-    return sweep
+    return write_sweep(folder, seeds=1,
+                       protocol={"steps": 200, "eval_every": 50, "checkpoint_every": checkpoint_every or None},
+                       variants={"one_factor": None, "explicit": {"wide": "unet-w8-d2"}})
 
 
 @pytest.fixture(scope="module")
@@ -415,9 +391,9 @@ def test_a_preempted_local_job_is_requeued_and_resumes_from_its_checkpoint(tmp_p
     """SIGUSR2 is what SLURM sends before preempting a job (and before its time limit):
     submitit calls RunJob.checkpoint, requeues the job, and the run resumes from its
     in-run checkpoint, to the counts of an uninterrupted run."""
-    from harness import cluster
-    from harness.runner import submit_sweep
-    from harness.sweep import load_sweep
+    from harness.scheduling import cluster
+    from harness.scheduling.dispatch import submit_sweep
+    from harness.spec.sweep import load_sweep
 
     out = tmp_path / "out"
     sweep = load_sweep(str(long_sweep(tmp_path, 10)))
@@ -498,21 +474,18 @@ def test_ctrl_c_stops_the_workers_and_keeps_their_checkpoints(tmp_path):
 
 # --------------------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("table,needle", [
-    ('[launcher]\npartitin = "gpu"', "launcher.partitin: unknown key (expected one of"),
-    ('[launcher]\ntimeout_min = 0', "launcher.timeout_min: expected a positive integer, got 0"),
-    ('[launcher]\ngpus_per_task = 1.5', "launcher.gpus_per_task: expected an integer >= 0"),
-    ('[launcher]\nadditional_parameters = 5', "launcher.additional_parameters: expected a table"),
-    ('[launcher]\nadditional_parameters = { qos = [1] }', "launcher.additional_parameters.qos: expected a text"),
-    ('[launcher]\nadditional_parameters = { a = true }', "launcher.additional_parameters.a: expected a text"),
-    ('[launcher]\nsetup = "module load cuda"', "launcher.setup: expected a list of shell lines"),
-    ('launcher = 3', "launcher: expected a table"),
+@pytest.mark.parametrize("overrides,needle", [
+    ({"launcher": {"partitin": "gpu"}}, "launcher.partitin: unknown key (expected one of"),
+    ({"launcher": {"timeout_min": 0}}, "launcher.timeout_min: expected a positive integer, got 0"),
+    ({"launcher": {"gpus_per_task": 1.5}}, "launcher.gpus_per_task: expected an integer >= 0"),
+    ({"launcher": {"additional_parameters": 5}}, "launcher.additional_parameters: expected a table"),
+    ({"launcher": {"additional_parameters": {"qos": [1]}}}, "launcher.additional_parameters.qos: expected a text"),
+    ({"launcher": {"additional_parameters": {"a": True}}}, "launcher.additional_parameters.a: expected a text"),
+    ({"launcher": {"setup": "module load cuda"}}, "launcher.setup: expected a list of shell lines"),
+    ({"launcher": 3, "protocol": {"eval_every": None}}, "launcher: expected a table"),  # no eval_every, as ever
 ])
-def test_bad_launcher_settings_are_one_line(fails_cleanly, tmp_path, table, needle):
-    bad = write_sweep(tmp_path, extra=table) if table.startswith("[") else None
-    if bad is None:
-        bad = tmp_path / "par.toml"
-        bad.write_text(table + "\n" + SWEEP.format(protocol="steps = 4", extra=""))
+def test_bad_launcher_settings_are_one_line(fails_cleanly, tmp_path, overrides, needle):
+    bad = write_sweep(tmp_path, **overrides)
     fails_cleanly("run", bad, "--launcher", "local", "--out", tmp_path / "o", names=[needle, "par.toml"],
                   untouched=[tmp_path / "o"])
 
@@ -539,7 +512,7 @@ def test_a_claim_is_never_seen_half_written_and_an_empty_one_ages_out(tmp_path, 
     """A runner killed between creating and writing a claim must not block its run: claims
     appear whole (hard link), and an empty claim left by an O_EXCL fallback is stale after
     WRITE_GRACE_S."""
-    from harness import claims
+    from harness.scheduling import claims
 
     held = claims.claim(tmp_path, "k1")
     path = Layout(tmp_path).claim("k1")
@@ -641,14 +614,14 @@ def test_a_run_whose_holder_dies_during_the_sweep_is_taken_over_before_the_end(p
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         _plant(out, first, socket.gethostname(), holder.pid, 5)
-        real = harness.run.run_one
+        real = harness.scheduling.one_run.run_one
 
         def run_one(rs, *a, **kw):  # the holder dies while this runner runs the others
             holder.kill()
             holder.wait()
             return real(rs, *a, **kw)
 
-        monkeypatch.setattr(harness.run, "run_one", run_one)
+        monkeypatch.setattr(harness.scheduling.one_run, "run_one", run_one)
         assert run(sweep, "--out", out) == 0
     finally:
         holder.kill()

@@ -6,42 +6,28 @@ import math
 import socket
 
 import pytest
+from conftest import tiny_sweep
 from test_report import make_results
 
 import variants
-from harness import claims, estimate
 from harness.cli import main
-from harness.cost import count_macs
-from harness.layout import Layout
-from harness.plan import load_all, plan
 from harness.report.power import power_table
-from harness.status import sweep_status
-from harness.sweep import load_sweep
+from harness.scheduling import claims, forecast
+from harness.scheduling.planning import load_all, plan
+from harness.scheduling.status import sweep_status
+from harness.spec.sweep import load_sweep
+from harness.store.layout import Layout
+from harness.training.cost import count_macs
 
-SWEEP = """name = "tiny"
-seeds = 2
-[data]
-name = "shapes"
-n_images = 12
-size = 32
-[protocol]
-steps = 10
-batch_size = 2
-patch = 32
-eval_every = 5
-[measure]
-size = [32, 32]
-device = "cpu"
-[variants]
-baseline = "unet-w4-d2"
-one_factor = { up = ["bilinear"] }
-"""
+# tiny_sweep's 4 runs, of 10 steps (evaluated at 5 and 10), measured at 32x32 on the CPU with
+# [measure]'s default timing: tiny_sweep(path, *TINY, **overrides)
+TINY = ({"measure": None}, {"protocol": {"steps": 10, "eval_every": 5}, "measure": {"size": [32, 32], "device": "cpu"}})
 
 
 @pytest.fixture
 def sweep_file(tmp_path):
     path = tmp_path / "tiny.toml"
-    path.write_text(SWEEP)
+    tiny_sweep(path, *TINY)
     return path
 
 
@@ -68,8 +54,8 @@ def test_plan_counts_runs_and_recorded_ones(sweep_file, tmp_path, capsys):
 def test_the_estimate_is_the_stated_arithmetic(sweep_file):
     sweep = load_sweep(str(sweep_file))
     run = plan(sweep, load_all(sweep))[0]
-    rate = estimate.Rate(peak_tflops=2.0, mfu=0.5, source="test", device="cuda")
-    parts = estimate.run_seconds(run, rate)
+    rate = forecast.Rate(peak_tflops=2.0, mfu=0.5, source="test", device="cuda")
+    parts = forecast.run_seconds(run, rate)
     spec = variants.parse(run.spec.arch)
     macs = count_macs(spec, 32, 32)  # patch 32 = the images' size: one MAC count for all
     assert parts["train_s"] == pytest.approx(10 * 2 * 6 * macs / 1e12)
@@ -87,7 +73,7 @@ def test_plan_of_the_gpu_preset_holds_150_runs_and_gpu_hours():
     small = tuple(dataclasses.replace(d, spec=dataclasses.replace(d.spec, n_images=10, size=64))
                   for d in sweep.datasets)
     sweep = dataclasses.replace(sweep, datasets=small)
-    est = estimate.estimate(sweep, plan(sweep, load_all(sweep)), set(), estimate.device_rate(sweep))
+    est = forecast.estimate(sweep, plan(sweep, load_all(sweep)), set(), forecast.device_rate(sweep))
     assert est["runs"] == est["todo"] == 150
     assert est["estimated_gpu_hours"] > 0 and est["rate"]["device"] == "cuda"
 
@@ -100,7 +86,7 @@ def test_the_gpu_quick_preset_is_planned_within_ten_gpu_minutes():
     assert [d.label for d in sweep.datasets] == [d.label for d in gpu.datasets]
     assert sweep.protocol.amp == "bf16" and len(sweep.seeds) == 1
     runs = plan(sweep, load_all(sweep))
-    est = estimate.estimate(sweep, runs, set(), estimate.device_rate(sweep))
+    est = forecast.estimate(sweep, runs, set(), forecast.device_rate(sweep))
     assert est["runs"] == 30 and est["estimated_gpu_hours"] * 60 <= 10
 
 
@@ -215,13 +201,13 @@ def test_run_tensorboard_writes_event_files_tensorboard_reads(sweep_file, tmp_pa
 
 def test_log_tensorboard_in_a_sweep_and_its_bad_values(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text(SWEEP + "\n[log]\ntensorboard = true\n")
+    tiny_sweep(path, *TINY, log={"tensorboard": True})
     assert load_sweep(str(path)).tensorboard is True
     assert load_sweep("cpu").tensorboard is False
-    path.write_text(SWEEP + '\n[log]\ntensorboard = "yes"\n')
+    tiny_sweep(path, *TINY, log={"tensorboard": "yes"})
     with pytest.raises(ValueError, match="log.tensorboard"):
         load_sweep(str(path))
-    path.write_text(SWEEP + "\n[log]\nwandb = true\n")
+    tiny_sweep(path, *TINY, log={"wandb": True})
     with pytest.raises(ValueError, match="wandb"):
         load_sweep(str(path))
 

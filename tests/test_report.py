@@ -13,20 +13,21 @@ import torch
 from PIL import Image
 
 import variants
-from harness import planfile, records
 from harness.cli import main
 from harness.data import Dataset, DataSpec
-from harness.environment import environment
-from harness.layout import Layout
 from harness.metrics import per_image_dice
-from harness.protocol import Measure, Protocol, RunSpec
-from harness.records import load_records
 from harness.report import build_report
 from harness.report.stats import holm, pareto_front, seed_model, seed_t_p
 from harness.report.summary import summary_table
 from harness.report.tables import markdown
-from harness.samples import read_samples, write_samples
-from harness.train import FitResult
+from harness.spec.protocol import Measure, Protocol, RunSpec
+from harness.spec.settings import ReportSettings
+from harness.store import records, sweep_plan
+from harness.store.environment import environment
+from harness.store.layout import Layout
+from harness.store.records import load_records
+from harness.store.samples import read_samples, write_samples
+from harness.training.train import FitResult
 
 REPO = Path(__file__).resolve().parents[1]
 IDS = [f"img{i:02d}" for i in range(12)]  # test images; the last has an empty reference
@@ -53,7 +54,7 @@ DATA_SECTION = data_section()
 
 
 # --------------------------------------------------------------------------- fabricated results
-# Counts are made up; the records around them are built by harness.records, as the runner does.
+# Counts are made up; the records around them are built by harness.store.records, as the runner does.
 
 def baseline_counts(seed: int) -> np.ndarray:
     """(12 images, 1 class, [tp, fp, fn, tn]); image 11: empty reference, seed FPs."""
@@ -153,8 +154,8 @@ def make_results(root: Path, samples: bool = True) -> Path:
         records.write_record(root, r)
     families = {"baseline": "baseline", "better": "one-factor", "same": "one-factor",
                 "flaky": "one-factor", "broken": "one-factor", "ds": "explicit"}
-    planned = [planfile.PlanEntry(r["key"], r["variant"], r["seed"]) for r in recs]
-    planfile.write_plan(root, planfile.SweepPlan(
+    planned = [sweep_plan.PlanEntry(r["key"], r["variant"], r["seed"]) for r in recs]
+    sweep_plan.write_plan(root, sweep_plan.SweepPlan(
         name="fab", source="fabricated", description="", command="unet-ablate run fab.toml --out results/fab",
         baseline="baseline", variants=tuple(ORDER), families=families, seeds=(0, 1, 2),
         runs=tuple(planned)))
@@ -200,82 +201,119 @@ def seed_matrix(counts_of, seeds=range(3)) -> np.ndarray:
     return np.stack([hand_dice(counts_of(s)) for s in seeds])
 
 
-def test_summary_against_hand_computation(built):
+@pytest.fixture(scope="module")
+def hand_table(built) -> pd.DataFrame:
+    """The summary of the fabricated records, checked below against hand computation."""
     root, _ = built
-    table = summary_table(load_records(root), "baseline", ORDER, planfile.read_plan(root))
+    return summary_table(load_records(root), "baseline", ORDER, sweep_plan.read_plan(root))
+
+
+def test_the_baseline_row_against_hand_computation(hand_table):
     base = seed_matrix(baseline_counts)
-    b = row(table, "baseline")
+    b = row(hand_table, "baseline")
     assert b["dice_mean"] == pytest.approx(statistics.mean(base.mean(axis=1)))
     assert b["dice_std"] == pytest.approx(statistics.stdev(base.mean(axis=1)))
     assert b["status"] == "3/3 ok" and b["is_baseline"] and np.isnan(b["p"]) and b["family"] == "baseline"
     assert b["fpr_empty_mean"] == pytest.approx(2 / 3)  # seeds 1 and 2 predict on the empty image
 
-    better = seed_matrix(better_counts)
-    r = row(table, "better")
+
+def test_delta_and_its_per_seed_values_against_hand_computation(hand_table):
+    base, better = seed_matrix(baseline_counts), seed_matrix(better_counts)
+    r = row(hand_table, "better")
     assert r["delta"] == pytest.approx(better.mean() - base.mean())
-    per_seed = (better - base).mean(axis=1)
-    assert [r[f"delta_seed_{s}"] for s in range(3)] == pytest.approx(per_seed)
+    assert [r[f"delta_seed_{s}"] for s in range(3)] == pytest.approx((better - base).mean(axis=1))
+
+
+def test_the_tests_of_a_row_against_hand_computation(hand_table):
+    diff = seed_matrix(better_counts) - seed_matrix(baseline_counts)
+    r = row(hand_table, "better")
     assert r["p_images"] == pytest.approx(2 / 2 ** 11)  # 11 equal-sign differences, one tie
-    assert r["p_seeds"] == pytest.approx(seed_t_p(better - base))  # seed k with seed k, 12 images
+    assert r["p_seeds"] == pytest.approx(seed_t_p(diff))  # seed k with seed k, 12 images
     assert r["p"] == r["p_seeds"]  # the mark rests on the seed-level model; p_images is exploratory
-    model = seed_model(better - base)
+    assert r["n_pairs"] == 12 and r["n_seeds"] == 3 and r["n_dropped"] == 0
+
+
+def test_the_interval_and_mde_of_a_row_are_the_seed_models_at_the_bonferroni_level(hand_table):
+    model = seed_model(seed_matrix(better_counts) - seed_matrix(baseline_counts))
+    r = row(hand_table, "better")
     half = scipy.stats.t.ppf(1 - 0.05 / 4 / 2, 2) * model.se  # the t interval at the Bonferroni level, df 2
     assert (r["ci_low"], r["ci_high"]) == pytest.approx((model.mean - half, model.mean + half))
     assert r["se"] == pytest.approx(model.se) and r["df"] == 2
     assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["ci_low"] > 0
     assert r["ci_level"] == pytest.approx(1 - 0.05 / 4) and r["ci_method"] == "t"
-    assert r["boot_method"] in ("BCa", "percentile") and r["boot_low"] <= r["delta"] <= r["boot_high"]
     mde = (scipy.stats.t.ppf(1 - 0.05 / 8, 2) + scipy.stats.t.ppf(0.8, 2)) * model.se
     assert r["mde"] == pytest.approx(mde)
-    assert r["n_pairs"] == 12 and r["n_seeds"] == 3 and r["n_dropped"] == 0
+
+
+def test_the_bootstrap_interval_stands_beside_the_models(hand_table):
+    r = row(hand_table, "better")
+    assert r["boot_method"] in ("BCa", "percentile") and r["boot_low"] <= r["delta"] <= r["boot_high"]
+
+
+def test_the_verdict_of_a_row_follows_its_interval_and_the_margin(hand_table):
+    r = row(hand_table, "better")
     assert r["significant"] and r["p_holm"] < 0.05 and not r["disagree"]
     within = -0.005 <= r["ci_low"] and r["ci_high"] <= 0.005
     assert r["margin"] == 0.005 and r["verdict"] == ("equivalent (negligible)" if within else "different")
 
-    same = row(table, "same")
+
+def test_a_variant_identical_to_the_baseline_has_p_1(hand_table):
+    same = row(hand_table, "same")
     assert same["delta"] == 0 and same["p"] == 1.0 and not same["significant"]
 
-    flaky = seed_matrix(flaky_counts, range(2))
-    f = row(table, "flaky")
+
+def test_a_variant_with_a_failed_seed_is_counted_and_not_tested(hand_table):
+    base, flaky = seed_matrix(baseline_counts), seed_matrix(flaky_counts, range(2))
+    f = row(hand_table, "flaky")
     assert f["status"] == "2/3 ok, 1 failed" and f["n_ok"] == 2 and f["fail_rate"] == pytest.approx(1 / 3)
     assert f["delta"] == pytest.approx(flaky.mean() - base.mean())
     assert f["test_note"] == "2 seeds: too few to test" and np.isnan(f["p_holm"]) and not f["significant"]
     assert np.isnan(f["ci_low"]) and f["verdict"] == ""  # no test, no headline interval: nothing to say
     assert np.isfinite(f["boot_low"])  # the descriptive bootstrap interval is still in table.csv
-    # sensitivity: the failed seed scores 0
+
+
+def test_the_failed_seed_scores_0_in_the_sensitivity_columns(hand_table):
+    flaky = seed_matrix(flaky_counts, range(2))
+    f = row(hand_table, "flaky")
     assert f["fail0_mean"] == pytest.approx(statistics.mean([*flaky.mean(axis=1), 0.0]))  # per seed
     assert f["fail0_std"] == pytest.approx(statistics.stdev([*flaky.mean(axis=1), 0.0]))
 
-    broken = row(table, "broken")
+
+def test_a_variant_without_an_ok_run_has_a_row_saying_so(hand_table):
+    broken = row(hand_table, "broken")
     assert broken["status"] == "0/2 ok, 1 failed, 1 diverged" and np.isnan(broken["dice_mean"])
     assert broken["fail0_mean"] == 0 and broken["test_note"] == "no ok run"
 
-    # families, declared in sweep.json: Holm within each, counting every declared row
-    fam = table.groupby("family")["variant"].apply(list).to_dict()
+
+def test_holm_runs_within_each_declared_family_counting_every_declared_row(hand_table):
+    fam = hand_table.groupby("family")["variant"].apply(list).to_dict()
     assert fam["one-factor"] == ["better", "same", "flaky", "broken"]
     assert fam["explicit"] == ["ds"] and fam["pruned ds"] == ["ds"] * 4
-    one = table[table["family"] == "one-factor"]
+    one = hand_table[hand_table["family"] == "one-factor"]
     p = one["p"].to_numpy(float)
     expect = holm(np.where(np.isfinite(p), p, 1.0))  # flaky and broken: declared, untested
     tested = np.isfinite(p)
     assert one["p_holm"].to_numpy()[tested] == pytest.approx(expect[tested])
     assert (one["family_size"] == 4).all()
 
-    # pruned forms: against their own network's mean form, paired by seed, a family of 4
+
+def test_pruned_forms_are_compared_with_their_own_networks_mean_form(hand_table):
     ds_mean = seed_matrix(lambda s: ds_counts(s, 4))
     for k in (1, 2, 3):
-        lk = row(table, "ds", f"L{k}")
+        lk = row(hand_table, "ds", f"L{k}")
         assert lk["reference"] == "ds (mean)" and lk["family"] == "pruned ds"
         assert lk["delta"] == pytest.approx(seed_matrix(lambda s, k=k: ds_counts(s, k)).mean() - ds_mean.mean())
         assert lk["delta"] < 0 and lk["ci_level"] == pytest.approx(1 - 0.05 / 4)
-    l4 = row(table, "ds", "L4")
+    l4 = row(hand_table, "ds", "L4")
     assert (l4["delta"], l4["ci_low"], l4["ci_high"]) == (0, 0, 0)  # paired: no seed blur
-    assert row(table, "ds")["reference"] == "baseline" and row(table, "ds")["ci_level"] == pytest.approx(0.95)
+    assert row(hand_table, "ds")["reference"] == "baseline" and row(hand_table, "ds")["ci_level"] == pytest.approx(0.95)
+    assert list(hand_table["form"][hand_table["variant"] == "ds"]) == ["mean", "L1", "L2", "L3", "L4"]
 
-    assert list(table["form"][table["variant"] == "ds"]) == ["mean", "L1", "L2", "L3", "L4"]
-    assert row(table, "ds", "L2")["gmacs"] == pytest.approx(2.0)
-    assert row(table, "better")["infer_img_s"] == pytest.approx(410.0)  # median over seeds
-    assert row(table, "baseline")["params_m"] == pytest.approx(1.0)
+
+def test_cost_columns_are_medians_over_seeds_per_form(hand_table):
+    assert row(hand_table, "ds", "L2")["gmacs"] == pytest.approx(2.0)
+    assert row(hand_table, "better")["infer_img_s"] == pytest.approx(410.0)  # median over seeds
+    assert row(hand_table, "baseline")["params_m"] == pytest.approx(1.0)
 
 
 def copy_results(built, tmp_path, name="copy") -> Path:
@@ -285,14 +323,14 @@ def copy_results(built, tmp_path, name="copy") -> Path:
 
 
 def key_of(root: Path, variant: str, seed: int) -> str:
-    return next(r.key for r in planfile.read_plan(root).runs if (r.variant, r.seed) == (variant, seed))
+    return next(r.key for r in sweep_plan.read_plan(root).runs if (r.variant, r.seed) == (variant, seed))
 
 
 def test_a_deleted_record_is_a_missing_run_with_the_command_that_completes_it(built, tmp_path):
     root = copy_results(built, tmp_path)
     key = key_of(root, "better", 2)
     Layout(root).record(key).unlink()
-    rep = build_report(root, tmp_path / "rep")
+    rep = build_report(root, tmp_path / "rep", figures=False)
     csv = pd.read_csv(rep / "table.csv")
     r = row(csv, "better")
     assert r["status"] == "2/3 ok, 1 missing" and r["n_missing"] == 1 and r["n_planned"] == 3
@@ -309,7 +347,7 @@ def test_a_planned_variant_without_any_record_keeps_its_row(built, tmp_path):
     root = copy_results(built, tmp_path)
     for s in range(3):
         Layout(root).record(key_of(root, "same", s)).unlink()
-    table = summary_table(load_records(root), "baseline", ORDER, planfile.read_plan(root))
+    table = summary_table(load_records(root), "baseline", ORDER, sweep_plan.read_plan(root))
     r = row(table, "same")
     assert r["status"] == "0/3 ok, 3 missing" and np.isnan(r["dice_mean"]) and r["family"] == "one-factor"
     assert r["family_size"] == 4  # still a declared member of its family
@@ -388,9 +426,24 @@ def test_figures_are_valid_pdf_and_png(built):
 
 def test_deterministic(built, tmp_path):
     root, out = built
-    again = build_report(root, tmp_path / "r2")
+    again = build_report(root, tmp_path / "r2", figures=False)
     for name in ("table.md", "table.csv", "table.tex", "runs.csv"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_without_figures_the_tables_are_the_same_and_no_figure_of_an_earlier_build_stays(built, tmp_path):
+    import shutil
+
+    root, out = built
+    again = shutil.copytree(out, tmp_path / "r")  # a full build, now rebuilt without figures
+    assert sorted(again.glob("*.png"))
+    assert main(["report", str(root), "--out", str(again), "--no-figures"]) == 0
+    for name in ("table.md", "table.csv", "table.tex", "runs.csv", "caption.txt"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    assert not sorted(again.glob("*.png")) and not sorted(again.glob("*.pdf"))
+    index = (again / "index.md").read_text()
+    assert index.count("*Note: not drawn: `report --no-figures`.*") == 5
+    assert "](accuracy_cost.png)" not in index and "### Accuracy vs cost" in index
 
 
 def test_qualitative_draws_ground_truth_from_the_results_store(built):
@@ -421,10 +474,12 @@ def test_samples_round_trip(tmp_path):
 
 def test_the_report_never_loads_a_data_set(built, tmp_path):
     """Built in a fresh process, the report reads the results store only: harness.data is
-    never imported (so a report built elsewhere, or after the data moved, is the same)."""
+    never imported (so a report built elsewhere, or after the data moved, is the same). The
+    figures are left out: their code imports nothing more when it runs (test_layers reads
+    every import of every module, those inside functions too)."""
     root, _ = built
     code = ("import sys; from harness.report import build_report; "
-            f"build_report({str(root)!r}, {str(tmp_path / 'r')!r}); "
+            f"build_report({str(root)!r}, {str(tmp_path / 'r')!r}, figures=False); "
             "assert not any(m == 'harness.data' or m.startswith('harness.data.') for m in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
@@ -454,16 +509,10 @@ def test_no_deep_supervision_figure_without_heads(tmp_path):
 
 # --------------------------------------------------------------------------- command line
 
-def run_cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "harness", "report", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
-
-
-def test_cli(built, tmp_path):
+def test_cli(built, tmp_path, capsys):
     root, _ = built
-    r = run_cli(root, "--out", tmp_path / "cli")
-    assert r.returncode == 0, r.stderr
-    assert str(tmp_path / "cli" / "index.md") in r.stdout
+    assert main(["report", str(root), "--out", str(tmp_path / "cli"), "--no-figures"]) == 0
+    assert str(tmp_path / "cli" / "index.md") in capsys.readouterr().out
     assert (tmp_path / "cli" / "table.md").is_file()
 
 
@@ -487,7 +536,7 @@ def test_records_of_another_sweep_are_left_out_with_a_note(built, tmp_path):
     copy = shutil.copytree(root, tmp_path / "mixed")
     stray = record("baseline", 7, [form("mean", better_counts(0), 0, 2e9)])  # not in sweep.json
     records.write_record(copy, stray)
-    rep = build_report(copy, tmp_path / "rep")
+    rep = build_report(copy, tmp_path / "rep", figures=False)
     assert (rep / "table.csv").read_bytes() == (out / "table.csv").read_bytes()
     assert f"are not runs of the sweep in sweep.json and were left out (e.g. {stray['key']}.json)" in \
         (rep / "index.md").read_text()
@@ -500,7 +549,7 @@ def test_a_record_of_another_schema_is_left_out_named_and_counted_missing(built,
     copy = shutil.copytree(root, tmp_path / "old")
     path = Layout(copy).record(key_of(copy, "baseline", 1))
     path.write_text(path.read_text().replace(f'"schema": {records.SCHEMA}', '"schema": 1'))
-    rep = build_report(copy, tmp_path / "rep")
+    rep = build_report(copy, tmp_path / "rep", figures=False)
     index = (rep / "index.md").read_text()
     assert f"left out, {path}: not a run record of schema 2 or 3: it has schema 1" in index
     assert "`baseline` seed 1" in index  # its run is missing: the plan's command redoes it
@@ -528,7 +577,7 @@ def test_a_baseline_without_any_record_leaves_every_comparison_saying_so(built, 
     root = copy_results(built, tmp_path)
     for s in range(3):
         Layout(root).record(key_of(root, "baseline", s)).unlink()
-    rep = build_report(root, tmp_path / "rep")
+    rep = build_report(root, tmp_path / "rep", figures=False)
     csv = pd.read_csv(rep / "table.csv")
     assert row(csv, "baseline")["status"] == "0/3 ok, 3 missing"
     assert row(csv, "better")["test_note"] == "baseline: no ok run"
@@ -541,7 +590,7 @@ def test_a_baseline_without_any_record_leaves_every_comparison_saying_so(built, 
 def test_a_lower_is_better_headline_keeps_its_sign_and_says_which_way(built, tmp_path):
     """The fabricated VI falls where Dice rises: "better" has a negative ΔVI, marked, and
     the table and figures say that lower is better."""
-    plan = planfile.read_plan(built[0])
+    plan = sweep_plan.read_plan(built[0])
     recs = load_records(built[0])
     dice, vi = (summary_table(recs, "baseline", ORDER, plan, metric=m) for m in ("dice", "vi"))
     assert row(dice, "better")["delta"] > 0 and row(vi, "better")["delta"] < 0
@@ -569,11 +618,11 @@ def test_records_of_schema_2_build_a_report_with_the_metrics_their_counts_give(b
         for f in rec["forms"]:
             f.pop("image_metrics")
         path.write_text(json.dumps(rec))
-    rep = build_report(root, tmp_path / "old")
+    rep = build_report(root, tmp_path / "old", figures=False)
     csv = pd.read_csv(rep / "table.csv")
     assert "dice_thin_mean" in csv and "rand_f_mean" not in csv  # counts give the thin class
     assert np.isfinite(row(csv, "better")["delta"])
-    build_report(root, tmp_path / "old-thin", metric="dice_thin")
+    build_report(root, tmp_path / "old-thin", metric="dice_thin", figures=False)
     fails_cleanly("report", root, "--out", tmp_path / "no", "--metric", "rand_f",
                   names=["metric 'rand_f': no ok run of these records has it"], untouched=[tmp_path / "no"])
     fails_cleanly("report", root, "--out", tmp_path / "no", "--metric", "dcie",
@@ -647,7 +696,8 @@ def test_verdicts_on_fabricated_records(tmp_path):
     tested = table[table["p_holm"].notna()]
     excludes = (tested["ci_low"] > 0) | (tested["ci_high"] < 0)
     assert (tested["significant"] | ~excludes).all() and not table["disagree"].any()
-    wider = summary_table(load_records(root), "baseline", ["baseline", "better", "pixels"], margin=0.0001)
+    wider = summary_table(load_records(root), "baseline", ["baseline", "better", "pixels"],
+                          settings=ReportSettings(margin=0.0001))
     assert row(wider, "pixels")["verdict"] in ("different", "inconclusive")  # a margin it does not meet
 
 
@@ -677,7 +727,7 @@ def test_the_front_page_concludes_in_words(built):
 
 def test_a_headline_chosen_after_the_runs_is_said(built, tmp_path):
     root, _ = built
-    out = build_report(root, tmp_path / "r", metric="iou")
+    out = build_report(root, tmp_path / "r", metric="iou", figures=False)
     assert "the headline is 'iou' (`--metric`), not the sweep's declared 'dice'" in (out / "index.md").read_text()
 
 

@@ -12,16 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_sweep
 
 import variants
-from harness import planfile
 from harness.cli import main
 from harness.data import DataSpec, load_dataset
-from harness.layout import Layout
-from harness.protocol import Measure, Protocol, RunSpec
-from harness.records import load_records
-from harness.run import run_one
-from harness.sweep import load_sweep
+from harness.scheduling.one_run import run_one
+from harness.spec.protocol import Measure, Protocol, RunSpec
+from harness.spec.sweep import load_sweep
+from harness.store import sweep_plan
+from harness.store.layout import Layout
+from harness.store.records import load_records
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_COLUMNS = ["variant", "seed", "status", "dice", "iou", "dice_global", "params", "macs",
@@ -76,20 +77,19 @@ def test_a_rerun_tries_each_distinct_model_still_to_do_once_on_meta(smoke, tmp_p
     one per network (not per seed) for the rest."""
     import shutil
 
-    import harness.plan
-    import harness.run
+    from harness.scheduling import one_run, planning
     out = tmp_path / "smoke"
     shutil.copytree(smoke, out)
     tried = []
-    real = harness.plan.count_macs
-    monkeypatch.setattr(harness.plan, "count_macs", lambda spec, h, w: tried.append(spec) or real(spec, h, w))
+    real = planning.count_macs
+    monkeypatch.setattr(planning, "count_macs", lambda spec, h, w: tried.append(spec) or real(spec, h, w))
     assert main(["run", "smoke", "--out", str(out), "--no-progress"]) == 0
     assert tried == []
     recs = [r for r in load_records(out) if r["variant"] == "up=bilinear"]
     assert len(recs) == 2  # both seeds
     for r in recs:
         (out / "runs" / f"{r['key']}.json").unlink()
-    monkeypatch.setattr(harness.run, "run_one", lambda rs, *a, **k: {**r, "key": rs.key, "seed": rs.seed})
+    monkeypatch.setattr(one_run, "run_one", lambda rs, *a, **k: {**r, "key": rs.key, "seed": rs.seed})
     assert main(["run", "smoke", "--out", str(out), "--no-progress"]) == 0
     assert [s.name for s in tried] == [variants.parse(recs[0]["spec"]["arch"]).name]
 
@@ -98,7 +98,7 @@ def test_reused_records_of_another_environment_are_said(smoke, tmp_path, caplog)
     """A version is not part of the run key: such records are reused, with one line."""
     import shutil
 
-    from harness import records
+    from harness.store import records
     out = tmp_path / "smoke"
     shutil.copytree(smoke, out)
     before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
@@ -152,29 +152,11 @@ def test_diverged_and_failed_runs_are_recorded_while_the_sweep_goes_on(tmp_path)
              for k, v in model.state_dict().items()}
     torch.save(state, tmp_path / "nan.pth")
     sweep = tmp_path / "div.toml"
-    sweep.write_text(f"""
-name = "div"
-seeds = 1
-[data]
-name = "membranes"
-n_images = 12
-size = 32
-seed = 1
-[protocol]
-steps = 4
-batch_size = 2
-patch = 32
-eval_every = 2
-[measure]
-size = [32, 32]
-batch_size = 2
-min_run_time = 0.01
-[variants]
-baseline = "unet-w4-d2"
-[variants.explicit]
-nan-weights = {{ kind = "unet", width = 4, depth = 2, weights = "{tmp_path / 'nan.pth'}" }}
-missing = {{ kind = "unet", width = 4, depth = 2, weights = "{tmp_path / 'nope.pth'}" }}
-""")
+    unet = {"kind": "unet", "width": 4, "depth": 2}
+    tiny_sweep(sweep, {"measure": None}, name="div", seeds=1, data={"name": "membranes", "seed": 1},
+               protocol={"steps": 4}, measure={"size": [32, 32], "batch_size": 2, "min_run_time": 0.01},
+               variants={"one_factor": None, "explicit": {"nan-weights": {**unet, "weights": tmp_path / "nan.pth"},
+                                                          "missing": {**unet, "weights": tmp_path / "nope.pth"}}})
     out = tmp_path / "out"
     assert main(["run", str(sweep), "--out", str(out), "--no-progress"]) == 0
     df = pd.read_csv(out / "runs.csv").set_index("variant")
@@ -190,10 +172,12 @@ missing = {{ kind = "unet", width = 4, depth = 2, weights = "{tmp_path / 'nope.p
 
 
 def test_resume_after_a_kill(tmp_path):
-    out = tmp_path / "killed"
-    sweep = load_sweep("smoke")
+    out, path = tmp_path / "killed", tmp_path / "nine.toml"
+    tiny_sweep(path, seeds=3, protocol={"steps": 20, "eval_every": 10},
+               variants={"one_factor": {"up": ["bilinear"], "act": ["relu6"]}})  # 9 runs of about a second
+    sweep = load_sweep(str(path))
     n_runs = len(sweep.variants) * len(sweep.seeds)
-    cmd = [sys.executable, "-m", "harness", "run", "smoke", "--out", str(out), "--no-progress"]
+    cmd = [sys.executable, "-m", "harness", "run", str(path), "--out", str(out), "--no-progress"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -276,7 +260,7 @@ def test_images_smaller_than_the_models_minimum_are_refused(fails_cleanly, tmp_p
 
 
 def test_shipped_sweeps_load_and_the_cpu_preset_covers_every_axis():
-    from harness.sweep import preset_names
+    from harness.spec.sweep import preset_names
 
     assert {"smoke", "cpu", "gpu"} <= set(preset_names())
     for name in preset_names():
@@ -319,7 +303,7 @@ def test_two_variants_with_one_spec_are_refused(fails_cleanly, tmp_path):
 def test_override_returns_a_new_sweep_and_leaves_the_loaded_one():
     import dataclasses
 
-    from harness.sweep import override
+    from harness.spec.sweep import override
 
     sweep = load_sweep("smoke")
     new = override(sweep, seeds=1, steps=2, variant_labels=["skip=crop"])
@@ -339,14 +323,14 @@ def test_a_missing_run_is_reported_with_the_command_that_completes_it(smoke, tmp
     from harness.report import build_report
 
     out = Path(shutil.copytree(smoke, tmp_path / "results"))
-    plan = planfile.read_plan(out)
+    plan = sweep_plan.read_plan(out)
     assert plan.families == {v.label: v.family for v in load_sweep("smoke").variants}
     gone = next(r for r in plan.runs if r.variant == "up=bilinear" and r.seed == 1)
     Layout(out).record(gone.key).unlink()
-    plan = planfile.read_plan(out)  # the plan still names the run
+    plan = sweep_plan.read_plan(out)  # the plan still names the run
     assert gone in plan.runs
 
-    report = build_report(out, tmp_path / "report")
+    report = build_report(out, tmp_path / "report", figures=False)
     assert "| up=bilinear | mean | up | one-factor | 1/2 ok, 1 missing |" in (report / "table.md").read_text()
     index = (report / "index.md").read_text()
     assert f"`up=bilinear` seed 1 (`{gone.key}`)" in index
@@ -358,7 +342,7 @@ def test_a_missing_run_is_reported_with_the_command_that_completes_it(smoke, tmp
     after = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     assert set(after) - set(before) == {f"{gone.key}.json"}
     assert all(after[name] == t for name, t in before.items())
-    index = (build_report(out, tmp_path / "report") / "index.md").read_text()
+    index = (build_report(out, tmp_path / "report", figures=False) / "index.md").read_text()
     assert "## Missing runs" not in index and "1 missing" not in index
 
 
@@ -408,7 +392,7 @@ def test_results_are_never_reused_when_the_data_changed(tmp_path, caplog):
     now = {p.name for p in (out / "runs").glob("*.json")}
     assert len(now) == 2 and first < now
     assert pd.read_csv(out / "runs.csv")["key"].nunique() == 1  # only this sweep's run
-    rep = build_report(out, tmp_path / "rep")
+    rep = build_report(out, tmp_path / "rep", figures=False)
     assert "1 record(s)" in (rep / "index.md").read_text()       # the old one, left out
 
 
@@ -425,12 +409,16 @@ def test_when_only_the_folds_changed_the_reason_is_the_split(tmp_path, caplog):
     assert len(lines) == 1 and "the split changed" in lines[0] and "data in" not in lines[0]
 
 
-@pytest.mark.parametrize("metric", ["dice_nn", "dice_c0", "cldice", "rand_f", "vi", "hd95", "nsd"])
-def test_the_smoke_report_builds_with_each_metric_family_as_headline(smoke, tmp_path, metric):
-    """Counts (nnU-Net convention, per class), thin structures, topology, boundaries."""
+@pytest.mark.parametrize("metric,figures", [("dice_nn", False), ("dice_c0", False), ("cldice", False),
+                                            ("rand_f", False), ("vi", True), ("hd95", False), ("nsd", True)])
+def test_the_smoke_report_builds_with_each_metric_family_as_headline(smoke, tmp_path, metric, figures):
+    """Counts (nnU-Net convention, per class), thin structures, topology, boundaries (the
+    figures drawn for one lower-is-better and one higher-is-better whole-map metric)."""
     from harness.metrics import metric as metric_info
 
-    assert main(["report", str(smoke), "--out", str(tmp_path / metric), "--metric", metric]) == 0
+    flags = [] if figures else ["--no-figures"]
+    assert main(["report", str(smoke), "--out", str(tmp_path / metric), "--metric", metric, *flags]) == 0
+    assert (tmp_path / metric / "ablation.png").is_file() == figures
     info = metric_info(metric)
     table = pd.read_csv(tmp_path / metric / "table.csv")
     assert (table["metric"] == metric).all() and np.isfinite(table[f"{metric}_mean"]).all()
@@ -454,7 +442,7 @@ def test_records_hold_every_image_metric_per_test_image(smoke):
 def test_a_sweep_names_its_report_metric(tmp_path, fails_cleanly):
     text = (ROOT / "harness" / "sweeps" / "smoke.toml").read_text()
     (tmp_path / "vi.toml").write_text(text + '\n[report]\nmetric = "vi"\n')
-    assert load_sweep(str(tmp_path / "vi.toml")).metric == "vi"
+    assert load_sweep(str(tmp_path / "vi.toml")).report.metric == "vi"
     (tmp_path / "bad.toml").write_text(text + '\n[report]\nmetric = "vl"\n')
     fails_cleanly("run", tmp_path / "bad.toml", "--out", tmp_path / "o",
                   names=["bad.toml", "metric 'vl': expected one of"], untouched=[tmp_path / "o"])

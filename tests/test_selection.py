@@ -10,17 +10,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_sweep
 
 import variants
-from harness import records
 from harness.data import DataSpec, load_dataset
-from harness.evaluate import image_scores, score, validation_scores
-from harness.execution import Execution
 from harness.metrics import per_image_from_counts
-from harness.plan import arch_for_data
-from harness.protocol import Protocol, RunSpec
-from harness.sweep import load_sweep
-from harness.train import fit
+from harness.scheduling.planning import arch_for_data
+from harness.spec.protocol import Protocol, RunSpec
+from harness.spec.sweep import load_sweep
+from harness.store import records
+from harness.training.evaluate import image_scores, score, validation_scores
+from harness.training.execution import Execution
+from harness.training.train import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,7 +42,7 @@ def scripted(model, spec, images, masks, num_classes, ex, select="dice"):
 
 
 def train(data, select, monkeypatch):
-    monkeypatch.setattr("harness.train.validation_scores", scripted)
+    monkeypatch.setattr("harness.training.train.validation_scores", scripted)
     spec = arch_for_data(variants.parse("unet-w4-d2"), data)
     torch.manual_seed(0)
     model = variants.build(spec)
@@ -70,25 +71,30 @@ def test_select_enters_the_run_key_only_when_not_dice():
         Protocol(select="dcie")
 
 
-def _sweep(tmp_path, extra: str):
+# the sweep "s" of the defaults (seeds, data size, protocol, measure) on shapes: no [protocol] but what a test adds
+BARE = {"name": "s", "seeds": None, "data": {"n_images": None, "size": None}, "protocol": None, "measure": None,
+        "variants": {"one_factor": None}}
+
+
+def _sweep(tmp_path, **tables):
     path = tmp_path / "s.toml"
-    path.write_text('name = "s"\n[data]\nname = "shapes"\n[variants]\nbaseline = "unet-w4-d2"\n' + extra)
+    tiny_sweep(path, BARE, tables)
     return load_sweep(str(path))
 
 
 def test_a_sweep_selects_on_its_headline_unless_its_protocol_says_otherwise(tmp_path):
-    assert _sweep(tmp_path, "").protocol.select == "dice"
-    assert _sweep(tmp_path, '[report]\nmetric = "cldice"\n').protocol.select == "cldice"
-    both = '[report]\nmetric = "cldice"\n[protocol]\nselect = "dice_thin"\n'
-    assert _sweep(tmp_path, both).protocol.select == "dice_thin"
+    assert _sweep(tmp_path).protocol.select == "dice"
+    assert _sweep(tmp_path, report={"metric": "cldice"}).protocol.select == "cldice"
+    both = {"report": {"metric": "cldice"}, "protocol": {"select": "dice_thin"}}
+    assert _sweep(tmp_path, **both).protocol.select == "dice_thin"
     with pytest.raises(ValueError, match="protocol.select"):
-        _sweep(tmp_path, '[protocol]\nselect = "nope"\n')
+        _sweep(tmp_path, protocol={"select": "nope"})
 
 
 def test_validation_scores_are_the_means_the_report_takes(data):
     """Dice and the selection metric of a real model on the validation split, against the
     per-image values computed here from the same predictions."""
-    from harness.predict import predict_classes
+    from harness.training.predict import predict_classes
 
     spec = arch_for_data(variants.parse("unet-w4-d2"), data)
     torch.manual_seed(0)
@@ -107,8 +113,8 @@ def test_validation_scores_are_the_means_the_report_takes(data):
 
 def test_records_say_what_the_weights_were_selected_on(tmp_path):
     """Records written before selection on any metric read as selected on Dice."""
-    from harness.protocol import Measure
-    from harness.run import run_one
+    from harness.scheduling.one_run import run_one
+    from harness.spec.protocol import Measure
 
     data = load_dataset(DATA)
     p = Protocol(steps=2, batch_size=2, patch=32, loss="ce", eval_every=2, select="iou")

@@ -9,7 +9,7 @@ import torch
 
 import variants
 from harness.cli import main
-from harness.cost import count_macs, count_params
+from harness.training.cost import count_macs, count_params
 from variants.smp_baselines import architectures
 from variants.spec import SMP_ALIASES
 

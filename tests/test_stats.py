@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from harness.report.stats import ALPHA, difference_test, hierarchical_bootstrap, holm, seed_model, seed_t_p, signflip_p
+from harness.report.stats import ALPHA, hierarchical_bootstrap, holm, seed_model, seed_t_p, signflip_p
 
 
 def brute_force_signflip(d) -> float:
@@ -81,20 +81,6 @@ def test_seed_t_standard_error_carries_the_image_interaction():
     expect = 2 * scipy.stats.t.sf(d.mean() / se, 2)
     assert seed_t_p(d) == pytest.approx(expect)
     assert seed_t_p(d) > scipy.stats.ttest_1samp(d.mean(axis=1), 0).pvalue  # wider than seeds alone
-
-
-def test_difference_test_marks_on_the_seed_model_and_keeps_the_image_test_beside_it():
-    ya = np.array([[0.9, 0.8, 0.85, 0.7], [0.88, 0.82, 0.86, 0.71], [0.91, 0.79, 0.84, 0.72]])
-    yb = ya - np.array([[0.02], [0.01], [0.03]]) + np.array([0.0, 0.01, -0.01, 0.0])
-    t = difference_test(ya, yb)
-    diff = ya - yb
-    assert t.p_images == pytest.approx(brute_force_signflip(diff.mean(axis=0)))
-    assert t.p_seeds == pytest.approx(seed_t_p(diff))
-    assert t.p == t.p_seeds
-    with pytest.raises(ValueError, match="same seeds"):
-        difference_test(ya, yb[:2])
-    ya[1, 2] = np.nan                   # a NaN score: no p-value, never a mark
-    assert np.isnan(difference_test(ya, yb).p)
 
 
 # --------------------------------------------------------------------------- Holm
@@ -210,7 +196,7 @@ def simulate(n: int, seed_sd: float, effect: float, interaction: float = 0.0, se
         noise = SIM_RESIDUAL * rng.normal(size=(2, seeds, SIM_IMAGES))
         ya = image + effect + interaction * rng.normal(size=SIM_IMAGES) + shift[0] + noise[0]
         yb = image + shift[1] + noise[1]
-        p_new[k] = difference_test(ya, yb).p
+        p_new[k] = seed_t_p(ya - yb)
         p_old[k] = signflip_p((ya - yb).mean(axis=0))
     return p_new, p_old
 

@@ -5,8 +5,8 @@ import torch
 
 import variants
 from harness.metrics import IGNORE
-from harness.predict import mirror_pad
-from harness.train import PatchSampler
+from harness.training.predict import mirror_pad
+from harness.training.train import PatchSampler
 from variants import input_geometry
 
 
@@ -44,8 +44,8 @@ def test_training_context_is_mirrored_as_in_evaluation():
 @pytest.mark.parametrize("num_classes", [2, 4])
 def test_every_registered_choice_validates_and_builds(num_classes):
     """A name that a protocol accepts is a name that training can build: one registry each."""
-    from harness.choices import LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES, lr_factor, resolve_precision
-    from harness.protocol import Protocol
+    from harness.spec.choices import LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES, lr_factor, resolve_precision
+    from harness.spec.protocol import Protocol
 
     model = variants.build(variants.ArchSpec(width=2, depth=1, in_channels=1,
                                              classes=1 if num_classes == 2 else num_classes))
@@ -76,8 +76,8 @@ def test_prefetched_batches_are_the_inline_ones_and_say_where_the_generator_stan
     """A CUDA run samples ahead in a thread (``batches.Batches``): the same batches, in the
     same order; its ``state`` is the generator's after the last batch taken (what a
     checkpoint holds), not the thread's, which runs ahead."""
-    from harness.batches import Batches
-    from harness.execution import Execution
+    from harness.training.batches import Batches
+    from harness.training.execution import Execution
 
     rng = np.random.default_rng(0)
     images = [rng.random((1, 40, 40), dtype=np.float32) for _ in range(3)]

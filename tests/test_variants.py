@@ -227,7 +227,7 @@ def head_logits(model, x):
 
 
 def variants_macs(spec, n):
-    from harness.cost import count_macs
+    from harness.training.cost import count_macs
     return count_macs(spec, n, n)
 
 

@@ -21,10 +21,11 @@ def conv_stack(channels: list[int], act: str, norm: str, padding: int) -> nn.Seq
     """``len(channels) - 1`` times (3x3 conv -> [norm] -> act); the seeds' DoubleConv is
     ``conv_stack([cin, cout, cout], ...)``. Convs keep their bias, as in every seed."""
     layers: list[nn.Module] = []
+    norm_layer = NORMS[norm]
     for cin, cout in zip(channels[:-1], channels[1:]):
         layers.append(nn.Conv2d(cin, cout, kernel_size=3, padding=padding))
-        if NORMS[norm] is not None:
-            layers.append(NORMS[norm](cout))
+        if norm_layer is not None:
+            layers.append(norm_layer(cout))
         layers.append(ACTIVATIONS[act](inplace=True))
     return nn.Sequential(*layers)
 

@@ -38,12 +38,11 @@ def build(spec: Union[Spec, dict, str]) -> nn.Module:
     """
     spec = parse(spec)
     if isinstance(spec, ArchSpec):
-        model = TOPOLOGIES[spec.topology](spec)
+        net = TOPOLOGIES[spec.topology](spec)
         if spec.weights:
-            load_weights(model, spec.weights, encoder=model.encoder,
-                         torchvision_vgg16=spec.encoder == "vgg16")
-        return model
-    model = build_smp(spec)
+            load_weights(net, spec.weights, encoder=net.encoder, torchvision_vgg16=spec.encoder == "vgg16")
+        return net
+    padded = build_smp(spec)
     if spec.weights:
-        load_weights(model.model, spec.weights, encoder=model.model.encoder)
-    return model
+        load_weights(padded.model, spec.weights, encoder=padded.model.get_submodule("encoder"))
+    return padded

@@ -36,7 +36,7 @@ def architectures() -> dict[str, type]:
     return {SMP_ALIASES.get(k, k): cls for k, cls in smp.MODEL_ARCHITECTURES_MAPPING.items()}
 
 
-def build_smp(spec: SmpSpec) -> nn.Module:
+def build_smp(spec: SmpSpec) -> PadToMultiple:
     """The smp model of ``spec`` (random init), padded to the multiple its encoder needs."""
     import segmentation_models_pytorch as smp
 

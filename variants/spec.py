@@ -182,7 +182,7 @@ class SmpSpec:
     @property
     def name(self) -> str:
         parts = ["smp", self.arch, self.encoder]
-        if self.decoder_channels != SmpSpec(arch=self.arch).decoder_channels:
+        if self.decoder_channels is not None and self.decoder_channels != SmpSpec(arch=self.arch).decoder_channels:
             parts.append("dec" + ".".join(map(str, self.decoder_channels)))
         if self.in_channels != 3:
             parts.append(f"in{self.in_channels}")

@@ -47,6 +47,8 @@ class Encoder(nn.Module):
 
 
 class _Base(nn.Module):
+    encoder: Encoder  # set by each topology
+
     def __init__(self, spec: ArchSpec):
         super().__init__()
         self.spec = spec

@@ -59,7 +59,7 @@ def load_weights(model: nn.Module, path: str, encoder: nn.Module | None = None,
     if set(sd) == set(own):
         model.load_state_dict(sd)
         return
-    if torchvision_vgg16 and any(k.startswith("features.") for k in sd):
+    if torchvision_vgg16 and encoder is not None and any(k.startswith("features.") for k in sd):
         load_torchvision_vgg16(encoder, sd, path)
         return
     if encoder is not None:

@@ -7,9 +7,13 @@
 Images are float32 (C, H, W) in [0, 1]; masks int64 (H, W) with class indices
 0..num_classes-1 and 255 = ignore (voc only).  The split is fixed by the data seed.
 
-Modules:  spec.py (DataSpec, DataError)   dataset.py (Dataset, split rule, size check)
-          synthetic.py (membranes, shapes) folders.py (pairs, isbi, voc layouts)
-          loader.py (load_dataset and its caches)
+Modules:
+  spec       ``DataSpec`` (what a data set is, by its fields) and ``DataError``
+  dataset    ``Dataset``, the split rule and folds, the size check
+  synthetic  the built-in sets (membranes, shapes, ...)
+  files      reading one image, mask or TIFF stack (one-line errors naming the file)
+  folders    folder layouts (pairs, isbi, voc, stacks): finding and reading them
+  loader     ``load_dataset`` and its caches (memory, disk)
 """
 
 from .dataset import Dataset, check_min_size, make_folds, make_splits

@@ -1,6 +1,6 @@
 """``build_report``: a results folder in, a report folder out (tables, figures, index.md).
 
-Reads only the results store (``harness.records``: the records, ``sweep.json`` and the
+Reads only the results store (``harness.store.records``: the records, ``sweep.json`` and the
 stored test samples); never trains and never loads a data set. The same records give
 byte-identical tables: rows are sorted deterministically and the bootstrap uses a fixed seed.
 """
@@ -11,17 +11,18 @@ from pathlib import Path
 import pandas as pd
 
 from ..fileio import check_folder_path, write_text_atomic
-from ..layout import Layout
-from ..planfile import read_plan
-from ..records import load_records, stray_records
-from ..runs_table import runs_frame
-from ..samples import read_samples
+from ..spec.settings import ReportSettings
+from ..store.layout import Layout
+from ..store.records import load_records, stray_records
+from ..store.runs_table import runs_frame
+from ..store.samples import read_samples
+from ..store.sweep_plan import read_plan
 from .describe import caption, methods
 from .effects import write_factorial
-from .figures import draw_figures
+from .figures import REPORT_FIGURES, draw_figures
 from .index import conclusions_markdown, write_index
 from .labels import baseline_variant, variant_order
-from .style import FIGURES
+from .style import FIGURES, FigureResult
 from .suite import Part, write_suite
 from .summary import check_metric, shown_metrics, summary_table
 from .tables import markdown, write_tables
@@ -34,10 +35,12 @@ def sweep_name(records: list[dict], plan, results_dir: Path) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "report"
 
 
-def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
+def build_report(results_dir, out_dir=None, metric: str | None = None, figures: bool = True) -> Path:
     """Write the report of ``results_dir`` into ``out_dir`` (default ``reports/<sweep>``)
     and return that folder. ``metric`` is the headline (default: the sweep's ``[report]
-    metric``, else Dice). A missing folder or one without records is a ValueError.
+    metric``, else Dice). Without ``figures``, tables and text only (seconds faster; the
+    figure files of an earlier build are removed). A missing folder or one without records
+    is a ValueError.
 
     A suite (records of several data sets) gets one report per data set in
     ``<out>/<data set label>/`` and, in ``<out>/index.md``, the comparison across them
@@ -59,14 +62,16 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
     if plan is None:
         notes.append("no sweep.json in the results folder: runs that were planned and never "
                      "recorded cannot be counted")
-    if metric and plan and metric != plan.metric:
-        notes.append(f"the headline is {metric!r} (`--metric`), not the sweep's declared {plan.metric!r}: "
+    declared = plan.report if plan else ReportSettings()
+    if metric and plan and metric != declared.metric:
+        notes.append(f"the headline is {metric!r} (`--metric`), not the sweep's declared {declared.metric!r}: "
                      f"a headline chosen after the runs is exploratory, and the declared margin "
-                     f"({plan.margin}) applies to {plan.metric!r} only (here: {metric!r}'s default)")
-    metric = metric or (plan.metric if plan else "dice")
+                     f"({declared.margin}) applies to {declared.metric!r} only (here: {metric!r}'s default)")
+    settings = declared.with_headline(metric)
+    metric = settings.metric
     labels = dataset_labels(records, plan)
     if len(labels) == 1:
-        build_one(results_dir, records, plan, out, name, metric, notes)
+        build_one(results_dir, records, plan, out, name, settings, notes, figures)
         return out
     groups = {label: [r for r in records if r["dataset"] == label] for label in labels}
     unrecorded = [label for label, mine in groups.items() if not mine]  # planned, no record at all
@@ -74,11 +79,10 @@ def build_report(results_dir, out_dir=None, metric: str | None = None) -> Path:
     for label, mine in groups.items():  # a metric one data set lacks: one line, nothing written
         check_metric(mine, metric, f"data set {label!r}: ")
     parts = {label: build_one(results_dir, mine, plan.for_dataset(label) if plan else None,
-                              out / label, f"{name} / {label}", metric, [])
+                              out / label, f"{name} / {label}", settings, [], figures)
              for label, mine in groups.items()}
-    write_suite(out, name, str(results_dir), records, parts, metric, notes,
-                plan.baseline if plan else baseline_variant(records), unrecorded,
-                rank_test=plan.rank_test if plan else True)
+    write_suite(out, name, str(results_dir), records, parts, settings, notes,
+                plan.baseline if plan else baseline_variant(records), unrecorded, figures)
     return out
 
 
@@ -88,41 +92,42 @@ def dataset_labels(records: list[dict], plan) -> list[str]:
     return planned + sorted({r["dataset"] for r in records} - set(planned))
 
 
-def headline_summary(records: list[dict], plan, metric: str) -> tuple[str | None, list[str], pd.DataFrame]:
-    """(baseline, variant order, summary table of ``metric``) of one data set's records, as
-    its report has them: the declared margin applies to the sweep's own headline only."""
+def headline_summary(records: list[dict], plan, settings: ReportSettings
+                     ) -> tuple[str | None, list[str], pd.DataFrame]:
+    """(baseline, variant order, summary table of the headline) of one data set's records,
+    as its report has them."""
     baseline = plan.baseline if plan else baseline_variant(records)
     order = variant_order(records, baseline, plan.variants if plan else None)
-    margin = plan.margin if plan and metric == plan.metric else None
-    return baseline, order, summary_table(records, baseline, order, plan, metric, margin)
+    return baseline, order, summary_table(records, baseline, order, plan, settings.metric, settings)
 
 
-def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str, metric: str,
-              notes: list[str]) -> Part:
+def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str, settings: ReportSettings,
+              notes: list[str], draw: bool = True) -> Part:
     """The report of one data set's records into ``out``; returns what a suite's front
     page shows of it."""
-    notes = list(notes)
+    notes, metric = list(notes), settings.metric
     recorded = {r["key"] for r in records}
     missing = [r for r in plan.runs if r.key not in recorded] if plan else None
     if not any(r["status"] == "ok" for r in records):
         return _failures_only(results_dir, records, plan, out, name, metric, notes, missing)
-    baseline, order, summary = headline_summary(records, plan, metric)
+    baseline, order, summary = headline_summary(records, plan, settings)
     if baseline is None:
         notes.append("no run is flagged as the baseline (is_baseline), so no Δ, intervals or tests")
-    panels = {m: summary if m == metric else summary_table(records, baseline, order, plan, m)
+    panels = {m: summary if m == metric else summary_table(records, baseline, order, plan, m, settings)
               for m in shown_metrics(records, metric)}
     cap = caption(records, summary, name, baseline)
     out.mkdir(parents=True, exist_ok=True)  # only now: a bad --metric writes nothing
     write_tables(records, summary, cap, name, out)
 
     samples = {key: read_samples(results_dir, key) for key in sorted({r["data"]["key"] for r in records})}
-    figures = draw_figures(records, summary, order, baseline, samples, out, panels)
+    figures = (draw_figures(records, summary, order, baseline, samples, out, panels) if draw
+               else FigureResult.skipped(*REPORT_FIGURES))
     for f in figures:  # a skipped figure leaves no stale file of an earlier build behind
         if not f.files:
             for suffix in (".pdf", ".png"):
                 (out / f"{f.name}{suffix}").unlink(missing_ok=True)
     table_md = markdown(summary, cap)
-    effects = write_factorial(records, plan, summary, out, name, metric, figures) if plan else ""
+    effects = write_factorial(records, plan, summary, out, name, settings, figures, draw) if plan else ""
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
                 methods=methods(records, summary, baseline), table_md=table_md,
                 figures=figures, records=records, notes=notes, missing=missing,

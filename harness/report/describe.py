@@ -2,7 +2,7 @@
 software, and the metric / cost / statistics conventions.
 
 Used by the table captions and the methods paragraph of the front page. Only the
-records are read (as ``harness.records`` defines them); a value that differs between runs
+records are read (as ``harness.store.records`` defines them); a value that differs between runs
 lists every value (so nothing is hidden).
 """
 from __future__ import annotations
@@ -11,14 +11,15 @@ import dataclasses
 import json
 from collections import Counter
 
-from ..cost import mac_convention
-from ..environment import env_mix
 from ..metrics import METRICS
 from ..metrics import metric as metric_info
-from ..protocol import Protocol
+from ..spec.choices import selection_label
+from ..spec.protocol import Protocol
+from ..store.environment import env_mix
+from ..store.records import mac_convention
 from .labels import natural_key
 from .stats import ALPHA, N_RESAMPLES
-from .summary import MIN_SEEDS, has_metric
+from .summary import MIN_SEEDS, has_metric, margin_of
 
 # Protocol keys in the order of the protocol's fields.
 PROTOCOL_ORDER = tuple(f.name for f in dataclasses.fields(Protocol))
@@ -55,7 +56,7 @@ def metrics_list(records: list[dict]) -> str:
 def stats_text(summary) -> str:
     """The statistics conventions of a table, as its caption states them."""
     label = metric_info(summary["metric"].iloc[0]).label
-    margin = summary["margin"].iloc[0] if len(summary) else float("nan")
+    margin = margin_of(summary)
     return (f"Δ: mean per-image {label} over seeds and test images minus the reference's (the "
             f"baseline; for a pruned form its own network's accurate form), on the images "
             f"both scored. Interval and test from one model (the paired differences, seeds x "
@@ -139,19 +140,59 @@ def _distinct_dicts(dicts) -> list[dict]:
 
 
 def protocol_text(records: list[dict]) -> str:
+    """The protocol every run trained under; with recipe variants (each variant one protocol),
+    the baseline's and what each other variant changes in it ("`lr=0.0003`: lr 0.0003")."""
     texts = [settings_text(p, PROTOCOL_ORDER) for p in
              _distinct_dicts(r["spec"]["protocol"] for r in records)]
-    if len(texts) > 1:
+    if len(texts) <= 1:
+        return texts[0] if texts else "not recorded"
+    recipes = recipe_changes(records)
+    if recipes is None:
         return "DIFFERS between runs: " + " | ".join(texts)
-    return texts[0] if texts else "not recorded"
+    base, changed = recipes
+    return (f"{settings_text(base, PROTOCOL_ORDER)}; recipe variants change it: "
+            + "; ".join(f"`{v}`: {settings_text(d, PROTOCOL_ORDER)}" for v, d in changed.items()))
+
+
+def recipe_changes(records: list[dict]) -> tuple[dict, dict[str, dict]] | None:
+    """(the baseline's protocol, {variant: the fields its protocol changes in it}) where each
+    variant trained under one protocol and a baseline is flagged; else None."""
+    by_variant: dict[str, list[dict]] = {}
+    for r in records:
+        by_variant.setdefault(r["variant"], [])
+        if r["spec"]["protocol"] not in by_variant[r["variant"]]:
+            by_variant[r["variant"]].append(r["spec"]["protocol"])
+    baseline = next((r["variant"] for r in records if r["is_baseline"]), None)
+    if baseline is None or any(len(ps) != 1 for ps in by_variant.values()):
+        return None
+    base = by_variant[baseline][0]
+    changed = {}
+    for v in sorted(by_variant, key=natural_key):
+        p = by_variant[v][0]
+        if diff := {k: p.get(k) for k in sorted({*p, *base}) if p.get(k) != base.get(k)}:
+            changed[v] = diff
+    return base, changed
+
+
+def protocol_sentence(records: list[dict]) -> str:
+    """The methods' sentence on the protocol: one for every variant, or the baseline's and
+    the recipe of each variant that changes it."""
+    if recipe_changes(records) is None or len(_distinct_dicts(r["spec"]["protocol"] for r in records)) <= 1:
+        return f"Every variant is trained under the same protocol: {protocol_text(records)}."
+    return (f"Every variant is trained under the baseline's protocol but for the recipe it changes "
+            f"(a recipe ablation: the same network under another optimizer, loss, rate, schedule, "
+            f"augmentation or budget): {protocol_text(records)}.")
 
 
 def selection_text(records: list[dict]) -> str:
     """"each run keeps the weights with the best validation Dice" (the metric each record's
     weights were selected on; records that differ are counted)."""
     chosen = Counter(r["train"]["selected_on"] for r in records if r.get("train"))
-    names = [metric_info(m).label + (f" ({n} runs)" if len(chosen) > 1 else "") for m, n in sorted(chosen.items())]
-    return f"each run keeps the weights with the best validation {' or '.join(names) or 'score'}"
+    if set(chosen) <= {*METRICS}:  # on validation scores alone: the words every report had
+        names = [metric_info(m).label + (f" ({n} runs)" if len(chosen) > 1 else "") for m, n in sorted(chosen.items())]
+        return f"each run keeps the weights with the best validation {' or '.join(names) or 'score'}"
+    names = [selection_label(m) + (f" ({n} runs)" if len(chosen) > 1 else "") for m, n in sorted(chosen.items())]
+    return f"each run keeps the weights with the best {' or '.join(names)}"
 
 
 def measure_text(records: list[dict]) -> str:
@@ -232,7 +273,7 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
         f"**Data.** {data_text(records)}. The split is fixed by the data seed, not the run seed; "
         f"model selection uses the validation split ({selection_text(records)}) and the test "
         f"split is evaluated once.\n\n"
-        f"**Protocol.** Every variant is trained under the same protocol: {protocol_text(records)}. "
+        f"**Protocol.** {protocol_sentence(records)} "
         f"Seeds: {seeds_text(records)}; {len(records)} runs ({runs}). {base}\n\n"
         f"**Hardware and software.** {device_text(records)}. {software_text(records)}. "
         f"Measurement settings: {measure_text(records)}.\n\n"
@@ -266,7 +307,7 @@ def few_images_text(summary) -> str:
 
 def statistics_text(summary) -> str:
     """The statistics paragraph of the methods: summaries, model, verdicts, families, runs."""
-    margin = summary["margin"].iloc[0] if len(summary) else float("nan")
+    margin = margin_of(summary)
     return (
         f"**Statistics.** Mean ± sample standard deviation (ddof = 1) over the ok seeds of each "
         f"variant. Every Δ has two sources of variation, the test images and the training "

@@ -1,4 +1,4 @@
-"""Factorial effects: main effects and interactions of a two-level design (``harness.design``),
+"""Factorial effects: main effects and interactions of a two-level design (``harness.spec.design``),
 from the per-image, per-seed scores, with the report's hierarchical inference.
 
 The estimate of a term is its contrast over the design points (``Design.contrast``): a
@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..design import Design
 from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
+from ..spec.design import Design
+from ..spec.settings import ReportSettings
 from .stats import ALPHA, holm, seed_model
+from .style import FigureResult
 from .summary import MIN_SEEDS, fold_of, seed_scores, verdict
 from .tables import format_p, latex_table, markdown_table
 
@@ -138,8 +140,8 @@ def one_factor_text(effects: pd.DataFrame, plan: Design, summary: pd.DataFrame) 
     return lines
 
 
-def write_factorial(records: list[dict], plan, summary: pd.DataFrame, out: Path, name: str, metric: str,
-                    figures: list) -> str:
+def write_factorial(records: list[dict], plan, summary: pd.DataFrame, out: Path, name: str,
+                    settings: ReportSettings, figures: list, draw: bool = True) -> str:
     """The factorial part of a report (``plan.design``): effects.csv/md/tex, the main-effects,
     interaction and half-normal figures (appended to ``figures``), and the Markdown of its
     section; "" without a design (stale files of an earlier build removed)."""
@@ -149,21 +151,22 @@ def write_factorial(records: list[dict], plan, summary: pd.DataFrame, out: Path,
         (out / stale).unlink(missing_ok=True)
     if getattr(plan, "design", None) is None:
         return ""
+    metric = settings.metric
     design, labels = design_of(plan.design)
     got = point_scores(records, labels, metric)
     if isinstance(got, str):
         return f"No factorial effects: {got}.\n"
     y, _, images = got
     folds = fold_of(records)
-    # the summary's margin: the declared one for the sweep's headline, else the metric's
-    effects = estimate_effects(design, y, [folds[i] for i in images] if folds else None, metric,
-                               float(summary["margin"].iloc[0]))
+    margin = settings.margin_for(metric)
+    effects = estimate_effects(design, y, [folds[i] for i in images] if folds else None, metric, margin)
     means = y.mean(axis=(1, 2))
     label = metric_info(metric).label
     from .effects_figures import half_normal, interactions, main_effects
 
-    figures += [main_effects(design, means, label, out), interactions(design, means, effects, label, out),
-                half_normal(effects, out)]
+    figures += ([main_effects(design, means, label, out), interactions(design, means, effects, label, out),
+                 half_normal(effects, margin, out)] if draw
+                else FigureResult.skipped("main_effects", "interactions", "half_normal"))
     md = write_effects(effects, plan.design, name, out)
     compared = one_factor_text(effects, design, summary)
     return md + ("\n**One factor at a time vs the factorial design.**\n\n" + "\n".join(compared) + "\n"

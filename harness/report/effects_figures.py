@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..design import Design
+from ..spec.design import Design
 from .figures import _label_points
 from .style import LABEL_PT, ONE_COL, TWO_COL, FigureResult, new_figure, save_figure
 
@@ -67,7 +67,7 @@ def interactions(plan: Design, means: np.ndarray, effects: pd.DataFrame, label: 
     return res
 
 
-def half_normal(effects: pd.DataFrame, out_dir: Path) -> FigureResult:
+def half_normal(effects: pd.DataFrame, margin: float, out_dir: Path) -> FigureResult:
     res = FigureResult("half_normal")
     e = effects.assign(size=effects["estimate"].abs()).sort_values("size")
     m = len(e)
@@ -77,7 +77,6 @@ def half_normal(effects: pd.DataFrame, out_dir: Path) -> FigureResult:
     different = (e["verdict"] == "different").to_numpy()
     ax.scatter(q[~different], e["size"][~different], s=14, facecolors="none", edgecolors="0.3", lw=0.7)
     ax.scatter(q[different], e["size"][different], s=14, color="0.1")
-    margin = float(e["margin"].iloc[0])
     ax.set_ylim(0, max(float(e["size"].max()), margin) * 1.15)
     ax.axhline(margin, color="0.5", lw=0.7, ls="--")
     ax.text(0.98, margin, f"margin {margin:g}", transform=ax.get_yaxis_transform(), va="bottom", ha="right",

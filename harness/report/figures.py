@@ -26,11 +26,12 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from matplotlib.transforms import Bbox
 
 from ..metrics import metric as metric_info
-from ..records import history
+from ..store.records import history
 from .describe import macs_size_text
 from .qualitative import qualitative
 from .stats import ALPHA, pareto_front
 from .style import LABEL_PT, ONE_COL, STYLE, TWO_COL, FigureResult, new_figure, palette, save_figure
+from .summary import margin_of
 from .tables import format_p
 
 
@@ -214,8 +215,8 @@ def ablation(panels: dict, colors: dict, out_dir: Path) -> FigureResult:
             if n == 1:
                 ax.text(1.03, yi, format_p(r["p_holm"]), transform=ptext, va="center", ha="left",
                         fontsize=LABEL_PT)
-        if _finite(summary["margin"].iloc[0]):
-            ax.axvspan(-summary["margin"].iloc[0], summary["margin"].iloc[0], color="0.92", lw=0, zorder=0)
+        if _finite(margin := margin_of(summary)):
+            ax.axvspan(-margin, margin, color="0.92", lw=0, zorder=0)
         if n == 1:
             ax.text(1.03, 1.0, "p (Holm)", transform=ax.transAxes, va="bottom", ha="left",
                     fontsize=LABEL_PT)
@@ -298,11 +299,14 @@ def deep_supervision(summary: pd.DataFrame, colors: dict, out_dir: Path) -> Figu
     return res
 
 
+REPORT_FIGURES = ("accuracy_cost", "ablation", "curves", "qualitative", "deep_supervision")
+
+
 def draw_figures(records: list[dict], summary: pd.DataFrame, order: list[str],
                  baseline: str | None, samples: dict, out_dir: Path,
                  panels: dict | None = None) -> list[FigureResult]:
-    """Draw every figure of ``FIGURES`` into ``out_dir``; a figure that cannot be drawn is
-    skipped with a note (in the front page) instead of stopping the report."""
+    """Draw every figure of ``REPORT_FIGURES`` into ``out_dir``; a figure that cannot be
+    drawn is skipped with a note (in the front page) instead of stopping the report."""
     out_dir = Path(out_dir)
     colors = palette(r["variant"] for r in records)
     draw = {

@@ -11,6 +11,7 @@ from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
 from .describe import mixed_text
 from .style import FigureResult
+from .summary import margin_of
 
 MAX_ERROR_LINES = 20
 
@@ -69,7 +70,7 @@ def conclusions_markdown(summary) -> str:
     if summary is None or "verdict" not in summary or not summary["verdict"].astype(bool).any():
         return ""
     info = metric_info(summary["metric"].iloc[0])
-    margin = summary["margin"].iloc[0]
+    margin = margin_of(summary)
 
     def name(r) -> str:
         return f"`{r['variant']}`" + (f" {r['form']}" if r["form"] != "mean" else "")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..planfile import read_plan
-from ..records import load_records
+from ..spec.settings import ReportSettings
+from ..store.records import load_records
+from ..store.sweep_plan import read_plan
 from .build import dataset_labels, headline_summary
 from .stats import SeedModel
 from .summary import expected_verdict, seeds_needed
@@ -29,12 +30,12 @@ def power_table(results_dir, seeds: int, metric: str | None = None) -> pd.DataFr
     would settle it (NaN beyond ``summary.MOST_SEEDS``)."""
     plan = read_plan(results_dir)
     records = load_records(results_dir, plan.keys if plan else None)
-    metric = metric or (plan.metric if plan else "dice")
+    settings = (plan.report if plan else ReportSettings()).with_headline(metric)
     rows = []
     for label in dataset_labels(records, plan):
         mine = [r for r in records if r["dataset"] == label]
         sub = plan.for_dataset(label) if plan and len(plan.datasets) > 1 else plan
-        _, _, table = headline_summary(mine, sub, metric)
+        _, _, table = headline_summary(mine, sub, settings)
         for row in table.itertuples():
             if not np.isfinite(row.se):
                 continue

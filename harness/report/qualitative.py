@@ -10,7 +10,7 @@ import seaborn as sns
 from matplotlib.colors import ListedColormap
 
 from ..metrics import IGNORE, per_image_dice
-from ..records import counts_array, image_ids, ok_forms, predicted_maps
+from ..store.records import counts_array, image_ids, ok_forms, predicted_maps
 from .labels import natural_key
 from .style import LABEL_PT, ONE_COL, TWO_COL, FigureResult, new_figure, save_figure
 from .summary import per_image_dice_by_id

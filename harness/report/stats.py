@@ -196,25 +196,6 @@ def seed_t_p(diff, groups=None) -> float:
     return float("nan") if model is None else model.p
 
 
-@dataclass(frozen=True)
-class TestResult:
-    p: float          # the mark's: the seed-level test (``seed_model``)
-    p_images: float   # sign-flip test over test images (per-image Δ averaged over seeds): exploratory
-    p_seeds: float    # the same as p
-
-
-def difference_test(ya, yb, groups=None) -> TestResult:
-    """The test of Δ between two arms whose seeds are paired (row k of ``ya`` and of ``yb``
-    is seed k) and whose columns are the same test images. NaN when any score is NaN."""
-    ya, yb = np.asarray(ya, dtype=float), np.asarray(yb, dtype=float)
-    if ya.shape != yb.shape:
-        raise ValueError(f"paired arms must have the same seeds and images, got {ya.shape} and {yb.shape}")
-    diff = ya - yb
-    p_seeds = seed_t_p(diff, groups)
-    p_images = float("nan") if np.isnan(diff).any() else signflip_p(diff.mean(axis=0))
-    return TestResult(p_seeds, p_images, p_seeds)
-
-
 # --------------------------------------------------------------------------- interval
 
 @dataclass(frozen=True)

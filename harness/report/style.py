@@ -39,6 +39,9 @@ FIGURES = {
 """The figures of a report (a suite's front page adds the last two): file name -> title."""
 
 
+NOT_DRAWN = "not drawn: `report --no-figures`"
+
+
 @dataclass
 class FigureResult:
     """One figure of the report: its files, or the reason it was skipped."""
@@ -50,6 +53,11 @@ class FigureResult:
     @property
     def title(self) -> str:
         return FIGURES[self.name]
+
+    @classmethod
+    def skipped(cls, *names: str) -> list["FigureResult"]:
+        """The figures ``names``, not drawn on request (``report --no-figures``)."""
+        return [cls(name, note=NOT_DRAWN) for name in names]
 
 
 def palette(variants) -> dict[str, tuple]:

@@ -23,7 +23,8 @@ import pandas as pd
 
 from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
-from ..runs_table import runs_frame
+from ..spec.settings import ReportSettings
+from ..store.runs_table import runs_frame
 from .describe import mixed_text
 from .index import figures_markdown
 from .ranks import FEW_EXACT, friedman
@@ -115,7 +116,7 @@ def nemenyi_text(result) -> str:
             f"(variants whose mean ranks differ by less are not told apart).")
 
 
-def suite_table(frames: dict, result, baseline: str | None, label: str):
+def suite_table(frames: dict, result, baseline: str | None):
     """(headers, aligns, rows) of the cross-data-set table."""
     mean = frames["mean"]
     labels = list(mean.columns)
@@ -135,7 +136,7 @@ NO_RANK_TEST = ("No rank test across the data sets: the sweep declares them too 
 
 
 def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, Part], metric: str,
-                  baseline: str | None, rank_test: bool = True) -> list[str]:
+                  baseline: str | None, rank_test: bool = True, draw: bool = True) -> list[str]:
     """The comparison across the data sets that have a table: the suite tables, ranks.csv
     and the figures; returns the markdown of its section. Without ``rank_test`` the mean
     ranks are shown, with no Friedman test and no critical-difference diagram."""
@@ -149,7 +150,7 @@ def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, P
                f"the data sets (1 = best; a variant with a failed or diverged seed is ranked with "
                f"that seed scoring 0 where higher is better).")
     note = friedman_text(result, info.label) if rank_test else NO_RANK_TEST
-    table = suite_table(frames, result, baseline, info.label)
+    table = suite_table(frames, result, baseline)
     write_text_atomic(out / "suite_table.md", markdown_table(*table, caption, note))
     write_text_atomic(out / "suite_table.tex", latex_table(*table, caption, f"{name}-suite", note))
     tidy = pd.concat({k: frames[k].stack(future_stack=True) for k in ("mean", "std", "delta", "significant")},
@@ -159,6 +160,12 @@ def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, P
     write_text_atomic(out / "suite_table.csv", tidy.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     write_text_atomic(out / "ranks.csv", result.ranks.rename_axis("dataset").to_csv(float_format="%.6g",
                                                                                       lineterminator="\n"))
+    if not draw:
+        for stale in ("suite_heatmap", "cd_diagram"):
+            for suffix in (".pdf", ".png"):
+                (out / f"{stale}{suffix}").unlink(missing_ok=True)
+        return [markdown_table(*table, caption, note), figures_markdown(FigureResult.skipped("suite_heatmap",
+                                                                                             "cd_diagram"))]
     colors = palette(r["variant"] for r in records)
     with matplotlib.rc_context(STYLE):
         figures = [delta_heatmap(frames["delta"].drop(index=[baseline], errors="ignore"),
@@ -183,13 +190,15 @@ def _sections(parts: dict[str, Part], unrecorded) -> list[str]:
 
 
 def write_suite(out: Path, name: str, results_dir: str, records: list[dict], parts: dict[str, Part],
-                metric: str, notes: list[str], baseline: str | None, unrecorded=(), rank_test: bool = True) -> Path:
+                settings: ReportSettings, notes: list[str], baseline: str | None, unrecorded=(),
+                draw: bool = True) -> Path:
     """Write the suite's tables, figures and ``index.md`` into ``out``. The data sets whose
     records hold no ok run, and those planned (``unrecorded``) without any record, are
     named and left out of the comparison."""
     ranked = {label: p for label, p in parts.items() if p.summary is not None}
     out.mkdir(parents=True, exist_ok=True)
-    across = (_write_across(out, name, records, ranked, metric, baseline, rank_test) if ranked
+    metric = settings.metric
+    across = (_write_across(out, name, records, ranked, metric, baseline, settings.rank_test, draw) if ranked
               else ["No data set has a run that finished ok: there is nothing to compare.\n"])
     if left_out := [label for label in parts if label not in ranked]:
         across.append(f"Not compared (no run finished ok): {', '.join(left_out)}.\n")

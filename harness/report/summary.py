@@ -14,12 +14,14 @@
   Δ is the mean per-image value of the headline metric (Dice unless ``--metric`` names
   another of ``harness.metrics``) over seeds and test images minus the reference's, over
   the images both arms scored with every seed (an image a metric leaves out, NaN, is
-  dropped from the pair). Its interval is the two-stage bootstrap of
-  ``stats.hierarchical_bootstrap`` (seed draws paired when both arms ran the same seeds,
-  as the per-seed Δ and the seed test pair them) at the Bonferroni level 1 - alpha/m of its family of m
-  rows; the mark † needs ``stats.difference_test`` (images and seeds), at least
-  ``MIN_SEEDS`` ok seeds in both arms and the same seeds in both, and a Holm-adjusted p
-  below alpha within the family. m counts every declared row of the family, tested or not.
+  dropped from the pair). Its interval, test and MDE come from one model,
+  ``stats.seed_model`` (the paired differences, seeds x images; k-fold: (seed, fold)
+  units), at the Bonferroni level 1 - alpha/m of its family of m rows (m counts every
+  declared row, tested or not); the two-stage bootstrap of ``stats.hierarchical_bootstrap``
+  and the sign-flip test over images stand beside it, exploratory. A verdict needs at least
+  ``MIN_SEEDS`` ok seeds in both arms and the same seeds in both: "different" a Holm-adjusted
+  p below alpha within the family and an interval not within the margin, "equivalent" an
+  interval within it (``verdict``), at ``ReportSettings.margin_for`` the metric.
 * Cost: medians over ok seeds (peak memory: the maximum); training MFU where the device's
   peak is known (``measure.PEAK_BF16_TFLOPS``).
 """
@@ -32,8 +34,9 @@ import pandas as pd
 
 from ..metrics import metric as metric_info
 from ..metrics import summarize
-from ..records import counts_array, image_ids, ok_forms, per_image
-from ..runs_table import form_key, runs_frame
+from ..spec.settings import ReportSettings
+from ..store.records import counts_array, image_ids, ok_forms, per_image
+from ..store.runs_table import form_key, runs_frame
 from .labels import BAD, _seeds_text, family_of, natural_key, status_text, variant_order
 from .stats import ALPHA, hierarchical_bootstrap, holm, seed_model, signflip_p
 
@@ -146,8 +149,8 @@ def seeds_needed(model, seeds: int, level: float, margin: float, most: int = MOS
     return None
 
 
-def compare(mine: dict, ref: dict, ref_label: str, level: float, groups: dict | None = None,
-            margin: float = 0.005) -> dict:
+def compare(mine: dict, ref: dict, ref_label: str, level: float, groups: dict | None,
+            margin: float) -> dict:
     """Δ of one arm against its reference (both: seed -> per-image Series), with the seed
     model's interval, test and minimum detectable effect (``groups``: image id -> k-fold
     test fold, for (seed, fold) units), the bootstrap's interval beside it, image and seed
@@ -319,9 +322,10 @@ def fold_of(records: list[dict]) -> dict | None:
 
 
 def summary_table(records: list[dict], baseline: str | None = None, order=None, plan=None,
-                  metric: str = "dice", margin: float | None = None) -> pd.DataFrame:
+                  metric: str = "dice", settings: ReportSettings | None = None) -> pd.DataFrame:
     """One row per (variant, form): accounting, accuracy, Δ of ``metric`` (the headline) to
-    its reference, cost.
+    its reference, cost, and verdicts at ``settings.margin_for(metric)`` (default settings:
+    the metric's own margin).
 
     Rows follow ``variant_order``; within a variant "mean" comes first, then L1..L4. A
     planned variant without a record, or whose every run failed, still has its "mean" row.
@@ -331,7 +335,7 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
     (``higher_is_better``)."""
     info = metric_info(metric)
     check_metric(records, metric)
-    margin = info.margin if margin is None else margin
+    margin = (settings or ReportSettings()).margin_for(metric)
     folds = fold_of(records)
     shown = [m for m in shown_metrics(records, metric) if m not in ("dice", "iou", "dice_global")]
     frame = runs_frame(records)
@@ -371,3 +375,8 @@ def summary_table(records: list[dict], baseline: str | None = None, order=None, 
     extra = [f"{m}_{x}" for m in shown for x in ("mean", "std")]
     extra += [c for c in out.columns if c.startswith("delta_seed_")]
     return out[SUMMARY_COLUMNS + extra].reset_index(drop=True)
+
+
+def margin_of(summary: pd.DataFrame) -> float:
+    """The equivalence margin a summary table's verdicts were judged at (NaN: no rows)."""
+    return float(summary["margin"].iloc[0]) if len(summary) else float("nan")

@@ -13,9 +13,9 @@ import pandas as pd
 
 from ..fileio import write_text_atomic
 from ..metrics import metric as metric_info
-from ..runs_table import runs_frame
+from ..store.runs_table import runs_frame
 from .stats import ALPHA
-from .summary import SUMMARY_COLUMNS
+from .summary import SUMMARY_COLUMNS, margin_of
 
 DASH = "—"
 TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -158,7 +158,7 @@ def display_table(summary: pd.DataFrame) -> tuple[list[str], list[str], list[lis
 
 def footnote(summary: pd.DataFrame) -> str:
     n, tested = int((summary["verdict"] == "different").sum()), int(summary["p_holm"].notna().sum())
-    margin = summary["margin"].iloc[0] if len(summary) else float("nan")
+    margin = margin_of(summary)
     counts = summary["verdict"].value_counts()
     verdicts = ", ".join(f"{counts[v]} {v}" for v in ("different", "equivalent", "equivalent (negligible)",
                                                      "inconclusive") if v in counts)

@@ -7,7 +7,7 @@ synthetic membranes gives ``train_img_s`` (the batch over its median timed step)
 loop gives the bound: the same model, optimizer, loss, batch, memory format and autocast
 (and ``torch.compile`` in the compile case), on batches already on the device, with no
 synchronization between steps, timed over all its steps. The ratio must be at least
-0.95. Printed beside it: achieved TFLOP/s and MFU (``harness.measure``), the fit loop's wall
+0.95. Printed beside it: achieved TFLOP/s and MFU (``harness.training.measure``), the fit loop's wall
 images/s (sampling and the copy to the device included), peak memory and compile time.
 
 Without CUDA the GPU cases skip, saying so; the CPU case compares the same two loops at a
@@ -22,14 +22,14 @@ import pytest
 import torch
 
 import variants
-from harness.choices import LOSSES, OPTIMIZERS, resolve_precision
-from harness.cost import count_macs
 from harness.data import DataSpec, load_dataset
-from harness.execution import Execution
-from harness.measure import device_peak_tflops, mfu, train_tflops
-from harness.plan import arch_for_data
-from harness.protocol import Protocol
-from harness.train import PatchSampler, fit
+from harness.scheduling.planning import arch_for_data
+from harness.spec.choices import LOSSES, OPTIMIZERS, resolve_precision
+from harness.spec.protocol import Protocol
+from harness.training.cost import count_macs
+from harness.training.execution import Execution
+from harness.training.measure import device_peak_tflops, mfu, train_tflops
+from harness.training.train import PatchSampler, fit
 from variants import input_geometry
 
 pytestmark = pytest.mark.slow
@@ -205,7 +205,7 @@ def test_gpu_cudnn_autotuning_is_measured_both_ways(capsys):
 def test_tensorboard_logging_costs_under_2_percent_of_a_step(tmp_path, capsys):
     """`--tensorboard` logs loss, rate and img/s every 10 steps: their cost per step against
     the CPU case's step (a GPU step of the gpu preset is ~7 ms: printed against that too)."""
-    from harness.monitor import TensorBoard
+    from harness.training.monitor import TensorBoard
 
     torch.set_num_threads(2)
     data = load_dataset(DataSpec("membranes", n_images=40, size=128, seed=0))

@@ -2,14 +2,16 @@
 (``runs_frame``), with every measured column (``CSV_COLUMNS`` first)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import variants
 
-from .fileio import write_text_atomic
+from ..fileio import write_text_atomic
 from .layout import Layout
 from .records import TRAIN_KEYS
 
@@ -23,7 +25,7 @@ CSV_COLUMNS = [
 ]
 
 
-def rows(record: dict) -> list[dict]:
+def rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The tidy rows of one record: one per inference form (one row if it has none)."""
     train = record["train"] or dict.fromkeys(TRAIN_KEYS)  # null: the run failed before training
     env = record["env"]
@@ -54,7 +56,7 @@ def form_key(form: str) -> tuple:
     return (form != "mean", str(form))
 
 
-def runs_frame(records: list[dict]) -> pd.DataFrame:
+def runs_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """The tidy table: one row per run and form (k-fold: per fold), with every measured
     column, ordered by data set, variant, form, seed, fold and key."""
     table = sorted((r for rec in records for r in rows(rec)),
@@ -68,7 +70,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     return df[CSV_COLUMNS + rest]
 
 
-def write_runs_csv(results: Path, records: list[dict]) -> pd.DataFrame:
+def write_runs_csv(results: Path, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     df = runs_frame(records)
     write_text_atomic(Layout(results).runs_csv, df.to_csv(index=False))
     return df

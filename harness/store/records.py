@@ -1,12 +1,13 @@
 """Run records: the one module that says what a run record is. The runner builds records
 with ``new_record`` / ``add_training`` / ``add_form`` / ``end`` and writes them atomically to
-``runs/<key>.json`` (``harness.layout``); the report reads them with ``load_records`` and the
-accessors below; ``runs.csv`` is their tidy table (``harness.runs_table``: a row per run and form).
-Plans are ``harness.planfile``'s, samples ``harness.samples``'s, environments
-``harness.environment``'s.
+``runs/<key>.json`` (``harness.store.layout``); the report reads them with ``load_records`` and the
+accessors below; ``runs.csv`` is their tidy table (``harness.store.runs_table``: a row per run and form).
+Plans are ``harness.store.sweep_plan``'s, samples ``harness.store.samples``'s, environments
+``harness.store.environment``'s.
 
 A record (``schema`` 3; records of schema 2, without ``image_metrics``, are read too, and
-report the metrics their counts give):
+report the metrics their counts give; ``harness.store.record_types`` says the same as types,
+``RunRecord`` and its sections, which ``check_record`` validates every record against):
 
 ```
 schema, key (hash of spec), sweep, variant (label in the sweep), factor (the axis a one-factor
@@ -60,50 +61,38 @@ import datetime as dt
 import json
 import logging
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, cast, get_args
 
 import numpy as np
 
-from .config import NAME, default_label
-from .fileio import write_json_atomic
+from ..config import NAME, default_label
+from ..fileio import write_json_atomic
+from ..metrics import FIELDS, metric, nanmean, per_image_from_counts, summarize
 from .layout import Layout
-from .metrics import FIELDS, metric, nanmean, per_image_from_counts, summarize
+from .record_types import FormEntry, RunRecord, Status, TrainSection, problem
+
+if TYPE_CHECKING:
+    from ..spec.protocol import RunSpec
+    from ..training.train import FitResult
 
 log = logging.getLogger("unet_ablate")
 
 SCHEMA = 3
 READABLE = (2, 3)  # schema 2: no image_metrics
-STATUSES = ("ok", "failed", "diverged")
+STATUSES: tuple[str, ...] = get_args(Status)  # ok, failed, diverged
 CAUSES = ("run", "environment")  # why a run failed: its own error, or the machine's (disk, memory)
 TRAIN_REQUIRED = ("steps", "best_step", "best_val_dice", "train_img_s", "peak_mem_mb", "history")
 TRAIN_ADDED = ("compile_s", "train_tflops", "mfu", "selected_on", "best_val_score")  # see _read_train
 TRAIN_KEYS = TRAIN_REQUIRED + TRAIN_ADDED
-NULL = type(None)
-# key -> allowed types of a record's top level
-_TOP = {"key": (str,), "sweep": (str,), "variant": (str,), "factor": (str, NULL),
-        "is_baseline": (bool,), "seed": (int,), "spec": (dict,), "status": (str,),
-        "error": (str, NULL), "traceback": (str, NULL), "started": (str,),
-        "finished": (str, NULL), "time_s": (float, int, NULL), "data": (dict,),
-        "train": (dict, NULL), "forms": (list,), "env": (dict,)}
-_OPTIONAL = {"dataset": (str,), "fold": (int, NULL),  # records written before suites and k-fold lack them
-             "cause": (str, NULL)}                    # ... and before failures had a cause
-# the keys every nested section holds (path -> keys)
-_SECTIONS = {
-    "spec": ("arch", "data", "protocol", "measure", "seed"),
-    "data": ("name", "key", "layout", "root", "n_images", "num_classes", "class_values",
-             "in_channels", "split_sizes", "split_ids", "image_size"),
-    "env": ("device", "device_name", "threads", "cpu_count", "dtype", "memory_format", "python",
-            "torch", "torchvision", "smp", "numpy", "platform", "git_commit"),
-    "train": TRAIN_REQUIRED,
-}
-_FORM = {"form": (), "counts": ("classes", "fields", "images", "values"),
-         "metrics": ("dice", "iou", "dice_global", "iou_global", "fpr_empty", "n_empty", "n_images"),
-         "cost": ("params", "macs", "macs_size", "input_size", "infer_img_s", "infer_img_s_iqr",
-                  "infer_batch", "latency_ms", "latency_ms_iqr", "peak_mem_mb"),
-         "predictions": ("ids", "shapes", "data")}
-_IMAGE_METRICS = ("thin_class", "nsd_tolerance", "values", "time_s")
+
+
+def mac_convention(image: str = "one image") -> str:
+    """What a record's ``cost.macs`` counts (``training.cost``), as every table and command
+    states it."""
+    return f"MACs: convolutions and matmuls only (FlopCounterMode), {image}; FLOPs = 2 x MACs"
 
 
 def _now() -> str:
@@ -126,27 +115,29 @@ class Labels:
         return dataclasses.asdict(self)
 
 
-def new_record(rs, labels: Labels, data: dict, env: dict) -> dict:
+def new_record(rs: RunSpec, labels: Labels, data: dict, env: dict) -> RunRecord:
     """The record of a run that is starting: status ``failed`` until ``end`` says otherwise,
     so that a run that dies half-way is never recorded as ok."""
-    return {"schema": SCHEMA, "key": rs.key, **labels.as_dict(), "seed": rs.seed, "fold": rs.fold,
-            "spec": rs.to_dict(), "status": "failed", "error": None, "traceback": None,
-            "started": _now(), "finished": None, "time_s": None, "data": data, "train": None,
-            "forms": [], "env": env}
+    # spec, data and env are built as plain dicts elsewhere; check_record checks them on reading
+    return cast(RunRecord, {
+        "schema": SCHEMA, "key": rs.key, **labels.as_dict(), "seed": rs.seed, "fold": rs.fold,
+        "spec": rs.to_dict(), "status": "failed", "error": None, "traceback": None,
+        "started": _now(), "finished": None, "time_s": None, "data": data, "train": None,
+        "forms": [], "env": env})
 
 
-def add_training(record: dict, fit_result) -> None:
-    """The training section from a ``harness.train.FitResult``."""
-    record["train"] = {k: getattr(fit_result, k) for k in TRAIN_KEYS}
+def add_training(record: RunRecord, fit_result: FitResult) -> None:
+    """The training section from a ``harness.training.train.FitResult``."""
+    record["train"] = cast(TrainSection, {k: getattr(fit_result, k) for k in TRAIN_KEYS})
 
 
-def add_form(record: dict, form: str, counts: np.ndarray, classes: list[int], images: list[str],
+def add_form(record: RunRecord, form: str, counts: np.ndarray, classes: list[int], images: list[str],
              cost: dict, predictions: list[np.ndarray], keep: int, image_metrics: dict) -> None:
     """One inference form: per-image, per-class counts (images, classes, 4), the whole-map
     metrics per image (``evaluate.image_scores``), the run-level means of both, its cost,
     and the first ``keep`` predicted class maps."""
     means = {k: nanmean(v) for k, v in image_metrics["values"].items()}
-    record["forms"].append({
+    record["forms"].append(cast(FormEntry, {  # metrics, image_metrics and cost: plain dicts
         "form": form,
         "counts": {"classes": list(classes), "fields": list(FIELDS), "images": list(images),
                    "values": np.asarray(counts).tolist()},
@@ -155,10 +146,10 @@ def add_form(record: dict, form: str, counts: np.ndarray, classes: list[int], im
         "cost": cost,
         "predictions": {"ids": list(images[:keep]), "shapes": [list(p.shape) for p in predictions[:keep]],
                         "data": [encode_map(p) for p in predictions[:keep]]},
-    })
+    }))
 
 
-def end(record: dict, started: float, finished: float, status: str, error: str | None = None,
+def end(record: RunRecord, started: float, finished: float, status: str, error: str | None = None,
         traceback: str | None = None, cause: str | None = None) -> None:
     """Close a record: its status, error text, wall time (``perf_counter`` values) and, for a
     failed run, its cause (``CAUSES``: the run itself, or its environment)."""
@@ -166,28 +157,16 @@ def end(record: dict, started: float, finished: float, status: str, error: str |
         raise ValueError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
     if cause not in (None, *CAUSES):
         raise ValueError(f"cause: expected one of {', '.join(CAUSES)}, got {cause!r}")
-    record.update(status=status, error=error, traceback=traceback, finished=_now(),
-                  time_s=finished - started, cause=cause)
+    record.update({"status": cast(Status, status), "error": error, "traceback": traceback, "finished": _now(),
+                   "time_s": finished - started, "cause": cause})
 
 
 # --------------------------------------------------------------------------- reading
 
-def _is(value, types: tuple) -> bool:
-    """isinstance, except that a bool is not an int here."""
-    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
-
-
-def _problem(section, keys) -> str | None:
-    """What is wrong with a nested table that must hold ``keys``: None when nothing."""
-    if not isinstance(section, dict):
-        return " is not a table"
-    key = next((k for k in keys if k not in section), None)
-    return None if key is None else f".{key} is missing"
-
-
-def check_record(rec, where: str) -> dict:
-    """``rec`` if it is a record of this schema, else a one-line ValueError naming ``where``."""
-    def bad(what: str):
+def check_record(rec: object, where: str) -> RunRecord:
+    """``rec`` if it is a record of this schema (``RunRecord``), else a one-line ValueError
+    naming ``where``."""
+    def bad(what: str) -> NoReturn:
         raise ValueError(f"{where}: not a run record of schema {' or '.join(map(str, READABLE))}: {what}")
 
     if not isinstance(rec, dict):
@@ -196,27 +175,11 @@ def check_record(rec, where: str) -> dict:
         bad("no schema key")
     if rec["schema"] not in READABLE:
         bad(f"it has schema {rec.get('schema')!r} (written by another version; run the sweep again)")
-    for key, types in _TOP.items():
-        if key not in rec:
-            bad(f"{key} is missing")
-        if not _is(rec[key], types):
-            bad(f"{key} is {rec[key]!r}")
-    if rec["status"] not in STATUSES:
-        bad(f"status {rec['status']!r} (expected {', '.join(STATUSES)})")
-    for name, keys in _SECTIONS.items():
-        if rec[name] is not None and (problem := _problem(rec[name], keys)):
-            bad(name + problem)
-    for i, f in enumerate(rec["forms"]):
-        if problem := _problem(f, _FORM):
-            bad(f"forms[{i}]{problem}")
-        for name, keys in _FORM.items():
-            if keys and (problem := _problem(f[name], keys)):
-                bad(f"forms[{i}].{name}{problem}")
-        if rec["schema"] >= 3 and (problem := _problem(f.get("image_metrics"), _IMAGE_METRICS)):
-            bad(f"forms[{i}].image_metrics{problem}")
-    for key, types in _OPTIONAL.items():
-        if key in rec and not _is(rec[key], types):
-            bad(f"{key} is {rec[key]!r}")
+    if wrong := problem(rec, RunRecord):
+        bad(wrong)
+    if rec["schema"] >= 3 and (i := next((i for i, f in enumerate(rec["forms"]) if "image_metrics" not in f),
+                                         None)) is not None:
+        bad(f"forms[{i}].image_metrics is missing")
     if not rec.get("dataset"):  # written before data sets had labels
         rec["dataset"] = default_label(rec["data"]["name"], rec["data"]["root"])
     # names that become paths (report folders, record and samples files): never a path
@@ -226,10 +189,10 @@ def check_record(rec, where: str) -> dict:
     rec.setdefault("fold", rec["spec"].get("fold"))
     if rec["train"] is not None:
         _read_train(rec["train"])
-    return rec
+    return cast(RunRecord, rec)
 
 
-def _read_train(train: dict) -> None:
+def _read_train(train: dict[str, Any]) -> None:
     """Fill the keys a record written before them lacks: its weights were selected on
     validation Dice; the other added keys are null (unknown)."""
     if "selected_on" not in train:
@@ -238,7 +201,7 @@ def _read_train(train: dict) -> None:
         train.setdefault(key, None)
 
 
-def read_record(path: Path) -> dict:
+def read_record(path: Path) -> RunRecord:
     """One record; a file that is not readable JSON or not a record is a one-line ValueError."""
     try:
         rec = json.loads(Path(path).read_text())
@@ -247,13 +210,14 @@ def read_record(path: Path) -> dict:
     return check_record(rec, str(path))
 
 
-def write_record(results: Path, record: dict) -> Path:
+def write_record(results: Path, record: RunRecord) -> Path:
     path = Layout(results).record(record["key"])
     write_json_atomic(path, record)
     return path
 
 
-def load_records(results: str | Path, keys=None, skipped: list | None = None) -> list[dict]:
+def load_records(results: str | Path, keys: Iterable[str] | None = None,
+                 skipped: list[str] | None = None) -> list[RunRecord]:
     """The records under ``<results>/runs/`` (only those of ``keys`` when given), sorted by
     variant, seed and key. A file that is not a run record (``[]``, ``{}``, another schema,
     half a file written by hand) is left out with a warning, and its one-line reason
@@ -280,17 +244,17 @@ def load_records(results: str | Path, keys=None, skipped: list | None = None) ->
     return sorted(out, key=lambda r: (r["variant"], r["seed"], r["key"]))
 
 
-def stray_records(results: str | Path, keys) -> list[str]:
+def stray_records(results: str | Path, keys: Iterable[str]) -> list[str]:
     """Record files in ``<results>/runs/`` that are not runs of ``keys`` (another sweep's)."""
     wanted = set(keys)
     return [p.name for p in sorted(Layout(results).runs.glob("*.json")) if p.stem not in wanted]
 
 
-def find_form(record: dict, form: str) -> dict | None:
+def find_form(record: RunRecord, form: str) -> FormEntry | None:
     return next((f for f in record["forms"] if f["form"] == form), None)
 
 
-def ok_forms(records: list[dict], variant: str, form: str = "mean") -> Iterator[tuple[dict, dict]]:
+def ok_forms(records: Iterable[RunRecord], variant: str, form: str = "mean") -> Iterator[tuple[RunRecord, FormEntry]]:
     """(record, form entry) of every ok run of ``variant`` that has ``form``, in record order."""
     for r in records:
         if r["variant"] == variant and r["status"] == "ok":
@@ -299,16 +263,17 @@ def ok_forms(records: list[dict], variant: str, form: str = "mean") -> Iterator[
                 yield r, f
 
 
-def counts_array(form: dict) -> np.ndarray:
+def counts_array(form: FormEntry) -> np.ndarray:
     """Counts (images, classes, 4) of one form entry, fields in ``FIELDS`` order."""
     return np.asarray(form["counts"]["values"], dtype=np.int64)
 
 
-def per_image(form: dict, name: str) -> np.ndarray | None:
+def per_image(form: FormEntry, name: str) -> np.ndarray | None:
     """Per-image values of metric ``name`` (``harness.metrics``) of one form entry, in the
     order of ``image_ids``; None where the record does not have it (an older schema, or a
     metric of binary data on multi-class data). NaN: an image the metric leaves out."""
-    values = (form.get("image_metrics") or {}).get("values", {})
+    found = form.get("image_metrics")  # schema 2: none
+    values = found["values"] if found else {}
     if name in values:
         v = np.asarray(values[name], dtype=float)
         if v.shape != (len(form["counts"]["images"]),):
@@ -323,17 +288,17 @@ def per_image(form: dict, name: str) -> np.ndarray | None:
         return None
 
 
-def image_ids(form: dict) -> list[str]:
+def image_ids(form: FormEntry) -> list[str]:
     return [str(i) for i in form["counts"]["images"]]
 
 
-def predicted_maps(form: dict) -> dict[str, np.ndarray]:
+def predicted_maps(form: FormEntry) -> dict[str, np.ndarray]:
     """The stored predicted class maps of one form entry, by test image id."""
     p = form["predictions"]
     return {str(i): decode_map(d, s) for i, s, d in zip(p["ids"], p["shapes"], p["data"])}
 
 
-def history(record: dict) -> list[dict]:
+def history(record: RunRecord) -> list[dict[str, Any]]:
     return record["train"]["history"] if record["train"] else []
 
 
@@ -341,5 +306,5 @@ def encode_map(a: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(np.ascontiguousarray(a, dtype=np.uint8).tobytes(), 6)).decode()
 
 
-def decode_map(data: str, shape) -> np.ndarray:
+def decode_map(data: str, shape: Sequence[int]) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(data)), dtype=np.uint8).reshape(shape)

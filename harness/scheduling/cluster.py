@@ -18,9 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from . import log_to_stderr
-from .layout import Layout
-from .run import run_key
+from .. import log_to_stderr
+from ..store.layout import Layout
+from .one_run import run_key
 
 log = logging.getLogger("unet_ablate")
 

@@ -13,7 +13,7 @@ import torch
 
 import variants
 
-from .metrics import IGNORE
+from ..metrics import IGNORE
 
 PREFETCH = 2  # batches sampled ahead of the one training
 

@@ -37,7 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .layout import Layout
+from ..store.layout import Layout
 
 log = logging.getLogger("unet_ablate")
 

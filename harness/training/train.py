@@ -1,5 +1,5 @@
 """Training under one protocol: patches, augmentation, the loss, optimizer and schedule the
-protocol names (built from ``harness.choices``), model selection on the validation split,
+protocol names (built from ``harness.spec.choices``), model selection on the validation split,
 divergence detection, and checkpoints from which a killed run resumes where it stopped.
 
 Timing: each step (forward, backward, optimizer; on GPU between a synchronize and the
@@ -23,15 +23,15 @@ from torch import nn
 
 import variants
 
+from ..fileio import write_atomic
+from ..metrics import metric
+from ..spec.choices import LOSSES, OPTIMIZERS, TRAIN_LOSS, lr_factor
+from ..spec.protocol import Protocol
 from .batches import Batches, PatchSampler
-from .choices import LOSSES, OPTIMIZERS, lr_factor
 from .cost import count_macs
 from .evaluate import validation_scores
 from .execution import Execution
-from .fileio import write_atomic
 from .measure import device_peak_tflops, mfu, train_tflops
-from .metrics import metric
-from .protocol import Protocol
 
 log = logging.getLogger("unet_ablate")
 
@@ -227,14 +227,17 @@ def _validate(state: TrainState, spec, val_x, val_y, num_classes: int, ex: Execu
     ``select`` (the history gains ``val_score``, its value, when that is not Dice)."""
     if ex.cuda:  # training memory only: validation passes are not counted
         state.peak = max(state.peak, torch.cuda.max_memory_allocated(ex.device) / 2**20)
-    dice, val = validation_scores(state.model, spec, val_x, val_y, num_classes, ex, select)
+    by_loss = select == TRAIN_LOSS  # the mean training loss since the last validation, lowest kept
+    dice, val = validation_scores(state.model, spec, val_x, val_y, num_classes, ex, "dice" if by_loss else select)
+    if by_loss:
+        val = float(np.mean(state.losses))
     state.history.append({"step": state.step, "loss": float(np.mean(state.losses)), "val_dice": dice,
                           **({} if select == "dice" else {"val_score": val}),
                           "lr": lr, "elapsed_s": time.perf_counter() - state.start})
     state.losses = []
     if ex.cuda:
         torch.cuda.reset_peak_memory_stats(ex.device)
-    state.keep_if_best(dice, val, metric(select).higher_is_better)
+    state.keep_if_best(dice, val, not by_loss and metric(select).higher_is_better)
     if monitor is not None:
         monitor.validation(state.step, dice, select, val)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .choices import LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
-from .config import boolean, choice, from_table, integer, is_int, number
-from .fileio import stable_key
-from .metrics import metric
+from ..config import boolean, choice, from_table, integer, is_int, number
+from ..fileio import stable_key
+from ..metrics import metric
+from .choices import LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES, TRAIN_LOSS
 
 DEVICES = ("auto", "cpu", "cuda")
 _OFF_UNLESS_SET = ("checkpoint_every", "compile")  # keys added later: in a run key only when on
@@ -22,7 +22,7 @@ class Protocol:
     """The training protocol, identical for every variant of a sweep.
 
     ``optimizer``, ``schedule``, ``loss`` and ``amp`` name entries of the registries in
-    :mod:`harness.choices`. The weights with the best validation score on ``select`` (a
+    :mod:`harness.spec.choices`. The weights with the best validation score on ``select`` (a
     metric of :mod:`harness.metrics`, in its own direction; checked every ``eval_every``
     steps) are kept; a sweep sets ``select`` to its ``[report] metric``; deep supervision trains on the mean loss of the
     model's outputs. ``checkpoint_every`` N > 0 saves a resumable checkpoint every N steps
@@ -65,9 +65,10 @@ class Protocol:
         boolean("protocol.channels_last", self.channels_last)
         boolean("protocol.compile", self.compile)
         try:
-            metric(self.select)
+            if self.select != TRAIN_LOSS:
+                metric(self.select)
         except ValueError as e:
-            raise ValueError(f"protocol.select: {e}") from None
+            raise ValueError(f"protocol.select: {e} (or {TRAIN_LOSS!r})") from None
 
     def to_dict(self) -> dict:
         """The canonical dict (``checkpoint_every`` and ``compile`` only when on, ``select``

@@ -18,18 +18,19 @@ import torch
 
 import variants
 
-from . import claims, records
-from .cost import count_macs, count_params
-from .environment import environment
-from .evaluate import foreground_classes, image_scores, metric_workers, score
-from .execution import Execution
-from .layout import Layout
-from .measure import inference_cost
-from .plan import PlannedRun, planned_run
-from .predict import predict_classes
-from .protocol import RunSpec
-from .sweep import Sweep
-from .train import discard_checkpoint, fit
+from ..spec.protocol import RunSpec
+from ..spec.sweep import Sweep
+from ..store import records
+from ..store.environment import environment
+from ..store.layout import Layout
+from ..training.cost import count_macs, count_params
+from ..training.evaluate import foreground_classes, image_scores, metric_workers, score
+from ..training.execution import Execution
+from ..training.measure import inference_cost
+from ..training.predict import predict_classes
+from ..training.train import discard_checkpoint, fit
+from . import claims
+from .planning import PlannedRun, planned_run
 
 log = logging.getLogger("unet_ablate")
 
@@ -106,7 +107,7 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
     monitor = None
     try:
         if tensorboard is not None:
-            from .monitor import TensorBoard
+            from ..training.monitor import TensorBoard
             monitor = TensorBoard(tensorboard)
         spec = variants.parse(rs.arch)
         torch.manual_seed(rs.seed)

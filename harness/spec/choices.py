@@ -13,7 +13,7 @@ from typing import Callable, ContextManager
 import torch
 import torch.nn.functional as F
 
-from .metrics import IGNORE
+from ..metrics import IGNORE, metric
 
 # --------------------------------------------------------------------------- optimizers
 # (protocol, parameters) -> torch optimizer
@@ -90,6 +90,18 @@ LOSSES = {
     "bce+dice": _sum_of(cross_entropy, dice),
     "ce+dice": _sum_of(cross_entropy, dice),
 }
+
+# --------------------------------------------------------------------------- selection
+# ``protocol.select`` names a metric of ``harness.metrics`` (its validation score, in its own
+# direction) or TRAIN_LOSS: the lowest mean training loss between validation points (seed
+# 001's rule, which the seed applies per batch).
+TRAIN_LOSS = "train_loss"
+
+
+def selection_label(select: str) -> str:
+    """How the methods name what the weights were selected on."""
+    return "training loss (lowest; seed 001's rule)" if select == TRAIN_LOSS else f"validation {metric(select).label}"
+
 
 # --------------------------------------------------------------------------- precision
 # autocast dtype, on CUDA only (CPU runs are float32). fp16 (GPUs without bf16 tensor cores:

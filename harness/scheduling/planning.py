@@ -2,7 +2,8 @@
 it, the data of its fold), what their keys say about the data (``data_identity``), and the
 checks made before anything is written (image sizes, ``measure.size`` on ``meta``).
 
-Nothing here trains; ``harness.run`` runs one planned run, ``harness.runner`` schedules them.
+Nothing here trains; ``scheduling.one_run`` runs one planned run, ``scheduling.dispatch``
+schedules them.
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from dataclasses import dataclass
 
 import variants
 
-from . import records
-from .cost import count_macs
-from .data import check_min_size, load_dataset
-from .protocol import RunSpec
-from .sweep import Sweep
+from ..data import check_min_size, load_dataset
+from ..spec.protocol import RunSpec
+from ..spec.sweep import Sweep
+from ..store import records
+from ..training.cost import count_macs
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,6 @@ class PlannedRun:
     @property
     def key(self) -> str:
         return self.spec.key
-
-    def describe(self, suite: bool) -> str:
-        """"mem: baseline seed 0 fold 1" (the data set only in a suite, the fold only in k-fold)."""
-        where = f"{self.labels.dataset}: " if suite else ""
-        fold = "" if self.spec.fold is None else f" fold {self.spec.fold}"
-        return f"{where}{self.labels.variant} seed {self.spec.seed}{fold}"
 
 
 def model_classes(num_classes: int) -> int:
@@ -68,7 +63,7 @@ def plan(sweep: Sweep, loaded: dict) -> list[PlannedRun]:
             labels = records.Labels(sweep.name, v.label, v.factor, v.is_baseline, named.label)
             for seed in sweep.seeds:
                 for view in data.fold_views():
-                    rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=sweep.protocol,
+                    rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=v.protocol(sweep.protocol),
                                  measure=sweep.measure, seed=seed, fold=view.fold)
                     out.append(PlannedRun(rs, labels, view, tensorboard=sweep.tensorboard))
     seen: dict[str, str] = {}

@@ -24,11 +24,6 @@ from torch import nn
 import variants
 
 
-def mac_convention(image: str = "one image") -> str:
-    """The MAC convention as every table and command states it."""
-    return f"MACs: convolutions and matmuls only (FlopCounterMode), {image}; FLOPs = 2 x MACs"
-
-
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .fileio import write_atomic
+from ..fileio import write_atomic
 from .layout import Layout
 
 
@@ -17,7 +18,7 @@ def write_samples(results: Path, data_key: str, ids: list[str], images: list[np.
     """Store test images (float (C, H, W) in [0, 1], kept as 8-bit for display) and their
     reference masks (class index, IGNORE kept), so that a report needs no data set. A file
     that already holds the same samples is left alone."""
-    arrays = {"ids": np.asarray(ids, dtype=str)}
+    arrays: dict[str, Any] = {"ids": np.asarray(ids, dtype=str)}  # Any: numpy's savez signature
     for i, (image, mask) in enumerate(zip(images, masks)):
         arrays[f"image{i}"] = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
         arrays[f"mask{i}"] = np.asarray(mask).astype(np.uint8)  # class indices < 255; IGNORE is 255

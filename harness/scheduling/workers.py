@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from . import log_to_stderr
-from .execution import resolve_device
-from .run import run_key
-from .sweep import Sweep
+from .. import log_to_stderr
+from ..spec.sweep import Sweep
+from ..training.execution import resolve_device
+from .one_run import run_key
 
 log = logging.getLogger("unet_ablate")
 

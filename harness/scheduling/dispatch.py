@@ -1,6 +1,6 @@
-"""Scheduling a sweep: ``run_sweep`` runs every planned run (``harness.plan``) that has no
-record yet, here one at a time, in ``workers`` local processes (``harness.workers``), or as
-cluster jobs (``harness.cluster``); each goes the one way of ``harness.run.run_claimed``, so
+"""Scheduling a sweep: ``run_sweep`` runs every planned run (``harness.scheduling.planning``) that has no
+record yet, here one at a time, in ``workers`` local processes (``harness.scheduling.workers``), or as
+cluster jobs (``harness.scheduling.cluster``); each goes the one way of ``harness.scheduling.one_run.run_claimed``, so
 any number of runners may share one results folder, and ``runs.csv`` is rebuilt from every
 record on disk, whoever wrote it.
 """
@@ -10,14 +10,15 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from . import claims, planfile, records, samples
-from .environment import current_versions, env_value
-from .fileio import check_writable
-from .layout import Layout
-from .plan import PlannedRun, check_input_size, data_identity, load_all, plan
-from .run import existing_record, mtime, progress_bar, run_claimed
-from .runs_table import write_runs_csv
-from .sweep import Sweep
+from ..fileio import check_writable
+from ..spec.sweep import Sweep
+from ..store import records, samples, sweep_plan
+from ..store.environment import current_versions, env_value
+from ..store.layout import Layout
+from ..store.runs_table import write_runs_csv
+from . import claims
+from .one_run import existing_record, mtime, progress_bar, run_claimed
+from .planning import PlannedRun, check_input_size, data_identity, load_all, plan
 
 log = logging.getLogger("unet_ablate")
 
@@ -52,7 +53,7 @@ def _say_what_changed(out: Path, runs, loaded: dict) -> None:
     """One line before anything runs when planned runs had records made on other data
     (or under other settings): those records are kept aside, never reused."""
     try:
-        old = planfile.read_plan(out)
+        old = sweep_plan.read_plan(out)
     except ValueError:
         return  # written by another version: nothing to compare with
     if old is None:
@@ -126,14 +127,14 @@ def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple
         check_writable(Layout(out).runs)  # fail now, not after the first run
     # a fully recorded sweep rerun writes nothing (each writer skips identical content), so
     # its summary prints even from a read-only folder
-    planfile.write_plan(out, planfile.SweepPlan(
+    sweep_plan.write_plan(out, sweep_plan.SweepPlan(
         name=sweep.name, source=sweep.source, description=sweep.description, command=command,
         baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),
         families={v.label: v.family for v in sweep.variants}, seeds=tuple(sweep.seeds),
-        runs=tuple(planfile.PlanEntry(r.key, r.labels.variant, r.spec.seed, r.labels.dataset, r.spec.fold)
+        runs=tuple(sweep_plan.PlanEntry(r.key, r.labels.variant, r.spec.seed, r.labels.dataset, r.spec.fold)
                    for r in runs),
-        metric=sweep.metric, margin=sweep.margin, datasets=tuple(n.label for n in sweep.datasets),
-        rank_test=sweep.rank_test, design=planfile.design_dict(sweep.design)))
+        report=sweep.report, datasets=tuple(n.label for n in sweep.datasets),
+        design=sweep_plan.design_dict(sweep.design)))
     keep = sweep.measure.keep_predictions
     for data in loaded.values():  # the test images whose predictions runs keep (k-fold: of each fold)
         shown = [[part[:keep] for part in view.subset("test")] for view in data.fold_views()]

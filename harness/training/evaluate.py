@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from .metrics import (
+from ..metrics import (
     NSD_TOLERANCE,
     confusion_counts,
     image_metrics,

@@ -59,7 +59,7 @@ class Design:
         out = set()
         for r in range(1, len(base) + 1):
             for combo in itertools.combinations(base, r):
-                word = frozenset()
+                word: frozenset[int] = frozenset()
                 for w in combo:
                     word = word ^ w
                 out.add(word)
@@ -149,7 +149,9 @@ def fraction_for(k: int, fraction: str | None, resolution: int | None) -> int:
             raise ValueError(f"variants.fraction: expected 1/2, 1/4, 1/8 ..., got {fraction!r}")
         return table[fraction]
     if resolution is not None:
-        ok = [p for (kk, p) in GENERATORS if kk == k and
-              design({str(i): [0, 1] for i in range(k)}, p).resolution >= resolution]
-        return max(ok, default=0)
+        def reaches(p: int) -> bool:  # a fraction (p >= 1) always has a resolution
+            r = design({str(i): [0, 1] for i in range(k)}, p).resolution
+            return r is not None and r >= resolution
+
+        return max((p for (kk, p) in GENERATORS if kk == k and reaches(p)), default=0)
     return 0

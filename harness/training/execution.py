@@ -10,7 +10,7 @@ from typing import Callable, ContextManager
 import torch
 from torch import nn
 
-from .choices import resolve_precision
+from ..spec.choices import resolve_precision
 
 # cuDNN autotuning on CUDA: training shapes are fixed within a run, so cuDNN times its
 # algorithms once per shape and keeps the fastest (each record's env.cuda says it was on).

@@ -1,6 +1,6 @@
 """Run-time cost: inference throughput and latency (median and spread after warm-up),
 peak GPU memory, achieved training FLOP/s and model FLOP utilisation (MFU). What
-environment they were measured in is ``harness.environment``'s.
+environment they were measured in is ``harness.store.environment``'s.
 
 CPU timing uses ``torch.utils.benchmark`` with a fixed thread count; GPU timing uses CUDA
 events around each call and a synchronize."""
@@ -12,8 +12,8 @@ import re
 import numpy as np
 import torch
 
+from ..spec.protocol import Measure
 from .execution import Execution
-from .protocol import Measure
 
 # --------------------------------------------------------------------------- training FLOP/s, MFU
 

@@ -6,11 +6,14 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from variants.spec import is_int
 
-from .config import NAME
-from .fileio import write_json_atomic
+from ..config import NAME
+from ..fileio import write_json_atomic
+from ..spec.settings import KEYS as REPORT_KEYS
+from ..spec.settings import ReportSettings
 from .layout import Layout
 
 FAMILIES = ("baseline", "one-factor", "grid", "factorial", "explicit")
@@ -41,10 +44,8 @@ class SweepPlan:
     families: dict
     seeds: tuple[int, ...]
     runs: tuple[PlanEntry, ...]
-    metric: str = "dice"  # the report's headline (``[report] metric``)
-    margin: float | None = None  # its equivalence margin (``[report] margin``; None: the metric's default)
+    report: ReportSettings = ReportSettings()  # ``[report]``: headline, margin, rank test (flat in the file)
     datasets: tuple[str, ...] = ()  # the data sets' labels, in the sweep's order
-    rank_test: bool = True  # a suite's rank test across its data sets (``[report] rank_test``)
     design: dict | None = None  # a factorial design (``design_dict``): axes, levels, points, generators
 
     @property
@@ -75,7 +76,10 @@ def design_dict(design) -> dict | None:
 
 
 def write_plan(results: Path, plan: SweepPlan) -> None:
-    write_json_atomic(Layout(results).plan, dataclasses.asdict(plan))
+    """sweep.json, the report settings' keys at its top level (as every version wrote them)."""
+    d = dataclasses.asdict(plan)
+    report = d.pop("report")
+    write_json_atomic(Layout(results).plan, {**d, **report})
 
 
 def read_plan(results: Path) -> SweepPlan | None:
@@ -85,35 +89,29 @@ def read_plan(results: Path) -> SweepPlan | None:
         return None
     try:
         d = json.loads(path.read_text())
-        fields = {f.name for f in dataclasses.fields(SweepPlan)}
+        fields = {f.name for f in dataclasses.fields(SweepPlan)} - {"report"} | set(REPORT_KEYS)
         if isinstance(d, dict):
-            d.setdefault("metric", "dice")  # plans written before the metric was a choice
-            d.setdefault("datasets", [])    # ... and before suites
-            d.setdefault("margin", None)    # ... and before margins
-            d.setdefault("rank_test", True)  # ... and before rank tests could be declined
-            d.setdefault("design", None)     # ... and before factorial designs
-        if not isinstance(d, dict) or set(d) != fields:
+            d.setdefault("datasets", [])    # plans written before suites
+            d.setdefault("design", None)    # ... and before factorial designs
+        if not isinstance(d, dict) or not set(d) <= fields or not set(d) >= fields - set(REPORT_KEYS):
             raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
                             f"the same arguments rewrites it without training again")
+        # plans written before the metric was a choice, margins or declined rank tests: the defaults
+        report = ReportSettings.from_table({k: d.pop(k) for k in REPORT_KEYS if k in d and d[k] is not None})
         runs = tuple(PlanEntry(**r) for r in d["runs"])
-        plan = SweepPlan(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
-                            "runs": runs})
-        labels = (plan.name, plan.command, plan.baseline, plan.metric, *plan.variants, *plan.families,
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        plan = SweepPlan(**{**values, "runs": runs, "report": report})
+        labels = (plan.name, plan.command, plan.baseline, *plan.variants, *plan.families,
                   *plan.families.values(), *plan.datasets,
                   *(x for r in runs for x in (r.key, r.variant, r.dataset)))
-        if not isinstance(plan.rank_test, bool):
-            raise TypeError(f"rank_test {plan.rank_test!r} (expected true or false)")
-        if plan.margin is not None and (isinstance(plan.margin, bool) or not isinstance(plan.margin, (int, float))
-                                        or plan.margin < 0):
-            raise TypeError(f"margin {plan.margin!r} (expected a number >= 0)")
         if not all(isinstance(v, str) for v in labels) or not all(
                 is_int(r.seed) and (r.fold is None or is_int(r.fold)) for r in runs):
             raise TypeError("expected text labels and keys, integer seeds and folds")
         paths = (*plan.datasets, *(r.key for r in runs), *(r.dataset for r in runs if r.dataset))
         if bad := next((p for p in paths if not NAME.fullmatch(p)), None):
             raise TypeError(f"{bad!r} is not a plain name (letters, digits, '.', '_', '-'), so it names no file")
-        if bad := sorted(set(plan.families.values()) - set(FAMILIES)):
-            raise TypeError(f"family {bad[0]!r} (expected one of {', '.join(FAMILIES)})")
+        if unknown := sorted(set(plan.families.values()) - set(FAMILIES)):
+            raise TypeError(f"family {unknown[0]!r} (expected one of {', '.join(FAMILIES)})")
         return plan
-    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+    except (json.JSONDecodeError, TypeError, AttributeError, ValueError) as e:
         raise ValueError(f"{path}: not a sweep plan written by `unet-ablate run` ({e})") from None

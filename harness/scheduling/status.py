@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import statistics
 
+from ..store.layout import Layout
+from ..store.records import STATUSES
+from ..store.sweep_plan import read_plan
 from .claims import live_claim
-from .layout import Layout
-from .planfile import read_plan
-from .records import STATUSES
-from .run import existing_record
+from .one_run import existing_record
 
 COUNTS = ("planned", *STATUSES, "running", "missing")
 

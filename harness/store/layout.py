@@ -1,7 +1,7 @@
 """The layout of a results folder: the one place that spells its entries.
 
 ```
-sweep.json                the sweep as planned            (``planfile.SweepPlan``)
+sweep.json                the sweep as planned            (``sweep_plan.SweepPlan``)
 runs/<key>.json           one record per run              (``records``)
 runs.csv                  one row per run and form        (``runs_table.runs_frame``)
 samples/<data key>.npz    test images and masks to draw   (``samples.write_samples``)
@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .config import plain_name
-from .fileio import check_folder_path
+from ..config import plain_name
+from ..fileio import check_folder_path
 
 
 class Layout:

@@ -9,7 +9,9 @@ import functools
 import os
 import platform
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +29,7 @@ def _cpu_name() -> str:
 
 def _git_commit() -> str | None:
     try:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]  # the checkout: harness/store/ is two below it
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         return r.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
@@ -120,14 +122,14 @@ _ENV_LABELS = {"device_name": "device", "cuda.runtime": "CUDA", "cuda.cudnn": "c
                "cuda.deterministic_algorithms": "deterministic algorithms", "git_commit": "git commit"}
 
 
-def env_value(env: dict, field: str):
+def env_value(env: Mapping[str, Any], field: str) -> Any:
     """``env[field]``, ``cuda.x`` read inside ``env["cuda"]`` (None: not recorded)."""
     if field.startswith("cuda."):
         return (env.get("cuda") or {}).get(field[5:])
     return env.get(field)
 
 
-def env_mix(envs: list[dict]) -> str:
+def env_mix(envs: Sequence[Mapping[str, Any]]) -> str:
     """"" when every env agrees on ``ENV_FIELDS``; else one clause per field that differs,
     each value with its number of runs, most runs first: "torch 2.14.1 (24 runs) and 2.15.0
     (3 runs); threads 2 (20 runs) and 4 (7 runs)". A field a record lacks (written before it

@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass
 
 import variants
 
-from .cost import count_macs
-from .evaluate import MAX_METRIC_WORKERS
-from .plan import PlannedRun
-from .sweep import Sweep
-from .train import CHECKPOINT_BUDGET
+from ..spec.sweep import Sweep
+from ..training.cost import count_macs
+from ..training.evaluate import MAX_METRIC_WORKERS
+from ..training.train import CHECKPOINT_BUDGET
+from .planning import PlannedRun
 
 DEFAULT_MFU = 0.35
 H200_BF16_TFLOPS = 989.0
@@ -63,7 +63,7 @@ def device_rate(sweep: Sweep, peak: float | None = None, mfu: float | None = Non
     """The rate of the device the sweep's runs would take (see the module's text)."""
     import torch
 
-    from .measure import device_peak_tflops
+    from ..training.measure import device_peak_tflops
 
     cuda = sweep.measure.device == "cuda" or (sweep.measure.device == "auto" and torch.cuda.is_available())
     if peak is not None:

@@ -8,8 +8,8 @@ workers = 2                    # runs at once on this machine (default 1; `--wor
 [data]      # harness.data.DataSpec fields (split = "kfold", folds = 5: cross-validation)
 label = "membranes"            # optional: the data set's name in the report
 # or a suite: several [[data]] tables, each with a label; every variant and seed runs on each
-[protocol]  # harness.protocol.Protocol fields
-[measure]   # harness.protocol.Measure fields
+[protocol]  # harness.spec.protocol.Protocol fields
+[measure]   # harness.spec.protocol.Measure fields
 [variants]
 baseline = "unet-w16"          # a spec name, preset or table; labelled "baseline"
 one_factor = { act = ["relu6"], up = ["bilinear"] }   # one axis at a time from the baseline
@@ -20,7 +20,7 @@ fraction = "1/2"               # a standard 2^(k-1) fraction of it (or resolutio
 "unetpp-ds" = "unetpp-ds-w16"
 [report]
 metric = "dice"                # the headline of the report (harness.metrics.METRICS)
-margin = 0.005                 # |Δ| that does not matter, in the headline's units (default: the metric's)
+margin = 0.01                  # |Δ| that does not matter, in the headline's units (default: the metric's)
 rank_test = true               # a suite's Friedman test across data sets (false: data sets too alike)
 [log]
 tensorboard = true             # event files per run under OUT/tensorboard (as `run --tensorboard`)
@@ -32,7 +32,7 @@ additional_parameters = { qos = "normal" }   # any other sbatch option
 ```
 One-factor variants are labelled ``axis=value``; grid points and factorial design points
 ``a=x,b=y`` (a design point that is the baseline or a one-factor variant is that run, under
-its label). A factorial design (``harness.design``: two levels per axis, the first the
+its label). A factorial design (``harness.spec.design``: two levels per axis, the first the
 baseline's) is reported as main effects and interactions (``report.effects``). A data set
 without a label is named after the built-in set or its folder; labels are plain names
 (they name report folders), one per data set.
@@ -40,18 +40,13 @@ without a label is named after the built-in set or its folder; labels are plain 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import tomllib
-
-import variants
-
-from . import metrics
-from .config import (
+from ..config import (
     NAME_BAD,
     boolean,
     check_keys,
@@ -64,23 +59,13 @@ from .config import (
     table,
     text,
 )
-from .data import DataSpec
-from .design import design as make_design
-from .design import fraction_for
+from ..data import DataSpec
+from .expand import Variant, expand, parse_spec
 from .protocol import Measure, Protocol
+from .settings import ReportSettings
 
 SWEEP_KEYS = ("name", "description", "seeds", "workers", "data", "protocol", "measure", "variants", "report",
               "launcher", "log")
-VARIANT_KEYS = ("baseline", "one_factor", "grid", "factorial", "fraction", "resolution", "explicit")
-
-
-@dataclass(frozen=True)
-class Variant:
-    label: str
-    spec: object          # variants.ArchSpec | variants.SmpSpec, channels not yet set
-    factor: str | None    # the axis a one-factor variant changes; "baseline" for the baseline
-    is_baseline: bool = False
-    family: str = "explicit"  # the question it answers (planfile.FAMILIES), declared up front
 
 
 @dataclass(frozen=True)
@@ -142,11 +127,9 @@ class Sweep:
     variants: tuple[Variant, ...]
     description: str = ""
     source: str = ""
-    metric: str = "dice"  # the report's headline metric (harness.metrics)
-    margin: float = 0.005  # the equivalence margin of the headline, in its units ([report] margin)
-    rank_test: bool = True  # a suite's rank test across its data sets ([report] rank_test)
+    report: ReportSettings = ReportSettings()  # the headline, its margin, the rank test ([report])
     tensorboard: bool = False  # TensorBoard event files per run ([log] tensorboard; --tensorboard)
-    design: tuple | None = None  # a factorial design: (harness.design.Design, the variant label of each point)
+    design: tuple | None = None  # a factorial design: (harness.spec.design.Design, the variant label of each point)
     launcher: Launcher = Launcher()  # how `--launcher` submits it (the [launcher] table)
     workers: int = 1  # runs at once on one machine unless `--workers` says otherwise
 
@@ -178,93 +161,6 @@ def _read(source: str) -> tuple[dict, str]:
         return tomllib.loads(text), where
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{where}: invalid TOML: {e}") from None
-
-
-def _spec(value, where: str):
-    try:
-        return variants.parse(value)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-def _expand_variants(d: dict, where: str) -> tuple[tuple[Variant, ...], tuple | None]:
-    try:
-        check_keys(d, VARIANT_KEYS, "variants")
-        one_factor = table("variants.one_factor", d.get("one_factor", {}), "axis = [values]")
-        grid = table("variants.grid", d.get("grid", {}), "axis = [values]")
-        explicit = table("variants.explicit", d.get("explicit", {}), "label = spec name or table")
-    except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
-    if "baseline" not in d:
-        raise ValueError(f"{where}: variants.baseline: missing (the spec every variant is compared with)")
-    base = _spec(d["baseline"], f"{where}: variants.baseline")
-    out = [Variant("baseline", base, "baseline", True, "baseline")]
-    fields = {f.name for f in dataclasses.fields(variants.ArchSpec)}
-
-    def derived(changes: dict, key: str):
-        if not isinstance(base, variants.ArchSpec):
-            raise ValueError(f"{where}: variants.{key}: needs a family baseline, not {base.name}")
-        for axis in changes:
-            if axis not in fields:
-                raise ValueError(f"{where}: variants.{key}.{axis}: not an axis "
-                                 f"(expected one of {', '.join(sorted(fields))})")
-        try:
-            return base.replace(**changes)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{where}: variants.{key}: {e}") from None
-
-    for axis, values in one_factor.items():
-        for v in values if isinstance(values, list) else [values]:
-            spec = derived({axis: v}, f"one_factor.{axis}")
-            if spec != base:
-                out.append(Variant(f"{axis}={getattr(spec, axis)}", spec, axis, family="one-factor"))
-    for combo in itertools.product(*[v if isinstance(v, list) else [v] for v in grid.values()]):
-        changes = dict(zip(grid, combo))
-        spec = derived(changes, "grid")
-        if spec != base:
-            out.append(Variant(_point_label(base, spec, changes), spec, None, family="grid"))
-    design = _factorial(d, base, derived, out, where)
-    for label, value in explicit.items():
-        out.append(Variant(label, _spec(value, f"{where}: variants.explicit.{label}"), None))
-    if (twice := first_repeat(v.label for v in out)) is not None:
-        raise ValueError(f"{where}: variant {twice!r} is given twice")
-    return tuple(out), design
-
-
-def _point_label(base, spec, axes) -> str:
-    """A grid or design point's label: ``a=x,b=y`` over the axes where it leaves the baseline."""
-    return ",".join(f"{a}={getattr(spec, a)}" for a in axes if getattr(base, a) != getattr(spec, a))
-
-
-def _factorial(d: dict, base, derived, out: list, where: str):
-    """(Design, the label of each point) of ``[variants] factorial``, or None: its points join
-    ``out`` as "factorial" variants, but a point that is already there (the baseline, a
-    one-factor variant) is that run."""
-    axes = d.get("factorial")
-    if axes is None:
-        if any(k in d for k in ("fraction", "resolution")):
-            raise ValueError(f"{where}: variants.fraction/resolution need variants.factorial")
-        return None
-    try:
-        axes = table("variants.factorial", axes, "axis = [first level (the baseline's), second level]")
-        plan = make_design(dict(axes), fraction_for(len(axes), d.get("fraction"), d.get("resolution")))
-    except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
-    for axis, levels in axes.items():
-        first = derived({axis: levels[0]}, f"factorial.{axis}")
-        if first != base:
-            raise ValueError(f"{where}: variants.factorial.{axis}: the first level must be the baseline's "
-                             f"({getattr(base, axis)!r}), got {levels[0]!r}")
-    labels = []
-    for point in plan.points:
-        changes = {a: plan.levels[i][(c + 1) // 2] for i, (a, c) in enumerate(zip(plan.axes, point))}
-        spec = derived(changes, "factorial (at " + ", ".join(f"{a}={v}" for a, v in changes.items()) + ")")
-        same = next((v for v in out if v.spec == spec), None)
-        if same is None:
-            same = Variant(_point_label(base, spec, changes), spec, None, family="factorial")
-            out.append(same)
-        labels.append(same.label)
-    return plan, tuple(labels)
 
 
 def _datasets(value) -> tuple[NamedData, ...]:
@@ -321,29 +217,25 @@ def load_sweep(source: str) -> Sweep:
                          f"would be counted twice)")
     try:
         datasets = _datasets(d["data"])
-        report = table("report", d.get("report", {}), "keys (metric, margin, rank_test)")
-        check_keys(report, ("metric", "margin", "rank_test"), "report")
-        rank_test = boolean("report.rank_test", report.get("rank_test", True))
+        report = ReportSettings.from_table(d.get("report", {}))
         logs = table("log", d.get("log", {}), "keys (tensorboard)")
         check_keys(logs, ("tensorboard",), "log")
         tensorboard = boolean("log.tensorboard", logs.get("tensorboard", False))
-        metric = text("report.metric", report.get("metric", "dice"))
-        margin = report.get("margin", metrics.metric(metric).margin)
         # checkpoints are selected on the headline unless [protocol] select says otherwise
-        protocol = Protocol.from_dict({"select": metric, **table("protocol", d.get("protocol", {}), "protocol fields")})
+        protocol = Protocol.from_dict({"select": report.select,
+                                       **table("protocol", d.get("protocol", {}), "protocol fields")})
         measure = Measure.from_dict(d.get("measure", {}))
         description = text("description", d.get("description", ""))
-        number("report.margin", margin, 0, strict=True)
         launcher = Launcher.from_dict(d.get("launcher", {}))
         workers = integer("workers", d.get("workers", 1), 1)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
     name = plain_name(f"{where}: name", d.get("name", NAME_BAD.sub("_", Path(source).stem)),
                       "the folders results/<name> and reports/<name>")
-    expanded, design = _expand_variants(d["variants"], where)
+    expanded, design = expand(d["variants"], protocol, where)
     return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=expanded, design=design, description=description, source=where,
-                 metric=metric, margin=float(margin), rank_test=rank_test, tensorboard=tensorboard,
+                 report=report, tensorboard=tensorboard,
                  launcher=launcher, workers=workers)
 
 
@@ -383,7 +275,7 @@ def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = Non
                 if not by_label[label].is_baseline:
                     chosen.append(by_label[label])
             else:
-                chosen.append(Variant(label, _spec(label, "--variants"), None))
+                chosen.append(Variant(label, parse_spec(label, "--variants"), None))
         changes["variants"] = tuple(chosen)
         if sweep.design and not set(sweep.design[1]) <= {v.label for v in chosen}:
             changes["design"] = None  # a part of the design is no design: its points are plain variants
