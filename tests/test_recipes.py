@@ -1,6 +1,8 @@
 """Recipe axes: the training protocol's fields ablated like the network's axes
 (``"protocol.<field>"`` in one_factor, grid, factorial and explicit variants), the seeds'
 named recipes, and a report that states each variant's recipe and crosses recipe with network."""
+import dataclasses
+
 import pandas as pd
 import pytest
 from conftest import tiny_sweep
@@ -182,3 +184,38 @@ def test_a_recipe_of_another_budget_is_in_every_run_of_it(tmp_path):
     runs = plan(sweep, load_all(sweep))
     steps = {r.labels.variant: (r.spec.protocol.steps, r.spec.protocol.batch_size) for r in runs}
     assert steps == {"baseline": (2, 2), "steps=5": (5, 2), "batch_size=4": (2, 4)}
+
+
+def test_steps_from_the_command_line_hold_for_every_variant(tmp_path, caplog):
+    from harness.spec.sweep import override
+
+    sweep = sweep_of(tmp_path, one_factor={"protocol.steps": [40], "protocol.eval_every": [1],
+                                           "protocol.optimizer": ["sgd"]})
+    short = override(sweep, steps=5)
+    by_label = {v.label: v for v in short.variants}
+    assert "steps=40" not in by_label and "left out" in caplog.text  # its recipe was only the budget
+    assert by_label["eval_every=1"].protocol(short.protocol).steps == 5
+    assert by_label["optimizer=sgd"].protocol(short.protocol) == dataclasses.replace(short.protocol, optimizer="sgd")
+    keys = [r.key for r in plan(short, load_all(short))]
+    assert len(keys) == len(set(keys))
+
+
+def recorded(variant: str, protocol: dict, baseline=False, selected_on="dice") -> dict:
+    return {"variant": variant, "is_baseline": baseline, "spec": {"protocol": protocol},
+            "train": {"selected_on": selected_on}}
+
+
+def test_how_a_run_resumes_is_no_recipe_and_defaults_left_out_of_a_record_are_filled():
+    from harness.report.describe import protocol_sentence, protocol_text, selection_text
+
+    base = Protocol(lr=3e-3).to_dict()
+    recs = [recorded("baseline", base, True), recorded("act=relu6", {**base, "checkpoint_every": 50})]
+    assert protocol_text(recs).startswith("DIFFERS between runs")  # as before: no recipe ablation
+    assert protocol_sentence(recs).startswith("Every variant is trained under the same protocol")
+    iou = Protocol(select="iou").to_dict()
+    recs = [recorded("baseline", iou, True), recorded("select=dice", Protocol(select="dice").to_dict())]
+    assert protocol_text(recs).endswith("recipe variants change it: `select=dice`: select dice")
+    recs = [recorded("baseline", base, True), recorded("seed001", base, selected_on="train_loss")]
+    text = selection_text(recs)
+    assert not text.startswith("model selection uses the validation split") and "(1 run)" in text
+    assert "best validation Dice (1 run) or lowest mean training loss" in text

@@ -82,6 +82,14 @@ def test_a_plan_written_before_a_setting_reads_as_its_default(tmp_path, drop):
     assert got == expect
 
 
+def test_a_plan_that_wrote_null_for_a_setting_reads_as_its_default(tmp_path):
+    """Versions before ReportSettings wrote ``"margin": null`` for the metric's own margin."""
+    sweep_plan.write_plan(tmp_path, plan_with(ReportSettings("iou", 0.04, False)))
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "margin": None, "rank_test": None}))
+    assert sweep_plan.read_plan(tmp_path).report == ReportSettings("iou", METRICS["iou"].margin, True)
+
+
 @pytest.mark.parametrize("change,needle", [({"margin": 0}, "report.margin"), ({"margin": "x"}, "report.margin"),
                                            ({"rank_test": "no"}, "report.rank_test"),
                                            ({"metric": "nope"}, "report.metric")])

@@ -22,7 +22,7 @@ from .effects import write_factorial
 from .figures import REPORT_FIGURES, draw_figures
 from .index import conclusions_markdown, write_index
 from .labels import baseline_variant, variant_order
-from .style import FIGURES, FigureResult
+from .style import FIGURES, FigureResult, discard_unmade
 from .suite import Part, write_suite
 from .summary import check_metric, shown_metrics, summary_table
 from .tables import markdown, write_tables
@@ -67,7 +67,10 @@ def build_report(results_dir, out_dir=None, metric: str | None = None, figures: 
         notes.append(f"the headline is {metric!r} (`--metric`), not the sweep's declared {declared.metric!r}: "
                      f"a headline chosen after the runs is exploratory, and the declared margin "
                      f"({declared.margin}) applies to {declared.metric!r} only (here: {metric!r}'s default)")
-    settings = declared.with_headline(metric)
+    try:
+        settings = declared.with_headline(metric)
+    except ValueError as e:
+        raise ValueError(f"--metric: {str(e).removeprefix('report.metric: ')}") from None
     metric = settings.metric
     labels = dataset_labels(records, plan)
     if len(labels) == 1:
@@ -119,15 +122,13 @@ def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str
     out.mkdir(parents=True, exist_ok=True)  # only now: a bad --metric writes nothing
     write_tables(records, summary, cap, name, out)
 
-    samples = {key: read_samples(results_dir, key) for key in sorted({r["data"]["key"] for r in records})}
+    keys = sorted({r["data"]["key"] for r in records}) if draw else []  # (only figures show samples)
+    samples = {key: read_samples(results_dir, key) for key in keys}
     figures = (draw_figures(records, summary, order, baseline, samples, out, panels) if draw
                else FigureResult.skipped(*REPORT_FIGURES))
-    for f in figures:  # a skipped figure leaves no stale file of an earlier build behind
-        if not f.files:
-            for suffix in (".pdf", ".png"):
-                (out / f"{f.name}{suffix}").unlink(missing_ok=True)
+    discard_unmade(out, figures)
     table_md = markdown(summary, cap)
-    effects = write_factorial(records, plan, summary, out, name, settings, figures, draw) if plan else ""
+    effects = write_factorial(records, plan, summary, out, name, settings, figures, draw)
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
                 methods=methods(records, summary, baseline), table_md=table_md,
                 figures=figures, records=records, notes=notes, missing=missing,

@@ -14,7 +14,7 @@ from collections import Counter
 from ..metrics import METRICS
 from ..metrics import metric as metric_info
 from ..spec.choices import selection_label
-from ..spec.protocol import Protocol
+from ..spec.protocol import RESUME_ONLY, Protocol
 from ..store.environment import env_mix
 from ..store.records import mac_convention
 from .labels import natural_key
@@ -23,6 +23,7 @@ from .summary import MIN_SEEDS, has_metric, margin_of
 
 # Protocol keys in the order of the protocol's fields.
 PROTOCOL_ORDER = tuple(f.name for f in dataclasses.fields(Protocol))
+PROTOCOL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Protocol)}
 
 DICE_CONVENTION = ("Dice: per-image Dice averaged over images, empty reference + empty "
                    "prediction = 1, foreground classes averaged")
@@ -159,9 +160,10 @@ def recipe_changes(records: list[dict]) -> tuple[dict, dict[str, dict]] | None:
     variant trained under one protocol and a baseline is flagged; else None."""
     by_variant: dict[str, list[dict]] = {}
     for r in records:
+        p = recipe_of(r["spec"]["protocol"])
         by_variant.setdefault(r["variant"], [])
-        if r["spec"]["protocol"] not in by_variant[r["variant"]]:
-            by_variant[r["variant"]].append(r["spec"]["protocol"])
+        if p not in by_variant[r["variant"]]:
+            by_variant[r["variant"]].append(p)
     baseline = next((r["variant"] for r in records if r["is_baseline"]), None)
     if baseline is None or any(len(ps) != 1 for ps in by_variant.values()):
         return None
@@ -169,15 +171,21 @@ def recipe_changes(records: list[dict]) -> tuple[dict, dict[str, dict]] | None:
     changed = {}
     for v in sorted(by_variant, key=natural_key):
         p = by_variant[v][0]
-        if diff := {k: p.get(k) for k in sorted({*p, *base}) if p.get(k) != base.get(k)}:
+        if diff := {k: p[k] for k in p if p[k] != base[k]}:
             changed[v] = diff
-    return base, changed
+    return (base, changed) if changed else None
+
+
+def recipe_of(protocol: dict) -> dict:
+    """What a run learns under, from its recorded protocol: every field (those a record
+    leaves out at their default filled in), how it resumes left out."""
+    return {k: v for k, v in {**PROTOCOL_DEFAULTS, **protocol}.items() if k not in RESUME_ONLY}
 
 
 def protocol_sentence(records: list[dict]) -> str:
     """The methods' sentence on the protocol: one for every variant, or the baseline's and
     the recipe of each variant that changes it."""
-    if recipe_changes(records) is None or len(_distinct_dicts(r["spec"]["protocol"] for r in records)) <= 1:
+    if recipe_changes(records) is None:
         return f"Every variant is trained under the same protocol: {protocol_text(records)}."
     return (f"Every variant is trained under the baseline's protocol but for the recipe it changes "
             f"(a recipe ablation: the same network under another optimizer, loss, rate, schedule, "
@@ -185,14 +193,20 @@ def protocol_sentence(records: list[dict]) -> str:
 
 
 def selection_text(records: list[dict]) -> str:
-    """"each run keeps the weights with the best validation Dice" (the metric each record's
-    weights were selected on; records that differ are counted)."""
+    """"model selection uses the validation split (each run keeps the weights with the best
+    validation Dice)" (the rule each record's weights were selected by; records that differ
+    are counted)."""
     chosen = Counter(r["train"]["selected_on"] for r in records if r.get("train"))
+
+    def count(n: int) -> str:
+        return f" ({n} run{'s' * (n != 1)})" if len(chosen) > 1 else ""
+
     if set(chosen) <= {*METRICS}:  # on validation scores alone: the words every report had
-        names = [metric_info(m).label + (f" ({n} runs)" if len(chosen) > 1 else "") for m, n in sorted(chosen.items())]
-        return f"each run keeps the weights with the best validation {' or '.join(names) or 'score'}"
-    names = [selection_label(m) + (f" ({n} runs)" if len(chosen) > 1 else "") for m, n in sorted(chosen.items())]
-    return f"each run keeps the weights with the best {' or '.join(names)}"
+        names = [metric_info(m).label + count(n) for m, n in sorted(chosen.items())]
+        return (f"model selection uses the validation split (each run keeps the weights with the best "
+                f"validation {' or '.join(names) or 'score'})")
+    names = [selection_label(m) + count(n) for m, n in sorted(chosen.items())]
+    return f"model selection keeps each run's weights with the {' or '.join(names)}"
 
 
 def measure_text(records: list[dict]) -> str:
@@ -271,7 +285,7 @@ def methods(records: list[dict], summary, baseline: str | None) -> str:
             else "No run is flagged as the baseline, so no differences are reported.")
     return (
         f"**Data.** {data_text(records)}. The split is fixed by the data seed, not the run seed; "
-        f"model selection uses the validation split ({selection_text(records)}) and the test "
+        f"{selection_text(records)} and the test "
         f"split is evaluated once.\n\n"
         f"**Protocol.** {protocol_sentence(records)} "
         f"Seeds: {seeds_text(records)}; {len(records)} runs ({runs}). {base}\n\n"

@@ -72,6 +72,14 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def discard_unmade(out_dir: Path, figures: list[FigureResult]) -> None:
+    """A figure not drawn this time leaves no file of an earlier build behind."""
+    for f in figures:
+        if not f.files:
+            for suffix in (".pdf", ".png"):
+                (out_dir / f"{f.name}{suffix}").unlink(missing_ok=True)
+
+
 def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     pdf, png = out_dir / f"{name}.pdf", out_dir / f"{name}.png"
     fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})

@@ -29,7 +29,7 @@ from .describe import mixed_text
 from .index import figures_markdown
 from .ranks import FEW_EXACT, friedman
 from .stats import ALPHA
-from .style import STYLE, FigureResult, palette
+from .style import STYLE, FigureResult, discard_unmade, palette
 from .suite_figures import cd_diagram, delta_heatmap
 from .tables import DASH, latex_table, markdown_table, p_text
 
@@ -161,11 +161,9 @@ def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, P
     write_text_atomic(out / "ranks.csv", result.ranks.rename_axis("dataset").to_csv(float_format="%.6g",
                                                                                       lineterminator="\n"))
     if not draw:
-        for stale in ("suite_heatmap", "cd_diagram"):
-            for suffix in (".pdf", ".png"):
-                (out / f"{stale}{suffix}").unlink(missing_ok=True)
-        return [markdown_table(*table, caption, note), figures_markdown(FigureResult.skipped("suite_heatmap",
-                                                                                             "cd_diagram"))]
+        skipped = FigureResult.skipped("suite_heatmap", "cd_diagram")
+        discard_unmade(out, skipped)
+        return [markdown_table(*table, caption, note), figures_markdown(skipped)]
     colors = palette(r["variant"] for r in records)
     with matplotlib.rc_context(STYLE):
         figures = [delta_heatmap(frames["delta"].drop(index=[baseline], errors="ignore"),
@@ -173,6 +171,7 @@ def _write_across(out: Path, name: str, records: list[dict], ranked: dict[str, P
                                  info.label, info.higher_is_better, out),
                    cd_diagram(result, colors, out) if rank_test
                    else FigureResult("cd_diagram", note="not drawn: no rank test (`[report] rank_test = false`)")]
+    discard_unmade(out, figures)
     return [markdown_table(*table, caption, note), figures_markdown(figures)]
 
 
@@ -200,6 +199,8 @@ def write_suite(out: Path, name: str, results_dir: str, records: list[dict], par
     metric = settings.metric
     across = (_write_across(out, name, records, ranked, metric, baseline, settings.rank_test, draw) if ranked
               else ["No data set has a run that finished ok: there is nothing to compare.\n"])
+    if not ranked:
+        discard_unmade(out, FigureResult.skipped("suite_heatmap", "cd_diagram"))
     if left_out := [label for label in parts if label not in ranked]:
         across.append(f"Not compared (no run finished ok): {', '.join(left_out)}.\n")
     if unrecorded:

@@ -2,7 +2,7 @@
 
 Each run that has no record becomes one job of a job array (SLURM), or one local process
 (``local``: submitit's local executor, the same path without SLURM, which is how the tests
-exercise it). A job calls ``runner.run_key``, the path every runner takes: claim the run,
+exercise it). A job calls ``one_run.run_key``, the path every runner takes: claim the run,
 train it (resuming from its in-run checkpoint when there is one), write its record
 atomically, remove the checkpoint, release the claim. A job that SLURM preempts or stops
 at its time limit is requeued by submitit (``RunJob.checkpoint``) and resumes from the
@@ -79,7 +79,7 @@ def executor(out: Path, sweep, launcher: str):
 
 
 def submit(sweep, out: Path, todo: list, launcher: str, retry_failed: bool = False) -> list:
-    """One job per planned run of ``todo`` (``plan.PlannedRun``, with the ``seen`` of its
+    """One job per planned run of ``todo`` (``planning.PlannedRun``, with the ``seen`` of its
     record), submitted as one array; the jobs, in the order of ``todo``."""
     check_available(launcher)
     threads = sweep.launcher.cpus_per_task or sweep.measure.threads

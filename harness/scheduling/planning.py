@@ -70,7 +70,7 @@ def plan(sweep: Sweep, loaded: dict) -> list[PlannedRun]:
     for run in out:
         if seen.setdefault(run.key, run.labels.variant) != run.labels.variant:
             raise ValueError(f"variants {seen[run.key]!r} and {run.labels.variant!r} have the same spec "
-                             f"({variants.parse(run.spec.arch).name}); each variant must differ")
+                             f"({variants.parse(run.spec.arch).name}) and protocol; each variant must differ")
     return out
 
 

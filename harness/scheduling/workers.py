@@ -70,7 +70,7 @@ def _start_worker(ids, gpus: list[str], level: int) -> None:
 
 def _worker_run(sweep: Sweep, out: Path, key: str, dataset: str, retry_failed: bool, seen: int | None,
                 threads: int) -> tuple[str, str | None, str | None]:
-    """``run.run_key`` in a worker, unless Ctrl-C has been pressed: (outcome, status, error)."""
+    """``one_run.run_key`` in a worker, unless Ctrl-C has been pressed: (outcome, status, error)."""
     global _running
     if _stopping:
         return "stopped", None, None

@@ -100,7 +100,9 @@ TRAIN_LOSS = "train_loss"
 
 def selection_label(select: str) -> str:
     """How the methods name what the weights were selected on."""
-    return "training loss (lowest; seed 001's rule)" if select == TRAIN_LOSS else f"validation {metric(select).label}"
+    if select == TRAIN_LOSS:
+        return "lowest mean training loss between validation points (seed 001's rule; no validation split used)"
+    return f"best validation {metric(select).label}"
 
 
 # --------------------------------------------------------------------------- precision

@@ -90,6 +90,8 @@ class Expander:
                 self.fail(key, f"{PREFIX}{name} cannot differ between variants: {FIXED[name]}")
             if name not in RECIPE_FIELDS:
                 self.fail(key, f"{PREFIX}{name}: not a protocol field (expected one of {', '.join(RECIPE_FIELDS)})")
+        floats = {f.name for f in dataclasses.fields(Protocol) if isinstance(f.default, float)}
+        changes = {k: float(v) if k in floats and type(v) is int else v for k, v in changes.items()}
         try:
             p = dataclasses.replace(self.protocol, **changes)
         except (ValueError, TypeError) as e:
@@ -110,7 +112,7 @@ class Expander:
         for a in axes:
             if a.startswith(PREFIX):
                 if axis_name(a) in changed:
-                    parts.append(f"{axis_name(a)}={_level(changed[axis_name(a)])}")
+                    parts.append(f"{axis_name(a)}={changed[axis_name(a)]}")
             elif getattr(self.base, a) != getattr(spec, a):
                 parts.append(f"{a}={getattr(spec, a)}")
         return ",".join(parts)
@@ -121,11 +123,6 @@ class Expander:
 
     def is_base(self, point: tuple) -> bool:
         return point == (self.base, ())
-
-
-def _level(value) -> str:
-    """A recipe level in a label, as TOML writes it (``augment=false``, ``lr=0.0003``)."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def expand(d: dict, protocol: Protocol, where: str) -> tuple[tuple[Variant, ...], tuple | None]:

@@ -40,6 +40,7 @@ without a label is named after the built-in set or its folder; labels are plain 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ from .settings import ReportSettings
 SWEEP_KEYS = ("name", "description", "seeds", "workers", "data", "protocol", "measure", "variants", "report",
               "launcher", "log")
 
+
+log = logging.getLogger("unet_ablate")
 
 @dataclass(frozen=True)
 class NamedData:
@@ -239,6 +242,28 @@ def load_sweep(source: str) -> Sweep:
                  launcher=launcher, workers=workers)
 
 
+def _budget(p, steps: int):
+    """``p`` (a Protocol, or a recipe's fields) at the command line's ``--steps``: ``eval_every``
+    and ``warmup`` within it."""
+    return dataclasses.replace(p, steps=steps, eval_every=min(p.eval_every, steps), warmup=min(p.warmup, steps // 10))
+
+
+def _budget_recipes(variants_: tuple, base: Protocol, steps: int) -> tuple:
+    """The variants under ``--steps``: it holds for every variant, so a recipe's own steps give
+    way (its eval_every and warmup clamped as the baseline's); a recipe variant left with
+    nothing of its own is the baseline's run, and is left out, saying so."""
+    out = []
+    for v in variants_:
+        mine = _budget(v.protocol(base), steps)
+        recipe = tuple((k, getattr(mine, k)) for k, _ in v.recipe if getattr(mine, k) != getattr(base, k))
+        if v.recipe and not recipe and not v.is_baseline and v.spec == variants_[0].spec:
+            log.warning("--steps %d: variant %r is the baseline's run now (its recipe changed only the "
+                        "budget); left out", steps, v.label)
+            continue
+        out.append(dataclasses.replace(v, recipe=recipe))
+    return tuple(out)
+
+
 def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = None,
              variant_labels: list[str] | None = None, seeds: int | None = None,
              steps: int | None = None, device: str | None = None, folds: int | None = None,
@@ -284,9 +309,10 @@ def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = Non
             raise ValueError(f"--seeds: expected a positive count, got {seeds}")
         changes["seeds"] = tuple(range(seeds))
     if steps is not None:
-        changes["protocol"] = dataclasses.replace(sweep.protocol, steps=steps,
-                                                  eval_every=min(sweep.protocol.eval_every, steps),
-                                                  warmup=min(sweep.protocol.warmup, steps // 10))
+        changes["protocol"] = _budget(sweep.protocol, steps)
+        changes["variants"] = _budget_recipes(changes.get("variants", sweep.variants), changes["protocol"], steps)
+        if sweep.design and not set(sweep.design[1]) <= {v.label for v in changes["variants"]}:
+            changes["design"] = None
     if device is not None:
         changes["measure"] = dataclasses.replace(sweep.measure, device=device)
     return dataclasses.replace(sweep, **changes)

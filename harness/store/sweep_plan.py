@@ -97,7 +97,8 @@ def read_plan(results: Path) -> SweepPlan | None:
             raise TypeError(f"expected the keys {', '.join(sorted(fields))}; `unet-ablate run` with "
                             f"the same arguments rewrites it without training again")
         # plans written before the metric was a choice, margins or declined rank tests: the defaults
-        report = ReportSettings.from_table({k: d.pop(k) for k in REPORT_KEYS if k in d and d[k] is not None})
+        given = {k: d.pop(k) for k in REPORT_KEYS if k in d}  # null: the default (margin: the metric's)
+        report = ReportSettings.from_table({k: v for k, v in given.items() if v is not None})
         runs = tuple(PlanEntry(**r) for r in d["runs"])
         values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         plan = SweepPlan(**{**values, "runs": runs, "report": report})

@@ -14,6 +14,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from ..spec.choices import TRAIN_LOSS
+
 EVERY = 10  # training steps per logged point
 
 
@@ -56,7 +58,7 @@ class TensorBoard:
     def validation(self, step: int, dice: float, select: str, score: float) -> None:
         self._flush(step)
         self.writer.add_scalar("val/dice", dice, step)
-        if select != "dice":
+        if select not in ("dice", TRAIN_LOSS):  # (the training loss is logged at every step)
             self.writer.add_scalar(f"val/{select}", score, step)
 
     def close(self) -> None:
