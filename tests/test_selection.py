@@ -136,7 +136,7 @@ def test_the_methods_say_what_the_weights_were_selected_on():
     from harness.report.describe import selection_text
 
     recs = [{"train": {"selected_on": "dice"}}, {"train": None}]
-    assert selection_text(recs) == "each run keeps the weights with the best validation Dice"
-    recs += [{"train": {"selected_on": "hd95"}}]
-    assert selection_text(recs) == ("each run keeps the weights with the best validation Dice (1 runs) "
-                                    "or HD95 (px) (1 runs)")
+    lead = "model selection uses the validation split (each run keeps the weights with the best validation "
+    assert selection_text(recs) == lead + "Dice)"
+    recs += [{"train": {"selected_on": "hd95"}}, {"train": {"selected_on": "hd95"}}]
+    assert selection_text(recs) == lead + "Dice (1 run) or HD95 (px) (2 runs))"
