@@ -12,11 +12,23 @@ export OMP_NUM_THREADS ?= 2
 
 .PHONY: install lock lint test-latest ablation test test-all bench bench-gpu report clean gpu-wheels gpu-check
 
+# A changed lock: a new venv of exactly its packages, none left from before. It is built at
+# its own path (a venv's scripts hold it), with the working one moved aside to $(VENV).old and
+# put back when any step fails (a conflict marker or a bad pin in the lock), removed once the
+# new one passes `pip check`; an install interrupted halfway is undone by the next one first.
 $(BIN)/unet-ablate: pyproject.toml $(LOCK)
-	$(PYTHON) -m venv --clear $(VENV)  # a changed lock: exactly its packages, none left from before
-	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
-	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/pip check
+	@rm -rf $(VENV).trash
+	@if [ -d $(VENV).old ]; then rm -rf $(VENV) && mv $(VENV).old $(VENV); fi
+	@if [ -d $(VENV) ]; then mv $(VENV) $(VENV).old; fi
+	@echo "installing $(LOCK) into a new $(VENV)"; \
+	if $(PYTHON) -m venv $(VENV) \
+	  && $(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK) \
+	  && $(BIN)/pip install --quiet --no-deps -e . \
+	  && $(BIN)/pip check; \
+	then if [ -d $(VENV).old ]; then mv $(VENV).old $(VENV).trash && rm -rf $(VENV).trash; fi; \
+	else rm -rf $(VENV); \
+	  if [ -d $(VENV).old ]; then mv $(VENV).old $(VENV) && echo "make: $(LOCK) did not install; $(VENV) is left as it was" >&2; fi; \
+	  exit 1; fi
 	@touch $@
 
 install: $(BIN)/unet-ablate

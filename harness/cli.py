@@ -46,25 +46,19 @@ def cmd_list(args: argparse.Namespace) -> int:
           "baseline's value, e.g. `unet-bilinear`, `unetpp-ds-w16-L2`, `smp-unet-resnet18`.")
     print("Axes: " + "; ".join(f"{a}: {'|'.join(v)}" for a, v in variants.AXES.items())
           + "; w<width> d<depth> in<C> k<classes> ds L<k>")
-    from .spec.expand import PREFIX, RECIPE_FIELDS
-    from .spec.recipes import RECIPES
+    from .spec.expand import recipes_text
 
-    print(f"Recipe axes (beside the network's, in any kind of variant): {PREFIX}<field> for "
-          f"{', '.join(RECIPE_FIELDS)}.")
-    print("\nNamed recipes, from the seeds' code (`{ arch = ..., recipe = NAME }` in [variants.explicit]):")
-    for name, r in RECIPES.items():
-        print(f"{name:<{width}}  " + ", ".join(f"{k} {v}" for k, v in r.fields.items()))
-        print(f"{'':<{width}}  {r.source}; {r.mapped}")
+    print(recipes_text(width))
     return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    import variants
+    from variants.build import with_channels
 
     from .store.records import mac_convention
     from .training.cost import profile
 
-    spec = variants.parse(args.name).replace(in_channels=args.in_channels, classes=args.classes)
+    spec = with_channels(args.name, args.in_channels, args.classes, ("--in-channels", "--classes"))
     h, w = args.size
     p = profile(spec, h, w)  # a crop-mode size error comes from the model's input check
     if args.json:
@@ -128,10 +122,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.tensorboard:
         import dataclasses
         sweep = dataclasses.replace(sweep, tensorboard=True)
+    out = Path(args.out or Path("results") / sweep.name)
     if sweep.tensorboard:
         from .training import monitor
-        monitor.check_available()  # before anything is written
-    out = Path(args.out or Path("results") / sweep.name)
+        # before anything is written (the package, a writable folder); named as it was asked for
+        monitor.check_available(out, "--tensorboard" if args.tensorboard else "[log] tensorboard = true")
     if args.no_wait:
         jobs = submit_sweep(sweep, out, args.launcher, retry_failed=args.retry_failed, command=run_command(args, out))
         if not jobs:
@@ -154,14 +149,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .scheduling.forecast import device_rate, estimate, plan_text
+    from .scheduling.forecast import check_seeds, check_size, device_rate, estimate, plan_text, recorded_keys
     from .scheduling.planning import load_all, plan
-    from .store.layout import Layout
 
-    sweep = sweep_of(args)
-    runs_dir = Layout(Path(args.out or Path("results") / sweep.name)).runs
-    recorded = {p.stem for p in runs_dir.glob("*.json")} if runs_dir.is_dir() else set()
-    est = estimate(sweep, plan(sweep, load_all(sweep)), recorded, device_rate(sweep, args.device_peak, args.mfu))
+    check_seeds(args.seeds)  # before the sweep makes them
+    sweep = check_size(sweep_of(args))  # before anything is planned
+    rate = device_rate(sweep, args.device_peak, args.mfu)
+    runs = plan(sweep, load_all(sweep))
+    est = estimate(sweep, runs, recorded_keys(Path(args.out or Path("results") / sweep.name), runs), rate)
     power = None
     if args.power:
         from .report.power import power_table, power_text
@@ -169,7 +164,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         power = power_table(args.power, len(sweep.seeds), sweep.report.metric)
         est["power"] = json.loads(power.to_json(orient="records"))
     if args.json:
-        print(json.dumps(est, indent=2))
+        print(json.dumps(est, indent=2, allow_nan=False))
         return 0
     print(plan_text(est))
     if power is not None:
@@ -181,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .scheduling.status import status_text, sweep_status
 
     st = sweep_status(args.results_dir)
-    print(json.dumps(st, indent=2) if args.json else status_text(st))
+    print(json.dumps(st, indent=2, allow_nan=False) if args.json else status_text(st))
     return 0
 
 
@@ -248,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = command("profile", help="parameters, MACs and shapes of one variant")
     q.add_argument("name", help="a preset or a readable spec name")
-    q.add_argument("--in-channels", type=_size, default=3, help="default: 3")
-    q.add_argument("--classes", type=_size, default=1, help="default: 1")
+    q.add_argument("--in-channels", type=_size, help="default: the name's in<C> (a preset's own), else 3")
+    q.add_argument("--classes", type=_size, help="default: the name's k<n> (a preset's own), else 1")
     q.add_argument("--size", type=_size, nargs=2, metavar=("H", "W"), default=(256, 256))
     q.add_argument("--json", action="store_true", help="one JSON object")
     q.set_defaults(func=cmd_profile)
@@ -271,9 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "in its results folder, and an estimated device time (MACs, steps and batch "
                             "at an assumed peak x MFU, stated). Trains nothing.")
     sweep_flags(q)
-    q.add_argument("--device-peak", type=float, metavar="TFLOPS",
-                   help="the device's dense peak (default: the GPU's own; an H200's for a CUDA sweep without a GPU)")
-    q.add_argument("--mfu", type=float, metavar="F", help="assumed model FLOP utilisation (default 0.35 on a GPU)")
+    from .scheduling.forecast import rate_number
+    q.add_argument("--device-peak", type=rate_number, metavar="TFLOPS", help="the device's dense peak (default: "
+                   "the GPU's own, else an H200's for a CUDA sweep; on a CPU sweep: the CPU's rate per run)")
+    q.add_argument("--mfu", type=rate_number, metavar="F",
+                   help="assumed model FLOP utilisation (default 0.35 on a GPU, 1 on the CPU: an effective rate)")
     q.add_argument("--power", metavar="PILOT",
                    help="a pilot results folder: what the planned seeds would conclude at its Δ and variances")
     q.add_argument("--json", action="store_true", help="one JSON object (runs, todo, estimated_gpu_hours, ...)")

@@ -166,7 +166,7 @@ def metric(name: str) -> Metric:
     if name in METRICS:
         return METRICS[name]
     base, _, k = name.rpartition("_c")
-    if base in ("dice", "iou", "hd95", "nsd") and k.isdigit():
+    if base in ("dice", "iou", "hd95", "nsd") and k.isascii() and k.isdigit():
         m = METRICS[base]
         return Metric(name, f"{m.label.split(' ')[0]} class {k}", m.higher_is_better,
                       f"{m.label.split(' ')[0]} of class {k} alone.", m.from_counts, margin=m.margin)

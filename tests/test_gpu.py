@@ -441,7 +441,7 @@ def test_gpu_check_without_cuda_ends_in_one_line(tmp_path):
     done = subprocess.run(["bash", "tools/gpu_check.sh"], cwd=root, capture_output=True, text=True,
                           env={**os.environ, "OUT": str(out)})
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu-check: no CUDA device")
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu-check: ") and "no CUDA device" in done.stderr
     assert not out.exists()
 
 

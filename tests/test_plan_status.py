@@ -45,10 +45,10 @@ def test_plan_counts_runs_and_recorded_ones(sweep_file, tmp_path, capsys):
     sweep = load_sweep(str(sweep_file))
     key = plan(sweep, load_all(sweep))[0].key
     Layout(out).runs.mkdir(parents=True)
-    Layout(out).record(key).write_text("{}")
+    Layout(out).record(key).write_text("{}")  # not a record: `run` would do it again, so it is to do
     est = plan_json(capsys, sweep_file, "--out", out)
-    assert (est["recorded"], est["todo"]) == (1, 3)
-    assert est["estimated_todo_hours"] < est["estimated_device_hours"]
+    assert (est["recorded"], est["todo"]) == (0, 4)
+    assert est["estimated_todo_hours"] == pytest.approx(est["estimated_device_hours"])
 
 
 def test_the_estimate_is_the_stated_arithmetic(sweep_file):
@@ -188,7 +188,9 @@ def test_run_tensorboard_writes_event_files_tensorboard_reads(sweep_file, tmp_pa
     out = tmp_path / "out"
     assert main(["run", str(sweep_file), "--seeds", "1", "--tensorboard", "--out", str(out), "-q"]) == 0
     runs = sorted(p.relative_to(out / "tensorboard") for p in (out / "tensorboard").glob("*/*/*"))
-    assert [str(r) for r in runs] == ["shapes/baseline/seed0", "shapes/up_bilinear/seed0"]
+    from harness.training.monitor import folder_name
+
+    assert [str(r) for r in runs] == ["shapes/baseline/seed0", f"shapes/{folder_name('up=bilinear')}/seed0"]
     events = EventAccumulator(str(out / "tensorboard" / runs[0]))
     events.Reload()
     tags = events.Tags()["scalars"]

@@ -81,11 +81,65 @@ def test_a_failed_run_without_training_or_forms_is_accepted(rec):
     assert check_record(rec, "x") is rec
 
 
-def test_lists_are_checked_as_lists_never_walked(rec):
-    """Count arrays hold thousands of numbers: only the container is checked."""
-    rec["forms"][0]["counts"]["values"] = ["not", "counts"]
+def test_lists_of_tables_are_checked_as_lists_never_walked(rec):
+    """A training history is a list: only the container is checked (its tables vary by version)."""
     rec["train"]["history"] = [None]
     assert check_record(rec, "x") is rec
+
+
+# --------------------------------------------------------------------------- the numbers
+
+def test_the_numbers_of_a_written_record_are_in_range(rec):
+    assert records.values_problem(rec) is None
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f["counts"]["values"][0][0].__setitem__(1, -6000),
+     "forms[0].counts.values: a count that is not a whole number >= 0"),
+    (lambda f: f["counts"]["values"][0].__setitem__(0, [7000, -6000, 0, 0]), "a count that is not a whole number"),
+    (lambda f: f["counts"]["values"][0][0].__setitem__(0, 2.5), "a count that is not a whole number"),
+    (lambda f: f["counts"]["values"][0][0].__setitem__(0, "7"), "forms[0].counts.values: expected numbers of shape"),
+    (lambda f: f["counts"].__setitem__("values", ["not", "counts"]), "expected numbers of shape (12, 1, 4)"),
+    (lambda f: f["counts"]["values"].pop(), "expected numbers of shape (12, 1, 4)"),
+    (lambda f: f["metrics"].__setitem__("dice", 7), "forms[0].metrics.dice is 7 (outside the range of dice"),
+    (lambda f: f["metrics"].__setitem__("iou", -0.1), "forms[0].metrics.iou is -0.1"),
+    (lambda f: f["metrics"].__setitem__("fpr_empty", 1.5), "forms[0].metrics.fpr_empty is 1.5"),
+    (lambda f: f["metrics"].__setitem__("n_images", -1), "forms[0].metrics.n_images is -1"),
+    (lambda f: f["image_metrics"]["values"].__setitem__("vi", [-7.0] * 12), "image_metrics.values.vi is [-7.0"),
+    (lambda f: f["image_metrics"]["values"].__setitem__("hd95", [float("inf")] * 12), "values.hd95 is [inf"),
+    (lambda f: f["image_metrics"]["values"].__setitem__("cldice", [1.2] * 12), "values.cldice is [1.2"),
+    (lambda f: f["image_metrics"]["values"].__setitem__("rand_f", ["x"] * 12), "values.rand_f is ['x'"),
+])
+def test_numbers_outside_their_range_leave_the_record_out(rec, change, message):
+    """Counts [7000, -6000, 0, 0] gave an IoU of 1.559, a VI of -7 a Δ of -2.8, and Dice 7 was
+    shown as 7.0: such a record is not one the runner writes."""
+    change(rec["forms"][0])
+    assert message in problem(rec)
+
+
+def test_nan_is_an_image_a_metric_leaves_out_and_null_too(rec):
+    values = rec["forms"][0]["image_metrics"]["values"]
+    values["hd95"] = [float("nan")] + values["hd95"][1:]
+    values["nsd"] = [None] + values["nsd"][1:]
+    assert check_record(rec, "x") is rec
+
+
+def test_the_classes_of_one_image_count_the_same_pixels(rec):
+    counts = rec["forms"][0]["counts"]
+    counts["classes"] = [1, 2]
+    counts["values"] = [[row[0], [1, 0, 0, 5]] for row in counts["values"]]  # 6 pixels beside the first class's
+    assert "the classes of one image count different numbers of pixels" in problem(rec)
+
+
+def test_a_record_under_another_runs_name_is_not_that_runs_record(rec, tmp_path):
+    records.write_record(tmp_path, rec)
+    copy_path = tmp_path / "runs" / "someoneelse.json"
+    copy_path.write_text((tmp_path / "runs" / f"{rec['key']}.json").read_text())
+    with pytest.raises(ValueError, match=f"not the record of run someoneelse: it holds run {rec['key']}"):
+        records.read_record(copy_path, "someoneelse")
+    skipped = []
+    assert [r["key"] for r in records.load_records(tmp_path, skipped=skipped)] == [rec["key"]]
+    assert len(skipped) == 1 and "someoneelse.json: not the record of run someoneelse" in skipped[0]
 
 
 def test_a_whole_number_of_seconds_is_a_time(rec):

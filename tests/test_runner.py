@@ -219,7 +219,7 @@ def test_run_user_errors_are_one_line_and_write_nothing(fails_cleanly, tmp_path,
     ('colour = "red"', "colour: unknown key"),
     ('seeds = [0, 0]', "seeds: 0 is given twice"),
     ('seeds = [1, 2, 1]', "seeds: 1 is given twice"),
-    ('seeds = [-1, 0]', "seeds: expected a positive count or a list of integers >= 0"),
+    ('seeds = [-1, 0]', "seeds: expected a count from 1 to 10,000 or a list of as many integers >= 0"),
 ])
 def test_bad_sweep_file_names_the_file_and_key(fails_cleanly, tmp_path, table, needle):
     bad = tmp_path / "bad.toml"

@@ -13,7 +13,8 @@
 #   tables.md       its report: the suite's front page and each data set's table
 # With the project's venv (.venv) it uses it; without (an offline node whose python3 has
 # torch), it installs the wheels of .whl/ (`make gpu-wheels`) into a temporary folder on
-# PYTHONPATH and runs from the checkout. Without CUDA it stops at once, exit 2.
+# PYTHONPATH and runs from the checkout. Where torch does not import (its error said) or
+# sees no CUDA device, it stops at once, exit 2.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check}
@@ -32,8 +33,19 @@ else
   export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
-if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  echo "gpu-check: no CUDA device here (torch.cuda.is_available() is False): nothing to check" >&2
+# one import of torch; the reason it cannot check is the last line it writes on stderr
+if ! reason=$("$PY" - 2>&1 <<'EOF'
+import sys
+try:
+    import torch
+except Exception as e:  # an ImportError, or an OSError for a missing CUDA library
+    text = str(e).strip().splitlines()
+    sys.exit(f"torch failed to import ({e.__class__.__name__}{': ' + text[-1] if text else ''})")
+if not torch.cuda.is_available():
+    sys.exit("no CUDA device here (torch.cuda.is_available() is False)")
+EOF
+); then
+  echo "gpu-check: with $PY, ${reason##*$'\n'}: nothing to check" >&2
   exit 2
 fi
 

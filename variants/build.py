@@ -8,7 +8,7 @@ from torch import nn
 
 from .presets import PRESETS
 from .smp_baselines import build_smp
-from .spec import ArchSpec, SmpSpec, Spec, from_dict, from_name
+from .spec import ArchSpec, SmpSpec, Spec, from_dict, from_name, name_fields
 from .unet import TOPOLOGIES
 from .weights import load_weights
 
@@ -27,6 +27,24 @@ def parse(x: Union[Spec, dict, str]) -> Spec:
         except ValueError as e:
             raise ValueError(f"{x!r} is neither a preset ({', '.join(PRESETS)}) nor a valid spec name: {e}") from None
     raise TypeError(f"cannot make a spec from {type(x).__name__}")
+
+
+def with_channels(x: str, in_channels: int | None = None, classes: int | None = None,
+                  names: tuple[str, str] = ("in_channels", "classes")) -> Spec:
+    """The spec of ``x`` (a preset or a readable name) with ``in_channels`` and ``classes``
+    where given; None keeps its own: the name's ``in<C>`` and ``k<n>`` tokens, a preset's
+    channels, else 3 and 1. A value given beside a token that says otherwise is a ValueError
+    naming both (the value by ``names``: a command line's flags)."""
+    spec = parse(x)
+    stated = {} if x in PRESETS else name_fields(x)
+    for field, name, token, given in zip(("in_channels", "classes"), names, ("in", "k"), (in_channels, classes)):
+        if given is None:
+            continue
+        if stated.get(field, given) != given:
+            raise ValueError(f"{name} {given} contradicts the token {token}{stated[field]} of spec name {x!r}: "
+                             f"expected one of them, or the same value")
+        spec = spec.replace(**{field: given})
+    return spec
 
 
 def build(spec: Union[Spec, dict, str]) -> nn.Module:

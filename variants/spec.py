@@ -266,7 +266,14 @@ _NUM_TOKENS = {"w": "width", "d": "depth", "in": "in_channels", "k": "classes"}
 _NUM_RE = re.compile(r"^(w|d|in|k)(\d+)$")
 
 
-def _arch_from_name(name: str) -> ArchSpec:
+def _given(fields: dict[str, Any], key: str, value: Any, name: str) -> None:
+    """Set ``key`` from a token of ``name``; a second token for it with another value is an error."""
+    if key in fields and fields[key] != value:
+        raise ValueError(f"{key}: given twice in spec name {name!r}")
+    fields[key] = value
+
+
+def _arch_fields(name: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for tok in name.split("-"):
         if tok in _TOKENS:
@@ -277,33 +284,44 @@ def _arch_from_name(name: str) -> ArchSpec:
             key, value = "form", tok
         else:
             raise ValueError(f"unknown token {tok!r} in spec name {name!r}")
-        if key in fields and fields[key] != value:
-            raise ValueError(f"{key}: given twice in spec name {name!r}")
-        fields[key] = value
-    return ArchSpec(**fields)
+        _given(fields, key, value, name)
+    return fields
 
 
 _DEC_RE = re.compile(r"^dec\d+(\.\d+)*$")
 
 
-def _smp_from_name(name: str) -> SmpSpec:
+def _smp_fields(name: str) -> dict[str, Any]:
     parts = name.split("-")
     if len(parts) < 3:
         raise ValueError(f"smp spec name {name!r}: expected smp-<architecture>-<encoder> (architectures: "
                          f"{', '.join(SMP_DECODER)}), e.g. smp-fpn-resnet18")
     fields: dict[str, Any] = {"arch": parts[1]}
     rest = parts[2:]
-    while len(rest) > 1:
+    while len(rest) > 1:  # the tokens after the encoder, from the last (no encoder has a "-dec" part)
         tok = rest[-1]
-        if _DEC_RE.match(tok):
-            fields["decoder_channels"] = tuple(int(c) for c in tok[3:].split("."))
+        if tok.startswith("dec"):
+            if not _DEC_RE.match(tok):
+                raise ValueError(f"token {tok!r} in spec name {name!r}: expected dec<n>[.<n>...], the decoder's "
+                                 f"channels as positive integers (e.g. dec128.64.32.16.8)")
+            _given(fields, "decoder_channels", tuple(int(c) for c in tok[3:].split(".")), name)
         elif m := re.match(r"^(in|k)(\d+)$", tok):
-            fields["in_channels" if m.group(1) == "in" else "classes"] = int(m.group(2))
+            _given(fields, "in_channels" if m.group(1) == "in" else "classes", int(m.group(2)), name)
         else:
             break
         rest = rest[:-1]
     fields["encoder"] = "-".join(rest)
-    return SmpSpec(**fields)
+    return fields
+
+
+def name_fields(name: str) -> dict[str, Any]:
+    """The fields a readable spec name sets by its own tokens (those left out, which take
+    their defaults, are absent): ``unet-w4-in1`` -> topology, width and in_channels. A
+    ValueError where ``from_name`` raises one for the tokens."""
+    name = name.strip()
+    if not name:
+        raise ValueError("empty spec name")
+    return _smp_fields(name) if name.startswith("smp-") else _arch_fields(name)
 
 
 def from_dict(d: dict[str, Any]) -> Spec:
@@ -321,9 +339,5 @@ def from_dict(d: dict[str, Any]) -> Spec:
 
 def from_name(name: str) -> Spec:
     """Parse a readable name; tokens left out take their defaults (``unetpp-ds-L2``)."""
-    name = name.strip()
-    if not name:
-        raise ValueError("empty spec name")
-    if name.startswith("smp-"):
-        return _smp_from_name(name)
-    return _arch_from_name(name)
+    fields = name_fields(name)
+    return SmpSpec(**fields) if name.strip().startswith("smp-") else ArchSpec(**fields)

@@ -15,6 +15,7 @@ Modules, one job each:
   ranks           a suite's ranks and Friedman test
   suite           a suite's report across data sets (tables, heat map, CD diagram)
   suite_figures   the CD diagram and the Δ heat map
+  tuning          ``[tune]``: the point each variant keeps, from validation scores alone; tuning.csv
   power           ``plan --power``: MDE and seeds needed, from a pilot
   index           the front page index.md
   build           ``build_report``: all of the above from a results folder

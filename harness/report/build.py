@@ -26,6 +26,7 @@ from .style import FIGURES, FigureResult, discard_unmade
 from .suite import Part, write_suite
 from .summary import check_metric, shown_metrics, summary_table
 from .tables import markdown, write_tables
+from .tuning import choose_tuned, drop_unchosen, tuning_methods, tuning_text
 
 
 def sweep_name(records: list[dict], plan, results_dir: Path) -> str:
@@ -49,13 +50,7 @@ def build_report(results_dir, out_dir=None, metric: str | None = None, figures: 
     if not results_dir.is_dir():
         raise ValueError(f"{results_dir}: " + ("is a file, expected a" if results_dir.exists() else "no such")
                          + " results folder")
-    plan = read_plan(results_dir)
-    skipped: list[str] = []
-    records = load_records(results_dir, plan.keys if plan else None, skipped)
-    notes = [f"left out, {reason}" for reason in skipped]
-    if plan and (stray := stray_records(results_dir, plan.keys)):
-        notes.append(f"{len(stray)} record(s) in {Layout(results_dir).runs} are not runs of the sweep in "
-                     f"sweep.json and were left out (e.g. {stray[0]})")
+    plan, records, notes, tuning = read_results(results_dir)
     name = sweep_name(records, plan, results_dir)
     out = Path(out_dir) if out_dir is not None else Path("reports") / name
     check_folder_path(out, "a report folder")
@@ -74,7 +69,8 @@ def build_report(results_dir, out_dir=None, metric: str | None = None, figures: 
     metric = settings.metric
     labels = dataset_labels(records, plan)
     if len(labels) == 1:
-        build_one(results_dir, records, plan, out, name, settings, notes, figures)
+        build_one(results_dir, records, plan, out, name, settings, notes, figures, tuning)
+        write_tuning(out, tuning)
         return out
     groups = {label: [r for r in records if r["dataset"] == label] for label in labels}
     unrecorded = [label for label, mine in groups.items() if not mine]  # planned, no record at all
@@ -86,7 +82,32 @@ def build_report(results_dir, out_dir=None, metric: str | None = None, figures: 
              for label, mine in groups.items()}
     write_suite(out, name, str(results_dir), records, parts, settings, notes,
                 plan.baseline if plan else baseline_variant(records), unrecorded, figures)
+    write_tuning(out, tuning)
     return out
+
+
+def read_results(results_dir: Path) -> tuple:
+    """(plan, the records to report, notes, the tuning table or None) of a results folder:
+    records that are not its runs left out with a note; of ``[tune]`` candidates, the chosen."""
+    plan = read_plan(results_dir)
+    skipped: list[str] = []
+    records = load_records(results_dir, plan.keys if plan else None, skipped)
+    notes = [f"left out, {reason}" for reason in skipped]
+    if plan and (stray := stray_records(results_dir, plan.keys)):
+        notes.append(f"{len(stray)} record(s) in {Layout(results_dir).runs} are not runs of the sweep in "
+                     f"sweep.json and were left out (e.g. {stray[0]})")
+    kept, tuning = choose_tuned(records)
+    if tuning is not None:
+        notes.append(tuning_text(tuning))
+    return drop_unchosen(plan, records, kept), kept, notes, tuning
+
+
+def write_tuning(out: Path, tuning: pd.DataFrame | None) -> None:
+    """tuning.csv (every point tried, its mean validation score, the choice); none without tuning."""
+    if tuning is None:
+        (out / "tuning.csv").unlink(missing_ok=True)
+    else:
+        write_text_atomic(out / "tuning.csv", tuning.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
 
 
 def dataset_labels(records: list[dict], plan) -> list[str]:
@@ -105,7 +126,7 @@ def headline_summary(records: list[dict], plan, settings: ReportSettings
 
 
 def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str, settings: ReportSettings,
-              notes: list[str], draw: bool = True) -> Part:
+              notes: list[str], draw: bool = True, tuning: pd.DataFrame | None = None) -> Part:
     """The report of one data set's records into ``out``; returns what a suite's front
     page shows of it."""
     notes, metric = list(notes), settings.metric
@@ -130,7 +151,8 @@ def build_one(results_dir: Path, records: list[dict], plan, out: Path, name: str
     table_md = markdown(summary, cap)
     effects = write_factorial(records, plan, summary, out, name, settings, figures, draw)
     write_index(out, sweep_name=name, results_dir=str(results_dir), n_records=len(records),
-                methods=methods(records, summary, baseline), table_md=table_md,
+                methods=methods(records, summary, baseline) + (f"\n\n{tuning_methods(tuning)}" if tuning is not None
+                                                                 else ""), table_md=table_md,
                 figures=figures, records=records, notes=notes, missing=missing,
                 command=plan.command if plan else "", conclusions=conclusions_markdown(summary), effects=effects)
     return Part(summary, order, table_md, len(records), len(missing or []))

@@ -18,7 +18,7 @@ from ..store.records import load_records
 from ..store.sweep_plan import read_plan
 from .build import dataset_labels, headline_summary
 from .stats import SeedModel
-from .summary import expected_verdict, seeds_needed
+from .summary import MIN_SEEDS, expected_verdict, seeds_needed
 
 POWER_COLUMNS = ["dataset", "variant", "form", "delta", "margin", "pilot_seeds", "mde_pilot", "planned_seeds",
                  "mde_planned", "expected", "seeds_needed"]
@@ -51,8 +51,8 @@ def power_table(results_dir, seeds: int, metric: str | None = None) -> pd.DataFr
                          "expected": expected_verdict(planned, row.ci_level, row.margin),
                          "seeds_needed": np.nan if needed is None else needed})
     if not rows:
-        raise ValueError(f"{results_dir}: no comparison with a test in the pilot (each needs at least 2 ok "
-                         f"seeds of a variant and of the baseline, paired)")
+        raise ValueError(f"{results_dir}: no comparison with a test in the pilot (each needs at least "
+                         f"{MIN_SEEDS} ok seeds of a variant and of the baseline, paired)")
     return pd.DataFrame(rows, columns=POWER_COLUMNS)
 
 

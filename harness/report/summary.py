@@ -106,11 +106,25 @@ def has_metric(records: list[dict], metric: str) -> bool:
 def check_metric(records: list[dict], metric: str, where: str = "") -> None:
     """A one-line ValueError where ``metric`` is unknown, or ok runs of ``records`` exist and
     none holds it (records without an ok run get a report of their failures)."""
-    metric_info(metric)
-    if any(r["status"] == "ok" for r in records) and not has_metric(records, metric):
-        raise ValueError(f"{where}metric {metric!r}: no ok run of these records has it (records of "
-                         f"schema 2 hold only the metrics of their counts; binary-only metrics need "
-                         f"binary data)")
+    info = metric_info(metric)
+    ok = [r for r in records if r["status"] == "ok"]
+    if ok and not has_metric(records, metric):
+        raise ValueError(f"{where}metric {metric!r}: no ok run of these records has it ({_why_missing(ok, info)})")
+
+
+def _why_missing(ok: list[dict], info) -> str:
+    """Why ok records lack a metric: the class it names, binary data, or their schema."""
+    base, _, k = info.name.rpartition("_c")
+    held = sorted({name for r in ok for f in r["forms"] for name in
+                   (*((f.get("image_metrics") or {}).get("values") or {}), *f["metrics"])
+                   if name.startswith(f"{base}_c")}) if k.isdigit() else []
+    if held:
+        return f"these records score {base} of the classes {', '.join(held)} only"
+    if info.binary_only and not any(len(f["counts"]["classes"]) == 1 for r in ok for f in r["forms"]):
+        return f"{info.name} needs binary data"
+    if not info.from_counts and all(r["schema"] == 2 for r in ok):
+        return "records of schema 2 hold only the metrics of their counts"
+    return "records of schema 2 hold only the metrics of their counts; binary-only metrics need binary data"
 
 
 def shown_metrics(records: list[dict], metric: str) -> list[str]:

@@ -21,8 +21,12 @@ this host by a process that no longer exists (a run killed with ``kill -9``): th
 stores its process's start time, so a new process that got the same PID is not mistaken
 for it. A runner looks again, before it ends, at the runs it found held elsewhere.
 Taking over is atomic too: the runners that find one stale claim race for a marker file
-named after the stale claim's content (``O_EXCL`` again), and only the winner removes it
-and claims anew, so two runners never both win a stale claim.
+named after the stale claim's content (created exclusively, as a claim is), and only the
+winner removes it and claims anew, so two runners never both win a stale claim. The marker
+names its taker's host and process, and is judged as a claim is: one left by a taker that
+died (on this host: at once; elsewhere: after ``STALE_S``) is removed, never taken for a
+runner at work. A claim whose content names no runner (a ``pid`` that is not a positive
+integer, a ``host`` that is not text: written by hand or corrupted) is stale, with a warning.
 """
 from __future__ import annotations
 
@@ -58,6 +62,19 @@ def _info(data: bytes) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def malformed(info: dict) -> str | None:
+    """What makes a claim's content no claim a runner wrote (a file written by hand or
+    corrupted: a ``pid`` that is no positive integer, a ``host`` that is no text), None when
+    nothing; such a claim names no runner, so it is stale."""
+    pid = info.get("pid")
+    if "pid" in info and not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0):
+        return f"pid {json.dumps(pid)[:40]} is not a process id"
+    for field in ("host", "pid_started", "pid_ns", "token"):
+        if info.get(field) is not None and not isinstance(info[field], str):
+            return f"{field} {json.dumps(info[field])[:40]} is not a text"
+    return None
 
 
 def process_start(pid: int) -> str | None:
@@ -99,10 +116,11 @@ def is_stale(info: dict, mtime: float, stale_s: float | None = None, unchanged_s
     its heartbeat is older than ``stale_s`` by the file's time, or this observer has seen it
     unchanged for that long on its own clock (``unchanged_s``: a claim stamped in the future
     by a node whose clock runs ahead ages too), or its holder on this host (in this PID
-    namespace) has ended."""
+    namespace) has ended, or its content names no runner (``malformed``). A takeover
+    marker is judged the same way (its content: its taker's host and process)."""
     limit = STALE_S if stale_s is None else stale_s
     age = max(time.time() - mtime, unchanged_s)
-    if age > limit or (not info and age > WRITE_GRACE_S):
+    if age > limit or (not info and age > WRITE_GRACE_S) or malformed(info):
         return True
     same_pids = info.get("pid_ns") in (None, pid_namespace())  # (claims written before pid_ns: assumed so)
     return (info.get("host") == socket.gethostname() and "pid" in info and same_pids
@@ -162,6 +180,26 @@ class Claim:
         self.release()
 
 
+def _owner() -> dict:
+    """This process, as a claim or a takeover marker names its holder."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": process_start(os.getpid()),
+            "pid_ns": pid_namespace()}
+
+
+def _clear_dead_marker(marker: Path, stale_s: float | None) -> None:
+    """Remove the takeover marker at ``marker`` when its taker is gone: it is judged as a
+    claim is (``is_stale``: aged on the file's time and on this observer's own clock, its
+    taker's process on this host, an empty marker after ``WRITE_GRACE_S``), so a runner that
+    died while taking over blocks nobody (nor counts as running elsewhere)."""
+    try:
+        data, stamp = marker.read_bytes(), marker.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if is_stale(_info(data), stamp, stale_s, unchanged_for(marker, data, stamp)):
+        log.info("removing the takeover marker %s: its runner is gone", marker.name)
+        marker.unlink(missing_ok=True)
+
+
 def _take_over(path: Path, stale_s: float | None) -> bool:
     """Remove the claim at ``path`` when it is stale, as the one runner that does so; True
     when the caller may now try to claim (also when the claim was released meanwhile)."""
@@ -172,15 +210,9 @@ def _take_over(path: Path, stale_s: float | None) -> bool:
     if not is_stale(_info(data), mtime, stale_s, unchanged_for(path, data, mtime)):
         return False
     marker = path.with_name(f".{path.name}.{_digest(data)}.takeover")
-    try:
-        stamp = marker.stat().st_mtime  # aged on the file's time and on this observer's own clock
-        age = max(time.time() - stamp, unchanged_for(marker, b"", stamp))  # (a node whose clock runs ahead)
-        if age > (STALE_S if stale_s is None else stale_s):
-            marker.unlink(missing_ok=True)  # left by a runner that died while taking over
-    except FileNotFoundError:
-        pass
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE))
+    _clear_dead_marker(marker, stale_s)
+    try:  # the marker names its taker, written whole (as a claim is)
+        _create(marker, json.dumps(_owner()).encode(), uuid.uuid4().hex)
     except FileExistsError:
         return False  # another runner is taking this claim over
     try:
@@ -188,8 +220,9 @@ def _take_over(path: Path, stale_s: float | None) -> bool:
             if _digest(path.read_bytes()) != _digest(data):
                 return False  # claimed anew meanwhile (by the runner that took it over)
             info = _info(data)
-            log.info("taking over run %s from %s (pid %s): its claim is stale", path.stem,
-                     info.get("host", "?"), info.get("pid", "?"))
+            log.info("taking over run %s from %s (pid %s): its claim is stale%s", path.stem,
+                     info.get("host", "?"), info.get("pid", "?"),
+                     f" ({why})" if (why := malformed(info)) else "")
             path.unlink()
         except FileNotFoundError:
             pass
@@ -205,9 +238,7 @@ def claim(results: Path, key: str, stale_s: float | None = None,
     path = Layout(results).claim(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    info = {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": process_start(os.getpid()),
-            "pid_ns": pid_namespace(),
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    info = {**_owner(), "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "job": os.environ.get("SLURM_JOB_ID"), "token": token}
     for _ in range(3):  # a claim released or taken over meanwhile: try again
         try:
@@ -260,6 +291,9 @@ def live_claim(results: Path, key: str) -> dict | None:
     except FileNotFoundError:
         return None
     info = _info(data)
+    if (why := malformed(info)) is not None:
+        log.warning("%s: not a claim a runner wrote (%s); counted as stale, its run as not running", path, why)
+        return None
     if is_stale(info, mtime, unchanged_s=unchanged_for(path, data, mtime)):
         return None
     return {**info, "age_s": max(0.0, time.time() - mtime)}

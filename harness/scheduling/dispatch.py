@@ -101,6 +101,29 @@ def _say_other_environments(out: Path, reused: list[dict]) -> None:
                     "the report names the mix", n, out, differ)
 
 
+def _write_plan(sweep: Sweep, out: Path, runs: list[PlannedRun], command: str) -> None:
+    """sweep.json: the plan of this sweep, unless the folder's plan holds every one of its runs
+    and more (a part run with --variants or --seeds: the report keeps the whole sweep, its
+    design and families). A fully recorded sweep rerun writes nothing (each writer skips
+    identical content), so its summary prints even from a read-only folder."""
+    try:
+        before = sweep_plan.read_plan(out)
+    except ValueError:
+        before = None  # not a plan: this one replaces it
+    if before is not None and before.name == sweep.name and {r.key for r in runs} < set(before.keys):
+        log.info("sweep.json keeps the plan of the whole sweep (%d runs); this run does %d of them",
+                 len(before.runs), len(runs))
+        return
+    sweep_plan.write_plan(out, sweep_plan.SweepPlan(
+        name=sweep.name, source=sweep.source, description=sweep.description, command=command,
+        baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),
+        families={v.label: v.family for v in sweep.variants}, seeds=tuple(sweep.seeds),
+        runs=tuple(sweep_plan.PlanEntry(r.key, r.labels.variant, r.spec.seed, r.labels.dataset, r.spec.fold)
+                   for r in runs),
+        report=sweep.report, datasets=tuple(n.label for n in sweep.datasets),
+        design=sweep_plan.design_dict(sweep.design)))
+
+
 def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple[list, list]:
     """Check and load everything, write the plan and the samples, and list what has no
     record: (every planned run, the runs to do, each with the ``seen`` of its record)."""
@@ -125,16 +148,7 @@ def _prepare(sweep: Sweep, out: Path, retry_failed: bool, command: str) -> tuple
     check_input_size(sweep, todo)        # a model that cannot take measure.size: one line, nothing written
     if todo:
         check_writable(Layout(out).runs)  # fail now, not after the first run
-    # a fully recorded sweep rerun writes nothing (each writer skips identical content), so
-    # its summary prints even from a read-only folder
-    sweep_plan.write_plan(out, sweep_plan.SweepPlan(
-        name=sweep.name, source=sweep.source, description=sweep.description, command=command,
-        baseline=sweep.baseline.label, variants=tuple(v.label for v in sweep.variants),
-        families={v.label: v.family for v in sweep.variants}, seeds=tuple(sweep.seeds),
-        runs=tuple(sweep_plan.PlanEntry(r.key, r.labels.variant, r.spec.seed, r.labels.dataset, r.spec.fold)
-                   for r in runs),
-        report=sweep.report, datasets=tuple(n.label for n in sweep.datasets),
-        design=sweep_plan.design_dict(sweep.design)))
+    _write_plan(sweep, out, runs, command)
     keep = sweep.measure.keep_predictions
     for data in loaded.values():  # the test images whose predictions runs keep (k-fold: of each fold)
         shown = [[part[:keep] for part in view.subset("test")] for view in data.fold_views()]
@@ -196,6 +210,20 @@ def _ended(sweep: Sweep, todo: list[PlannedRun], ended, counts: dict, bar) -> li
     return elsewhere
 
 
+def _elsewhere_text(done: int, elsewhere: int, out: Path) -> str:
+    """What other runners did meanwhile, in words that agree with the counts: "1 run was
+    recorded by another runner meanwhile", "2 runs are still running elsewhere (claimed in
+    ...)" (a run counts as running elsewhere only while a live runner holds its claim)."""
+    parts = []
+    if done:
+        parts.append(f"{done} run was recorded by another runner meanwhile" if done == 1 else
+                     f"{done} runs were recorded by other runners meanwhile")
+    if elsewhere:
+        parts.append(f"{elsewhere} {'run is' if elsewhere == 1 else 'runs are'} still running elsewhere "
+                     f"(claimed in {Layout(out).claims})")
+    return " and ".join(parts)
+
+
 def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: bool = True,
               command: str = "", workers: int = DEFAULT_WORKERS, launcher: str | None = None):
     """Run what has no record yet; returns the tidy frame (runs.csv) of every recorded run
@@ -223,9 +251,7 @@ def run_sweep(sweep: Sweep, out: Path, retry_failed: bool = False, progress: boo
             _ended(sweep, again, _dispatch(sweep, out, again, workers, None, retry_failed, progress), counts, None)
     if counts["done"] or counts["elsewhere"]:
         say = log.warning if counts["elsewhere"] else log.info
-        say("%d run(s) were recorded by other runners meanwhile and %d are still running elsewhere "
-            "(claimed in %s); runs.csv holds the records so far", counts["done"], counts["elsewhere"],
-            Layout(out).claims)
+        say("%s; runs.csv holds the records so far", _elsewhere_text(counts["done"], counts["elsewhere"], out))
     log.debug("%d runs planned, %d run now", len(runs), counts["ran"])
     return collect(out, runs)
 

@@ -19,21 +19,31 @@ distinct network and input size), at an effective rate of ``peak x MFU``:
 The rate: ``--device-peak`` (TFLOP/s) x ``--mfu``; else the GPU's own dense bf16 peak
 (``measure.PEAK_BF16_TFLOPS``) where CUDA is present, else, for a sweep that asks for CUDA, an
 H200's; on CPU ``CPU_TFLOPS_PER_THREAD`` per thread at MFU 1 (measured: an effective rate,
-not a peak). Every assumption is printed with the figure, and ``--json`` holds them.
+not a peak). The device is the sweep's in every case: ``--device-peak`` on a CPU sweep is the
+CPU's rate per run (at MFU 1 unless ``--mfu`` says), and the estimate says device time, not
+GPU time. Every assumption is printed with the figure, and ``--json`` holds them. Both flags
+take positive finite numbers (``rate_number``), and their product is bounded
+(``EFFECTIVE_TFLOPS``); a plan holds at most ``MAX_SEEDS`` seeds and ``MAX_RUNS`` runs
+(``check_size``). A run counts as recorded as ``run`` reads it (``status.recorded``).
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import math
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import variants
 
-from ..spec.sweep import Sweep
+from ..spec.sweep import MAX_SEEDS, Sweep
+from ..store.layout import Layout
 from ..training.cost import count_macs
 from ..training.evaluate import MAX_METRIC_WORKERS
 from ..training.train import CHECKPOINT_BUDGET
 from .planning import PlannedRun
+from .status import recorded
 
 DEFAULT_MFU = 0.35
 H200_BF16_TFLOPS = 989.0
@@ -44,6 +54,51 @@ CPU_TFLOPS_PER_THREAD = 0.1
 # VI): 60 ms on one core here (0.066 Mpix), after the first call's imports.
 METRIC_S_PER_MPIX = 0.9
 RUN_OVERHEAD_S = 5.0
+EFFECTIVE_TFLOPS = (1e-9, 1e9)  # --device-peak x --mfu outside these: no device, and no finite estimate
+MAX_RUNS = 100_000   # runs a plan holds at most (planning 50,000 takes about a minute here)
+
+
+def rate_number(text: str) -> float:
+    """``--device-peak`` and ``--mfu``: a positive finite number, and a normal float (not
+    0, NaN, inf, negative, nor subnormal as 1e-320, which no division survives)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(v) and v >= sys.float_info.min):
+        tiny = f" (subnormal: below {sys.float_info.min:.2g})" if 0 < v < sys.float_info.min else ""
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}{tiny}")
+    return v
+
+
+def check_seeds(seeds: int | None) -> None:
+    """``--seeds N``, before the sweep makes N seeds: at most ``MAX_SEEDS``."""
+    if seeds is not None and seeds > MAX_SEEDS:
+        raise ValueError(f"--seeds: {seeds} seeds; expected at most {MAX_SEEDS:,} (a plan holds at most "
+                         f"{MAX_RUNS:,} runs)")
+
+
+def check_size(sweep: Sweep) -> Sweep:
+    """``sweep``, when it holds at most ``MAX_SEEDS`` seeds and ``MAX_RUNS`` runs (data sets x
+    variants x seeds x folds), counted before any run is planned (planning a million takes a
+    quarter of an hour); else a one-line ValueError."""
+    if len(sweep.seeds) > MAX_SEEDS:
+        raise ValueError(f"{sweep.source}: seeds: {len(sweep.seeds):,} seeds; expected at most {MAX_SEEDS:,}")
+    tune = getattr(sweep, "tune", None)  # [tune]: each variant at every point of its grid
+    points = len(tune.points) if tune is not None else 1
+    runs = sum(len(sweep.variants) * points * len(sweep.seeds) * (d.spec.folds if d.spec.split == "kfold" else 1)
+               for d in sweep.datasets)
+    if runs > MAX_RUNS:
+        raise ValueError(f"{sweep.source}: {runs:,} runs (data sets x variants{' x tuning points' * (points > 1)} "
+                         f"x seeds x folds); expected at most {MAX_RUNS:,} in one plan")
+    return sweep
+
+
+def recorded_keys(out: Path, runs: list[PlannedRun]) -> set[str]:
+    """The keys of ``runs`` recorded in the results folder ``out`` as ``run`` reads a record
+    (``status.recorded``: a file that is no record of this schema is done again)."""
+    layout = Layout(out)
+    return {run.key for run in runs if recorded(layout.record(run.key)) is not None}
 
 
 @dataclass(frozen=True)
@@ -66,18 +121,26 @@ def device_rate(sweep: Sweep, peak: float | None = None, mfu: float | None = Non
     from ..training.measure import device_peak_tflops
 
     cuda = sweep.measure.device == "cuda" or (sweep.measure.device == "auto" and torch.cuda.is_available())
-    if peak is not None:
-        source = "--device-peak"
-    elif cuda and torch.cuda.is_available() and (own := device_peak_tflops(torch.device("cuda"))):
-        peak, source = own, f"{torch.cuda.get_device_name()}'s dense bf16 peak"
-    elif cuda:
-        peak, source = H200_BF16_TFLOPS, "an H200 SXM's dense bf16 peak (no GPU here; --device-peak to change)"
-    else:  # parallel workers split the sweep's threads
-        threads = max(1, sweep.measure.threads // sweep.workers)
-        return Rate(CPU_TFLOPS_PER_THREAD * threads, 1.0 if mfu is None else mfu,
-                    f"CPU, {threads} thread(s) per run at {CPU_TFLOPS_PER_THREAD} TFLOP/s each (effective, measured)",
-                    "cpu")
-    return Rate(peak, DEFAULT_MFU if mfu is None else mfu, source)
+    threads = max(1, sweep.measure.threads // sweep.workers)  # on CPU, parallel workers split the threads
+    if not cuda:
+        if peak is None:
+            peak, source = CPU_TFLOPS_PER_THREAD * threads, (
+                f"CPU, {threads} thread(s) per run at {CPU_TFLOPS_PER_THREAD} TFLOP/s each (effective, measured)")
+        else:
+            source = f"--device-peak: the CPU's rate per run, {threads} thread(s)"
+        rate = Rate(peak, 1.0 if mfu is None else mfu, source, "cpu")
+    elif peak is not None:
+        rate = Rate(peak, DEFAULT_MFU if mfu is None else mfu, "--device-peak")
+    elif torch.cuda.is_available() and (own := device_peak_tflops(torch.device("cuda"))):
+        rate = Rate(own, DEFAULT_MFU if mfu is None else mfu, f"{torch.cuda.get_device_name()}'s dense bf16 peak")
+    else:
+        rate = Rate(H200_BF16_TFLOPS, DEFAULT_MFU if mfu is None else mfu,
+                    "an H200 SXM's dense bf16 peak (no GPU here; --device-peak to change)")
+    low, high = EFFECTIVE_TFLOPS
+    if not low <= rate.tflops <= high:
+        raise ValueError(f"--device-peak x --mfu: {rate.peak_tflops:g} x {rate.mfu:g} = {rate.tflops:.3g} TFLOP/s "
+                         f"effective; expected {low:g} to {high:g} TFLOP/s")
+    return rate
 
 
 @functools.lru_cache(maxsize=None)

@@ -27,6 +27,7 @@ from ..training.cost import count_macs, count_params
 from ..training.evaluate import foreground_classes, image_scores, metric_workers, score
 from ..training.execution import Execution
 from ..training.measure import inference_cost
+from ..training.monitor import open_board, run_folder
 from ..training.predict import predict_classes
 from ..training.train import discard_checkpoint, fit
 from . import claims
@@ -69,7 +70,7 @@ def _test_forms(record: dict, model, spec, data, rs: RunSpec, ex: Execution) -> 
                          image_metrics=image_scores(preds, test_y, data.num_classes, counts, metric_workers(ex)))
 
 
-ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EIO}
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EIO, errno.EROFS}
 
 
 def failure_cause(e: BaseException) -> str:
@@ -107,8 +108,7 @@ def run_one(rs: RunSpec, data, labels: records.Labels | None = None, progress: b
     monitor = None
     try:
         if tensorboard is not None:
-            from ..training.monitor import TensorBoard
-            monitor = TensorBoard(tensorboard)
+            monitor = open_board(tensorboard)  # None, with a warning, where it cannot be written
         spec = variants.parse(rs.arch)
         torch.manual_seed(rs.seed)
         model = ex.place(variants.build(spec))
@@ -139,7 +139,7 @@ def existing_record(path: Path, warn: bool = True) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return records.read_record(path)
+        return records.read_record(path, path.stem)
     except (OSError, ValueError) as e:
         if warn:
             log.warning("%s; the run is done again", str(e).splitlines()[0])
@@ -183,7 +183,7 @@ def run_claimed(out: Path, run: PlannedRun, retry_failed: bool = False, threads:
     with held:
         if (rec := _finished(path, retry_failed, run.seen)) is not None:
             return "done", rec
-        board = (layout.tensorboard(run.labels.dataset, run.labels.variant, run.spec.seed, run.spec.fold)
+        board = (run_folder(out, run.labels.dataset, run.labels.variant, run.spec.seed, run.spec.fold)
                  if run.tensorboard else None)
         rec = run_one(run.spec, run.data, run.labels, progress=progress, out=out, threads=threads, tensorboard=board)
         records.write_record(out, rec)

@@ -51,6 +51,15 @@ def data_identity(data) -> dict:
     return d if data.spec.synthetic else {**d, "content": data.content_key}
 
 
+def _candidates(sweep: Sweep) -> list[tuple]:
+    """(variant, its protocol, what its record says of tuning) of every variant, and with
+    ``[tune]`` of every point of the grid for each variant."""
+    if sweep.tune is None:
+        return [(v, v.protocol(sweep.protocol), None) for v in sweep.variants]
+    return [(v, dataclasses.replace(v.protocol(sweep.protocol), **point), sweep.tune.record(point))
+            for v in sweep.variants for point in sweep.tune.points]
+
+
 def plan(sweep: Sweep, loaded: dict) -> list[PlannedRun]:
     """Every data set, variant, seed and fold of a sweep, planned; ``loaded``: data set
     label -> its loaded ``Dataset``. Two variants with one spec are a ValueError."""
@@ -58,12 +67,12 @@ def plan(sweep: Sweep, loaded: dict) -> list[PlannedRun]:
     for named in sweep.datasets:
         data = loaded[named.label]
         identity = data_identity(data)
-        for v in sweep.variants:
+        for v, protocol, tuning in _candidates(sweep):
             arch = arch_for_data(v.spec, data)
-            labels = records.Labels(sweep.name, v.label, v.factor, v.is_baseline, named.label)
+            labels = records.Labels(sweep.name, v.label, v.factor, v.is_baseline, named.label, tuning)
             for seed in sweep.seeds:
                 for view in data.fold_views():
-                    rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=v.protocol(sweep.protocol),
+                    rs = RunSpec(arch=arch.to_dict(), data=identity, protocol=protocol,
                                  measure=sweep.measure, seed=seed, fold=view.fold)
                     out.append(PlannedRun(rs, labels, view, tensorboard=sweep.tensorboard))
     seen: dict[str, str] = {}
@@ -104,13 +113,34 @@ def check_input_size(sweep: Sweep, todo: list[PlannedRun]) -> None:
 
 
 def load_all(sweep: Sweep) -> dict:
-    """Every data set of the sweep, loaded, its images checked against every variant: a
-    one-line DataError or ValueError before anything is written."""
+    """Every data set of the sweep, loaded, its images checked against every variant and the
+    metrics it names against its classes: a one-line DataError or ValueError before anything
+    is written."""
     loaded = {}
     for named in sweep.datasets:
         loaded[named.label] = load_dataset(named.spec)
         check_image_sizes(sweep, loaded[named.label])
+        check_metric_classes(sweep, loaded[named.label], named.label)
     return loaded
+
+
+def check_metric_classes(sweep: Sweep, data, label: str) -> None:
+    """A per-class metric (``dice_c<k>``, ``hd95_c<k>``, ...) as the headline or a variant's
+    selection must name a class the data set scores: counts give both sides of binary data
+    (classes 0 and 1) and the foreground classes of multi-class data; boundaries the
+    foreground classes only."""
+    foreground = list(range(1, data.num_classes)) if data.num_classes > 2 else [1]
+    named = [("report.metric", sweep.report.metric)]
+    named += [(f"variants.{v.label}: protocol.select" if v.recipe else "protocol.select",
+               v.protocol(sweep.protocol).select) for v in sweep.variants]
+    for key, name in dict.fromkeys(named):
+        base, _, k = name.rpartition("_c")
+        if base not in ("dice", "iou", "hd95", "nsd") or not (k.isascii() and k.isdigit()):
+            continue
+        valid = [0, 1] if base in ("dice", "iou") and data.num_classes <= 2 else foreground
+        if int(k) not in valid:
+            raise ValueError(f"{key}: {name!r}: data set {label!r} has no class {k} for {base} "
+                             f"(expected {' or '.join(f'{base}_c{c}' for c in valid)})")
 
 
 _LOADED: dict = {}  # in a worker process or cluster job: the data sets loaded so far, by spec

@@ -8,5 +8,6 @@ report's settings.
   protocol   ``RunSpec`` = arch + data + protocol + measure + seed; its key
   choices    registries by name: optimizers, schedules, losses, precisions
   design     two-level factorial designs: points, generators, aliases, contrasts
+  tuning     ``[tune]``: a grid of protocol fields each variant is tuned over, on validation
   settings   ``ReportSettings``: the headline metric, its margin, the rank test, selection
 """

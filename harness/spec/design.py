@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import integer
+
 # (k, p) -> generators of the standard minimum-aberration 2^(k-p) design, as the base axes
 # (indices into the first k-p axes) each added axis multiplies: Montgomery, Design and
 # Analysis of Experiments, Table 8.14.
@@ -145,10 +147,12 @@ def fraction_for(k: int, fraction: str | None, resolution: int | None) -> int:
         raise ValueError("variants: give fraction or resolution, not both")
     if fraction is not None:
         table = {f"1/{2 ** p}": p for p in range(0, MAX_AXES)}
-        if fraction not in table:
+        if not isinstance(fraction, str) or fraction not in table:
             raise ValueError(f"variants.fraction: expected 1/2, 1/4, 1/8 ..., got {fraction!r}")
         return table[fraction]
     if resolution is not None:
+        integer("variants.resolution", resolution, 3)  # III is the lowest resolution a fraction has
+
         def reaches(p: int) -> bool:  # a fraction (p >= 1) always has a resolution
             r = design({str(i): [0, 1] for i in range(k)}, p).resolution
             return r is not None and r >= resolution

@@ -22,6 +22,7 @@ from ..config import check_keys, first_repeat, table
 from .design import design as make_design
 from .design import fraction_for
 from .protocol import Protocol
+from .recipes import RECIPES
 from .recipes import recipe as named_recipe
 
 PREFIX = "protocol."
@@ -43,6 +44,17 @@ class Variant:
     def protocol(self, base: Protocol) -> Protocol:
         """The protocol this variant trains under: the sweep's, with its recipe."""
         return dataclasses.replace(base, **dict(self.recipe)) if self.recipe else base
+
+
+def recipes_text(width: int) -> str:
+    """What ``unet-ablate list`` says of recipes: the recipe axes and the named recipes."""
+    lines = [f"Recipe axes (beside the network's, in any kind of variant): {PREFIX}<field> for "
+             f"{', '.join(RECIPE_FIELDS)}.",
+             "\nNamed recipes, from the seeds' code (`{ arch = ..., recipe = NAME }` in [variants.explicit]):"]
+    for name, r in RECIPES.items():
+        lines += [f"{name:<{width}}  " + ", ".join(f"{k} {v}" for k, v in r.fields.items()),
+                  f"{'':<{width}}  {r.source}; {r.mapped}"]
+    return "\n".join(lines)
 
 
 def parse_spec(value, where: str):

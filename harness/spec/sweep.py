@@ -64,9 +64,11 @@ from ..data import DataSpec
 from .expand import Variant, expand, parse_spec
 from .protocol import Measure, Protocol
 from .settings import ReportSettings
+from .tuning import Tune, parse_tune
 
+MAX_SEEDS = 10_000  # seeds a sweep holds at most (a count beyond is a typo, not a plan)
 SWEEP_KEYS = ("name", "description", "seeds", "workers", "data", "protocol", "measure", "variants", "report",
-              "launcher", "log")
+              "launcher", "log", "tune")
 
 
 log = logging.getLogger("unet_ablate")
@@ -131,6 +133,7 @@ class Sweep:
     description: str = ""
     source: str = ""
     report: ReportSettings = ReportSettings()  # the headline, its margin, the rank test ([report])
+    tune: Tune | None = None  # each variant at its best of a grid of protocol fields ([tune])
     tensorboard: bool = False  # TensorBoard event files per run ([log] tensorboard; --tensorboard)
     design: tuple | None = None  # a factorial design: (harness.spec.design.Design, the variant label of each point)
     launcher: Launcher = Launcher()  # how `--launcher` submits it (the [launcher] table)
@@ -151,10 +154,15 @@ def preset_names() -> list[str]:
 
 def _read(source: str) -> tuple[dict, str]:
     path = Path(source)
-    if source.endswith(".toml") or path.exists():
-        if not path.is_file():
-            raise ValueError(f"{source}: no such sweep file")
-        text, where = path.read_text(), str(path)
+    if source.endswith(".toml") or (path.exists() and not (path.is_dir() and source in preset_names())):
+        if not path.is_file():  # a folder named like a preset does not hide the preset
+            raise ValueError(f"{source}: " + ("a folder, not a sweep file" if path.is_dir() else "no such sweep file")
+                             + f" (expected a preset, {', '.join(preset_names())}, or a TOML file)")
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{where}: not UTF-8 text (byte {e.start}); a sweep file is TOML, UTF-8") from None
     elif source in preset_names():
         text = resources.files("harness.sweeps").joinpath(f"{source}.toml").read_text()
         where = f"preset {source}"
@@ -211,10 +219,11 @@ def load_sweep(source: str) -> Sweep:
         if key not in d:
             raise ValueError(f"{where}: [{key}] is missing")
     seeds = d.get("seeds", 3)
-    if is_int(seeds) and seeds >= 1:
+    if is_int(seeds) and 1 <= seeds <= MAX_SEEDS:
         seeds = list(range(seeds))
-    if not (isinstance(seeds, list) and seeds and all(is_int(s) and s >= 0 for s in seeds)):
-        raise ValueError(f"{where}: seeds: expected a positive count or a list of integers >= 0, got {seeds!r}")
+    if not (isinstance(seeds, list) and 0 < len(seeds) <= MAX_SEEDS and all(is_int(s) and s >= 0 for s in seeds)):
+        raise ValueError(f"{where}: seeds: expected a count from 1 to {MAX_SEEDS:,} or a list of as many integers "
+                         f">= 0, got {str(seeds)[:40]}")
     if (twice := first_repeat(seeds)) is not None:
         raise ValueError(f"{where}: seeds: {twice} is given twice (each seed is one run; a repeat "
                          f"would be counted twice)")
@@ -236,7 +245,11 @@ def load_sweep(source: str) -> Sweep:
     name = plain_name(f"{where}: name", d.get("name", NAME_BAD.sub("_", Path(source).stem)),
                       "the folders results/<name> and reports/<name>")
     expanded, design = expand(d["variants"], protocol, where)
-    return Sweep(name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
+    try:
+        tune = parse_tune(d["tune"], protocol, expanded) if "tune" in d else None
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    return Sweep(tune=tune, name=name, datasets=datasets, protocol=protocol, measure=measure, seeds=tuple(seeds),
                  variants=expanded, design=design, description=description, source=where,
                  report=report, tensorboard=tensorboard,
                  launcher=launcher, workers=workers)
@@ -305,8 +318,8 @@ def override(sweep: Sweep, data_dir: str | None = None, layout: str | None = Non
         if sweep.design and not set(sweep.design[1]) <= {v.label for v in chosen}:
             changes["design"] = None  # a part of the design is no design: its points are plain variants
     if seeds is not None:
-        if seeds < 1:
-            raise ValueError(f"--seeds: expected a positive count, got {seeds}")
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise ValueError(f"--seeds: expected a count from 1 to {MAX_SEEDS:,}, got {seeds}")
         changes["seeds"] = tuple(range(seeds))
     if steps is not None:
         changes["protocol"] = _budget(sweep.protocol, steps)

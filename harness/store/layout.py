@@ -16,7 +16,6 @@ nothing a record or a plan says can point outside the folder.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..config import plain_name
@@ -47,14 +46,6 @@ class Layout:
 
     def checkpoint(self, key: str) -> Path:
         return self.checkpoints / f"{plain_name('run key', key, 'a checkpoint file')}.pt"
-
-    def tensorboard(self, dataset: str, variant: str, seed: int, fold: int | None) -> Path:
-        """A run's event files: its data set, variant (characters a file name cannot hold as
-        plainly, such as the '=' of a one-factor label, become '_'), seed and fold."""
-        def plain(label: str) -> str:
-            return re.sub(r"[^A-Za-z0-9._-]", "_", label) or "_"
-        run = f"seed{seed}" + ("" if fold is None else f"-fold{fold}")
-        return self.tensorboard_dir / plain(dataset or "data") / plain(variant) / run
 
     def samples(self, data_key: str) -> Path:
         return self.samples_dir / f"{plain_name('data key', data_key, 'a samples file')}.npz"

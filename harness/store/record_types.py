@@ -143,6 +143,7 @@ class RunRecord(TypedDict):
     factor: str | None
     is_baseline: bool
     seed: int
+    tuning: NotRequired[dict[str, Any] | None]  # a [tune] candidate's point and rule (records before: none)
     dataset: NotRequired[str]       # records written before suites and k-fold lack these two
     fold: NotRequired[int | None]
     spec: SpecSection

@@ -110,6 +110,7 @@ class Labels:
     factor: str | None = None
     is_baseline: bool = False
     dataset: str = ""
+    tuning: dict | None = None  # a candidate of [tune]: {"values": {field: value}, "by": ...}
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -175,7 +176,7 @@ def check_record(rec: object, where: str) -> RunRecord:
         bad("no schema key")
     if rec["schema"] not in READABLE:
         bad(f"it has schema {rec.get('schema')!r} (written by another version; run the sweep again)")
-    if wrong := problem(rec, RunRecord):
+    if wrong := problem(rec, RunRecord) or values_problem(rec):
         bad(wrong)
     if rec["schema"] >= 3 and (i := next((i for i, f in enumerate(rec["forms"]) if "image_metrics" not in f),
                                          None)) is not None:
@@ -192,6 +193,54 @@ def check_record(rec: object, where: str) -> RunRecord:
     return cast(RunRecord, rec)
 
 
+UNIT = ("dice_global", "iou_global", "fpr_empty")  # form metrics in [0, 1] beside the registered ones
+COUNTS = ("n_empty", "n_images")                   # ... and counts of images
+
+
+def _outside(name: str, values: np.ndarray) -> bool:
+    """Values of metric ``name`` outside its range: infinite, or below 0, or above 1 for a
+    score where higher is better (Dice, IoU, NSD, clDice, Rand F); NaN is an image the metric
+    leaves out. An unknown name is not checked."""
+    try:
+        unit = name in UNIT or (name not in COUNTS and metric(name).higher_is_better)
+    except ValueError:
+        return False
+    v = values[~np.isnan(values)]
+    return bool(np.isinf(v).any() or (v < 0).any() or (unit and (v > 1).any()))
+
+
+def _numbers(values: Any) -> np.ndarray | None:
+    """``values`` as floats (null: NaN), None where any is not a number."""
+    try:
+        a = np.asarray([np.nan if v is None else v for v in values] if isinstance(values, list) else values)
+    except (TypeError, ValueError):  # a ragged list
+        return None
+    return a.astype(float) if a.dtype.kind in "iuf" else None  # never text ("7") or true/false
+
+
+def values_problem(rec: dict) -> str | None:
+    """What is wrong with the numbers of a record whose types are right: counts that are not
+    whole numbers >= 0 of shape (images, classes, fields), or whose classes count different
+    numbers of pixels in one image; a metric or per-image value outside its range."""
+    for i, f in enumerate(rec["forms"]):
+        where, c = f"forms[{i}]", f["counts"]
+        a = _numbers(c["values"])
+        shape = (len(c["images"]), len(c["classes"]), len(c["fields"]))
+        if a is None or a.shape != shape:
+            return f"{where}.counts.values: expected numbers of shape {shape} (images, classes, fields)"
+        if a.size and (not np.isfinite(a).all() or (a < 0).any() or (a != np.round(a)).any()):
+            return f"{where}.counts.values: a count that is not a whole number >= 0"
+        if a.size and (a.sum(axis=2) != a.sum(axis=2)[:, :1]).any():
+            return f"{where}.counts.values: the classes of one image count different numbers of pixels"
+        named = [(f"{where}.metrics.{k}", k, v) for k, v in f["metrics"].items()]
+        named += [(f"{where}.image_metrics.values.{k}", k, v)
+                  for k, v in ((f.get("image_metrics") or {}).get("values") or {}).items()]
+        for path, name, v in named:
+            if (n := _numbers(v)) is None or _outside(name, np.atleast_1d(n)):
+                return f"{path} is {str(v)[:40]} (outside the range of {name}, or not a number)"
+    return None
+
+
 def _read_train(train: dict[str, Any]) -> None:
     """Fill the keys a record written before them lacks: its weights were selected on
     validation Dice; the other added keys are null (unknown)."""
@@ -201,13 +250,18 @@ def _read_train(train: dict[str, Any]) -> None:
         train.setdefault(key, None)
 
 
-def read_record(path: Path) -> RunRecord:
-    """One record; a file that is not readable JSON or not a record is a one-line ValueError."""
+def read_record(path: Path, key: str | None = None) -> RunRecord:
+    """One record (with ``key``: the record of that run, as ``runs/<key>.json`` must hold); a
+    file that is not readable JSON or not a record is a one-line ValueError."""
     try:
         rec = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a readable run record ({e.__class__.__name__})") from None
-    return check_record(rec, str(path))
+    out = check_record(rec, str(path))
+    if key is not None and out["key"] != key:
+        raise ValueError(f"{path}: not the record of run {key}: it holds run {out['key']} (copied under "
+                         f"another run's name?)")
+    return out
 
 
 def write_record(results: Path, record: RunRecord) -> Path:
@@ -232,7 +286,7 @@ def load_records(results: str | Path, keys: Iterable[str] | None = None,
     out = []
     for p in paths:
         try:
-            out.append(read_record(p))
+            out.append(read_record(p, p.stem))
         except ValueError as e:
             reason = str(e).splitlines()[0]
             log.warning("%s; left out", reason)

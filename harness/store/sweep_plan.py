@@ -12,6 +12,7 @@ from variants.spec import is_int
 
 from ..config import NAME
 from ..fileio import write_json_atomic
+from ..spec.design import design as make_design
 from ..spec.settings import KEYS as REPORT_KEYS
 from ..spec.settings import ReportSettings
 from .layout import Layout
@@ -75,6 +76,24 @@ def design_dict(design) -> dict | None:
             "aliases": plan.alias_text()}
 
 
+def check_design(d: Any, variants: tuple[str, ...]) -> None:
+    """A TypeError unless ``d`` is a design as ``design_dict`` writes it: the standard design
+    of its axes and levels (full, or the fraction its generators name), every point coded
+    -1/+1 and labelled with a variant of the sweep."""
+    try:
+        points = d["points"]
+        standard = make_design({str(a): list(v) for a, v in zip(d["axes"], d["levels"], strict=True)},
+                               len(d["generators"]))
+        coded = tuple(tuple(p["coded"]) for p in points)
+        labels = [p["label"] for p in points]
+    except (TypeError, KeyError, ValueError) as e:
+        raise TypeError(f"design: not a factorial design ({e})") from None
+    if (coded != standard.points or [list(g) for g in d["generators"]] != [list(g) for g in standard.generators]
+            or tuple(d["axes"]) != standard.axes or not all(label in variants for label in labels)):
+        raise TypeError("design: its points are not the standard design of its axes, or name no variant of "
+                        "the sweep")
+
+
 def write_plan(results: Path, plan: SweepPlan) -> None:
     """sweep.json, the report settings' keys at its top level (as every version wrote them)."""
     d = dataclasses.asdict(plan)
@@ -113,6 +132,8 @@ def read_plan(results: Path) -> SweepPlan | None:
             raise TypeError(f"{bad!r} is not a plain name (letters, digits, '.', '_', '-'), so it names no file")
         if unknown := sorted(set(plan.families.values()) - set(FAMILIES)):
             raise TypeError(f"family {unknown[0]!r} (expected one of {', '.join(FAMILIES)})")
+        if plan.design is not None:
+            check_design(plan.design, plan.variants)
         return plan
     except (json.JSONDecodeError, TypeError, AttributeError, ValueError) as e:
         raise ValueError(f"{path}: not a sweep plan written by `unet-ablate run` ({e})") from None
