@@ -94,7 +94,7 @@ def test_failed_candidates_never_win_and_records_without_tuning_pass_through():
 def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("tuned")
     path = root / "t.toml"
-    tiny_sweep(path, seeds=2, tune=TUNE)
+    tiny_sweep(path, seeds=3, tune=TUNE)
     assert main(["run", str(path), "--out", str(root / "out"), "--no-progress", "-q"]) == 0
     return root / "out"
 
@@ -108,10 +108,10 @@ def test_the_report_of_a_tuned_sweep_keeps_one_point_per_variant(tuned, tmp_path
     summary = pd.read_csv(rep / "table.csv").set_index("variant")
     for variant, point in chosen.items():
         mine = [r for r in recs if r["variant"] == variant and f"lr {r['tuning']['values']['lr']}" == point]
-        assert len(mine) == 2  # both seeds of the chosen point, and only they
-        dice = sum(r["forms"][0]["metrics"]["dice"] for r in mine) / 2
+        assert len(mine) == 3  # every seed of the chosen point, and only they
+        dice = sum(r["forms"][0]["metrics"]["dice"] for r in mine) / 3
         assert summary.loc[variant, "dice_mean"] == pytest.approx(dice, abs=1e-5)  # (table.csv: 6 digits)
-        assert summary.loc[variant, "status"] == "2/2 ok"  # the other points are no missing runs
+        assert summary.loc[variant, "status"] == "3/3 ok"  # the other points are no missing runs
     index = (rep / "index.md").read_text()
     assert "Tuned on validation scores only (the test split played no part): `baseline` chose lr" in index
     assert "**Tuning.** Every variant trained at each point of the grid (lr 0.001, lr 0.003, lr 0.01)" in index
@@ -119,3 +119,23 @@ def test_the_report_of_a_tuned_sweep_keeps_one_point_per_variant(tuned, tmp_path
 
 def test_records_of_a_tuned_sweep_say_they_are_candidates(tuned):
     assert all(r["tuning"]["by"] == "variant" for r in records.load_records(tuned))
+
+
+def test_power_from_a_tuned_pilot_reads_the_chosen_runs_only(tmp_path):
+    """Every candidate of a variant and seed shares its label: power must read what the report
+    reads. Here the point not chosen sorts last, where a mixed reading would take it from."""
+    from harness.report.power import power_table
+    from harness.report.summary import summary_table
+
+    recs = []
+    for s in range(3):
+        recs += [candidate("baseline", s, 1e-3, 0.9, baseline_counts(s)),
+                 candidate("baseline", s, 1e-2, 0.1, better_counts(s)),      # worse on validation
+                 candidate("better", s, 1e-3, 0.9, better_counts(s)),
+                 candidate("better", s, 1e-2, 0.1, baseline_counts(s))]
+    for r in recs:
+        records.write_record(tmp_path, r)
+    chosen, _ = choose_tuned(recs)
+    want = summary_table(chosen, "baseline", ["baseline", "better"]).set_index("variant").loc["better", "delta"]
+    assert want > 0
+    assert power_table(tmp_path, 5).set_index("variant").loc["better", "delta"] == pytest.approx(want)

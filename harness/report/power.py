@@ -10,13 +10,13 @@ either would take. The observed Δ of a pilot is itself noisy: this is planning,
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from ..spec.settings import ReportSettings
-from ..store.records import load_records
-from ..store.sweep_plan import read_plan
-from .build import dataset_labels, headline_summary
+from .build import dataset_labels, headline_summary, read_results
 from .stats import SeedModel
 from .summary import MIN_SEEDS, expected_verdict, seeds_needed
 
@@ -28,8 +28,7 @@ def power_table(results_dir, seeds: int, metric: str | None = None) -> pd.DataFr
     """One row per compared (data set, variant, form) of the pilot in ``results_dir``: its Δ,
     MDE at the pilot's seeds and at ``seeds``, the verdict expected there, and the seeds that
     would settle it (NaN beyond ``summary.MOST_SEEDS``)."""
-    plan = read_plan(results_dir)
-    records = load_records(results_dir, plan.keys if plan else None)
+    plan, records, _, _ = read_results(Path(results_dir))  # as the report reads them ([tune]: the chosen runs)
     settings = (plan.report if plan else ReportSettings()).with_headline(metric)
     rows = []
     for label in dataset_labels(records, plan):
