@@ -149,11 +149,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .scheduling.forecast import check_seeds, check_size, device_rate, estimate, plan_text, recorded_keys
+    from .scheduling.forecast import check_size, device_rate, estimate, plan_text, recorded_keys
     from .scheduling.planning import load_all, plan
 
-    check_seeds(args.seeds)  # before the sweep makes them
-    sweep = check_size(sweep_of(args))  # before anything is planned
+    sweep = check_size(sweep_of(args))  # before anything is planned (seeds are bounded as the sweep is read)
     rate = device_rate(sweep, args.device_peak, args.mfu)
     runs = plan(sweep, load_all(sweep))
     est = estimate(sweep, runs, recorded_keys(Path(args.out or Path("results") / sweep.name), runs), rate)

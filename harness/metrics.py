@@ -160,13 +160,23 @@ METRICS = {m.name: m for m in [
 ]}
 
 
+PER_CLASS = ("dice", "iou", "hd95", "nsd")  # the metrics with a per-class form <metric>_c<k>
+
+
+def class_of(name: str) -> tuple[str, int] | None:
+    """(metric, class) of a per-class name (``hd95_c2`` -> ("hd95", 2); the class in ASCII
+    digits), None for any other name."""
+    base, _, k = name.rpartition("_c")
+    return (base, int(k)) if base in PER_CLASS and k.isascii() and k.isdigit() else None
+
+
 def metric(name: str) -> Metric:
     """The registered metric, or a per-class one (``dice_c<k>``, ``iou_c<k>``,
     ``hd95_c<k>``, ``nsd_c<k>``); a ValueError naming the choices otherwise."""
     if name in METRICS:
         return METRICS[name]
-    base, _, k = name.rpartition("_c")
-    if base in ("dice", "iou", "hd95", "nsd") and k.isascii() and k.isdigit():
+    if (per_class := class_of(name)) is not None:
+        base, k = per_class
         m = METRICS[base]
         return Metric(name, f"{m.label.split(' ')[0]} class {k}", m.higher_is_better,
                       f"{m.label.split(' ')[0]} of class {k} alone.", m.from_counts, margin=m.margin)
@@ -213,11 +223,11 @@ def per_image_from_counts(counts: np.ndarray, name: str) -> np.ndarray:
         if not binary:
             raise ValueError("dice_thin: binary data only")
         return per_image_from_counts(counts, f"dice_c{thin_class(counts)}")
-    base, _, k = name.rpartition("_c")
+    per_class = class_of(name)
     sides, classes = _sides(counts, binary)
-    if base in ("dice", "iou") and k.isdigit() and int(k) in classes:
-        c = sides[:, classes.index(int(k))][:, None]
-        return per_image_dice(c) if base == "dice" else per_image_iou(c)
+    if per_class is not None and per_class[0] in ("dice", "iou") and per_class[1] in classes:
+        c = sides[:, classes.index(per_class[1])][:, None]
+        return per_image_dice(c) if per_class[0] == "dice" else per_image_iou(c)
     raise ValueError(f"metric {name!r}: not derived from counts of {counts.shape[1]} class(es)")
 
 

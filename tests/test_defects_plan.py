@@ -21,7 +21,7 @@ from harness.scheduling import claims, dispatch, forecast
 from harness.scheduling.one_run import _finished
 from harness.scheduling.planning import load_all, plan
 from harness.scheduling.status import status_text, sweep_status
-from harness.spec.sweep import load_sweep
+from harness.spec.sweep import MAX_SEEDS, load_sweep
 from harness.store.layout import Layout
 
 
@@ -141,16 +141,16 @@ def test_status_treats_a_claim_that_names_no_runner_as_stale_with_a_word(results
 def test_plan_with_too_many_seeds_is_one_line(fails_cleanly, tmp_path):
     out = tmp_path / "out"
     fails_cleanly("plan", "smoke", "--seeds", "99999999999", "--out", out,
-                  names=["--seeds", "99999999999", f"{forecast.MAX_SEEDS:,}"], untouched=[out])
+                  names=["--seeds", "99999999999", f"{MAX_SEEDS:,}"], untouched=[out])
 
 
 def test_a_sweep_file_with_too_many_seeds_or_runs_is_one_line(fails_cleanly, tmp_path):
     many = tmp_path / "many.toml"
-    tiny_sweep(many, seeds=forecast.MAX_SEEDS + 1)
-    fails_cleanly("plan", many, names=[str(many), "seeds", f"{forecast.MAX_SEEDS:,}"])
+    tiny_sweep(many, seeds=MAX_SEEDS + 1)
+    fails_cleanly("plan", many, names=[str(many), "seeds", f"{MAX_SEEDS:,}"])
     folds = tmp_path / "folds.toml"
     tiny_sweep(folds)  # 2 variants x 10,000 seeds x 6 folds: 120,000 runs
-    fails_cleanly("plan", folds, "--seeds", forecast.MAX_SEEDS, "--folds", 6,
+    fails_cleanly("plan", folds, "--seeds", MAX_SEEDS, "--folds", 6,
                   names=["120,000 runs", f"{forecast.MAX_RUNS:,}"])
 
 

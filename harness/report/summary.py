@@ -32,8 +32,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from ..metrics import class_of, summarize
 from ..metrics import metric as metric_info
-from ..metrics import summarize
 from ..spec.settings import ReportSettings
 from ..store.records import counts_array, image_ids, ok_forms, per_image
 from ..store.runs_table import form_key, runs_frame
@@ -114,10 +114,11 @@ def check_metric(records: list[dict], metric: str, where: str = "") -> None:
 
 def _why_missing(ok: list[dict], info) -> str:
     """Why ok records lack a metric: the class it names, binary data, or their schema."""
-    base, _, k = info.name.rpartition("_c")
+    per_class = class_of(info.name)
     held = sorted({name for r in ok for f in r["forms"] for name in
                    (*((f.get("image_metrics") or {}).get("values") or {}), *f["metrics"])
-                   if name.startswith(f"{base}_c")}) if k.isdigit() else []
+                   if (c := class_of(name)) is not None and c[0] == per_class[0]}) if per_class else []
+    base = per_class[0] if per_class else info.name
     if held:
         return f"these records score {base} of the classes {', '.join(held)} only"
     if info.binary_only and not any(len(f["counts"]["classes"]) == 1 for r in ok for f in r["forms"]):

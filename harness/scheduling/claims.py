@@ -186,16 +186,21 @@ def _owner() -> dict:
             "pid_ns": pid_namespace()}
 
 
+def _looked_at(path: Path, stale_s: float | None) -> tuple[bytes, bool] | None:
+    """(content, stale) of the claim or takeover marker at ``path`` as this observer sees it
+    now (``is_stale``, aged on the file's time and on its own clock); None when it is gone."""
+    try:
+        data, mtime = path.read_bytes(), path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    return data, is_stale(_info(data), mtime, stale_s, unchanged_for(path, data, mtime))
+
+
 def _clear_dead_marker(marker: Path, stale_s: float | None) -> None:
     """Remove the takeover marker at ``marker`` when its taker is gone: it is judged as a
-    claim is (``is_stale``: aged on the file's time and on this observer's own clock, its
-    taker's process on this host, an empty marker after ``WRITE_GRACE_S``), so a runner that
-    died while taking over blocks nobody (nor counts as running elsewhere)."""
-    try:
-        data, stamp = marker.read_bytes(), marker.stat().st_mtime
-    except FileNotFoundError:
-        return
-    if is_stale(_info(data), stamp, stale_s, unchanged_for(marker, data, stamp)):
+    claim is (its taker's process on this host, an empty marker after ``WRITE_GRACE_S``), so
+    a runner that died while taking over blocks nobody (nor counts as running elsewhere)."""
+    if (seen := _looked_at(marker, stale_s)) is not None and seen[1]:
         log.info("removing the takeover marker %s: its runner is gone", marker.name)
         marker.unlink(missing_ok=True)
 
@@ -203,11 +208,10 @@ def _clear_dead_marker(marker: Path, stale_s: float | None) -> None:
 def _take_over(path: Path, stale_s: float | None) -> bool:
     """Remove the claim at ``path`` when it is stale, as the one runner that does so; True
     when the caller may now try to claim (also when the claim was released meanwhile)."""
-    try:
-        data, mtime = path.read_bytes(), path.stat().st_mtime
-    except FileNotFoundError:
+    if (seen := _looked_at(path, stale_s)) is None:
         return True
-    if not is_stale(_info(data), mtime, stale_s, unchanged_for(path, data, mtime)):
+    data, stale = seen
+    if not stale:
         return False
     marker = path.with_name(f".{path.name}.{_digest(data)}.takeover")
     _clear_dead_marker(marker, stale_s)

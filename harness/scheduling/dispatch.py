@@ -17,7 +17,7 @@ from ..store.environment import current_versions, env_value
 from ..store.layout import Layout
 from ..store.runs_table import write_runs_csv
 from . import claims
-from .one_run import existing_record, mtime, progress_bar, run_claimed
+from .one_run import existing_record, mtime, progress_bar, recorded, run_claimed
 from .planning import PlannedRun, check_input_size, data_identity, load_all, plan
 
 log = logging.getLogger("unet_ablate")
@@ -169,8 +169,7 @@ def collect(out: Path, runs) -> "pd.DataFrame":  # noqa: F821 - pandas comes wit
         before = [mtime(path) for path, _ in paths]
         found = []
         for path, labels in paths:
-            rec = existing_record(path, warn=False)
-            if rec is not None and rec["schema"] == records.SCHEMA:
+            if (rec := recorded(path)) is not None:
                 found.append({**rec, **labels.as_dict()})  # labels are the sweep's, not the file's
         df = write_runs_csv(out, found)
         if [mtime(path) for path, _ in paths] == before:

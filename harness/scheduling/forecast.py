@@ -23,8 +23,9 @@ not a peak). The device is the sweep's in every case: ``--device-peak`` on a CPU
 CPU's rate per run (at MFU 1 unless ``--mfu`` says), and the estimate says device time, not
 GPU time. Every assumption is printed with the figure, and ``--json`` holds them. Both flags
 take positive finite numbers (``rate_number``), and their product is bounded
-(``EFFECTIVE_TFLOPS``); a plan holds at most ``MAX_SEEDS`` seeds and ``MAX_RUNS`` runs
-(``check_size``). A run counts as recorded as ``run`` reads it (``status.recorded``).
+(``EFFECTIVE_TFLOPS``); a plan holds at most ``MAX_RUNS`` runs (``check_size``; a sweep's
+seeds are bounded where it is read, ``spec.sweep.MAX_SEEDS``). A run counts as recorded as
+``run`` reads it (``one_run.recorded``).
 """
 from __future__ import annotations
 
@@ -37,13 +38,13 @@ from pathlib import Path
 
 import variants
 
-from ..spec.sweep import MAX_SEEDS, Sweep
+from ..spec.sweep import Sweep
 from ..store.layout import Layout
 from ..training.cost import count_macs
 from ..training.evaluate import MAX_METRIC_WORKERS
 from ..training.train import CHECKPOINT_BUDGET
+from .one_run import recorded
 from .planning import PlannedRun
-from .status import recorded
 
 DEFAULT_MFU = 0.35
 H200_BF16_TFLOPS = 989.0
@@ -71,21 +72,11 @@ def rate_number(text: str) -> float:
     return v
 
 
-def check_seeds(seeds: int | None) -> None:
-    """``--seeds N``, before the sweep makes N seeds: at most ``MAX_SEEDS``."""
-    if seeds is not None and seeds > MAX_SEEDS:
-        raise ValueError(f"--seeds: {seeds} seeds; expected at most {MAX_SEEDS:,} (a plan holds at most "
-                         f"{MAX_RUNS:,} runs)")
-
-
 def check_size(sweep: Sweep) -> Sweep:
-    """``sweep``, when it holds at most ``MAX_SEEDS`` seeds and ``MAX_RUNS`` runs (data sets x
-    variants x seeds x folds), counted before any run is planned (planning a million takes a
-    quarter of an hour); else a one-line ValueError."""
-    if len(sweep.seeds) > MAX_SEEDS:
-        raise ValueError(f"{sweep.source}: seeds: {len(sweep.seeds):,} seeds; expected at most {MAX_SEEDS:,}")
-    tune = getattr(sweep, "tune", None)  # [tune]: each variant at every point of its grid
-    points = len(tune.points) if tune is not None else 1
+    """``sweep``, when it holds at most ``MAX_RUNS`` runs (data sets x variants x tuning points
+    x seeds x folds), counted before any run is planned (planning a million takes a quarter
+    of an hour); else a one-line ValueError."""
+    points = len(sweep.tune.points) if sweep.tune is not None else 1
     runs = sum(len(sweep.variants) * points * len(sweep.seeds) * (d.spec.folds if d.spec.split == "kfold" else 1)
                for d in sweep.datasets)
     if runs > MAX_RUNS:
@@ -96,7 +87,7 @@ def check_size(sweep: Sweep) -> Sweep:
 
 def recorded_keys(out: Path, runs: list[PlannedRun]) -> set[str]:
     """The keys of ``runs`` recorded in the results folder ``out`` as ``run`` reads a record
-    (``status.recorded``: a file that is no record of this schema is done again)."""
+    (``one_run.recorded``: a file that is no record of this schema is done again)."""
     layout = Layout(out)
     return {run.key for run in runs if recorded(layout.record(run.key)) is not None}
 

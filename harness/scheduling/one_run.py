@@ -146,6 +146,14 @@ def existing_record(path: Path, warn: bool = True) -> dict | None:
         return None
 
 
+def recorded(path: Path) -> dict | None:
+    """The record at ``path`` when it records its run as ``run`` reads it (a record of this
+    schema: ``run`` does any other again, as it does a file that is no record), else None:
+    the one reading of "recorded" of ``plan``, ``status`` and runs.csv."""
+    rec = existing_record(path, warn=False)
+    return rec if rec is not None and rec["schema"] == records.SCHEMA else None
+
+
 def mtime(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns

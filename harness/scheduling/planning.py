@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import variants
 
 from ..data import check_min_size, load_dataset
+from ..metrics import class_of
 from ..spec.protocol import RunSpec
 from ..spec.sweep import Sweep
 from ..store import records
@@ -134,11 +135,11 @@ def check_metric_classes(sweep: Sweep, data, label: str) -> None:
     named += [(f"variants.{v.label}: protocol.select" if v.recipe else "protocol.select",
                v.protocol(sweep.protocol).select) for v in sweep.variants]
     for key, name in dict.fromkeys(named):
-        base, _, k = name.rpartition("_c")
-        if base not in ("dice", "iou", "hd95", "nsd") or not (k.isascii() and k.isdigit()):
+        if (per_class := class_of(name)) is None:
             continue
+        base, k = per_class
         valid = [0, 1] if base in ("dice", "iou") and data.num_classes <= 2 else foreground
-        if int(k) not in valid:
+        if k not in valid:
             raise ValueError(f"{key}: {name!r}: data set {label!r} has no class {k} for {base} "
                              f"(expected {' or '.join(f'{base}_c{c}' for c in valid)})")
 

@@ -9,23 +9,14 @@ whose ``time_s`` is not a positive finite number is left out of the mean (and co
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-from ..store import records
 from ..store.layout import Layout
 from ..store.records import STATUSES
 from ..store.sweep_plan import read_plan
 from .claims import live_claim
-from .one_run import existing_record
+from .one_run import recorded
 
 COUNTS = ("planned", *STATUSES, "running", "missing")
-
-
-def recorded(path: Path) -> dict | None:
-    """The record at ``path`` when it records its run as ``run`` reads it (a record of this
-    schema: ``run`` does any other again, as it does a file that is no record), else None."""
-    rec = existing_record(path, warn=False)
-    return rec if rec is not None and rec["schema"] == records.SCHEMA else None
 
 
 def run_time(record: dict) -> float | None:

@@ -29,6 +29,13 @@ PREFIX = "protocol."
 FIXED = {"checkpoint_every": "it changes how a run resumes, never what it learns"}
 """Protocol fields that cannot differ between the variants of a sweep, and why."""
 RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Protocol) if f.name not in FIXED)
+FLOATS = {f.name for f in dataclasses.fields(Protocol) if isinstance(f.default, float)}
+
+
+def field_value(name: str, value):
+    """A level of protocol field ``name``: an int level of a float field is that float (1 and
+    1.0 are one value, one run key)."""
+    return float(value) if name in FLOATS and type(value) is int else value
 EXPLICIT_KEYS = ("arch", "recipe", "protocol")  # an explicit variant given as network + recipe
 
 
@@ -102,8 +109,7 @@ class Expander:
                 self.fail(key, f"{PREFIX}{name} cannot differ between variants: {FIXED[name]}")
             if name not in RECIPE_FIELDS:
                 self.fail(key, f"{PREFIX}{name}: not a protocol field (expected one of {', '.join(RECIPE_FIELDS)})")
-        floats = {f.name for f in dataclasses.fields(Protocol) if isinstance(f.default, float)}
-        changes = {k: float(v) if k in floats and type(v) is int else v for k, v in changes.items()}
+        changes = {k: field_value(k, v) for k, v in changes.items()}
         try:
             p = dataclasses.replace(self.protocol, **changes)
         except (ValueError, TypeError) as e:

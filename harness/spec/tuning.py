@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import choice, table
-from .expand import FIXED, PREFIX, RECIPE_FIELDS
+from .expand import FIXED, PREFIX, RECIPE_FIELDS, field_value
 from .protocol import Protocol
 
 BY = ("variant", "variant-seed")
-FLOATS = {f.name for f in dataclasses.fields(Protocol) if isinstance(f.default, float)}
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,7 @@ def parse_tune(value: Any, protocol: Protocol, variants) -> Tune | None:
                              f"({', '.join(RECIPE_FIELDS)}) = [values], or by{why}")
         if not (isinstance(values, list) and len(values) >= 2):
             raise ValueError(f"tune.{key}: expected a list of at least two values, got {values!r}")
-        if name in FLOATS:  # an int level of a float field is that float (1 and 1.0: one run key)
-            values = [float(v) if type(v) is int else v for v in values]
+        values = [field_value(name, v) for v in values]
         try:
             parsed = tuple(getattr(dataclasses.replace(protocol, **{name: v}), name) for v in values)
         except (ValueError, TypeError) as e:
